@@ -1,0 +1,63 @@
+"""DuckDB schema of the results store, with numbered migrations.
+
+Only the CLI process opens the database; jobs write per-run files that `ingest` reads.
+
+Tables
+- studies(name, spec_path, spec JSON, updated): one row per study ingested.
+- nodes(study, id, kind, name, config JSON, deps JSON, lineage JSON, status, error, updated):
+  one row per (study, node). `lineage` flattens the configs of the node and all its upstream
+  nodes as {"<kind>.<field>": value}, e.g. {"pretrain.objective": "mmcl", "clean.lr": 1e-4},
+  so reports select runs with SQL over spec fields.
+- metrics(node_id, epoch, split, metric, value, n, step): long format. split is "eval" for
+  zero-shot evaluation (metrics top1, top5, asr; value is a fraction in [0, 1], n its
+  denominator) and "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...).
+  Epoch 0 of a clean node is the starting model.
+- checkpoints(node_id, epoch, path).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+MIGRATIONS: dict[int, Callable] = {}
+
+
+def migration(number: int):
+    def register(fn):
+        if number in MIGRATIONS:
+            raise ValueError(f"duplicate migration number {number}")
+        MIGRATIONS[number] = fn
+        return fn
+
+    return register
+
+
+@migration(1)
+def _initial(con) -> None:
+    con.execute(
+        """
+        CREATE TABLE studies (
+            name VARCHAR PRIMARY KEY, spec_path VARCHAR, spec JSON, updated TIMESTAMP
+        );
+        CREATE TABLE nodes (
+            study VARCHAR, id VARCHAR, kind VARCHAR, name VARCHAR, config JSON, deps JSON,
+            lineage JSON, status VARCHAR, error VARCHAR, updated TIMESTAMP,
+            PRIMARY KEY (study, id)
+        );
+        CREATE TABLE metrics (
+            node_id VARCHAR, epoch INTEGER, split VARCHAR, metric VARCHAR, value DOUBLE,
+            n BIGINT, step BIGINT
+        );
+        CREATE TABLE checkpoints (node_id VARCHAR, epoch INTEGER, path VARCHAR);
+        """
+    )
+
+
+def migrate(con) -> None:
+    """Apply the migrations not yet recorded in `_migrations`, in order."""
+    con.execute("CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY)")
+    done = {row[0] for row in con.execute("SELECT number FROM _migrations").fetchall()}
+    for number in sorted(MIGRATIONS):
+        if number not in done:
+            MIGRATIONS[number](con)
+            con.execute("INSERT INTO _migrations VALUES (?)", [number])
