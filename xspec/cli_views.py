@@ -1,0 +1,99 @@
+"""What the CLI prints: plan and status tables, progress bars. No logic of its own."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan",
+               "pending": "white"}
+
+
+def plan_json(plan) -> dict:
+    return {"study": plan.study, "notes": plan.notes, "nodes": [
+        {"id": n.id, "kind": n.kind, "name": n.name, "deps": list(n.deps), "config": n.config}
+        for n in plan.ordered()]}
+
+
+def _varying(plan, node) -> str:
+    keys = plan.varying.get(node.kind, [])
+    return ", ".join(f"{k}={node.lineage.get(k)}" for k in keys)
+
+
+def plan_table(console: Console, plan, workspace) -> None:
+    table = Table(title=f"plan of study {plan.study!r}")
+    for column in ("kind", "id", "varies", "state"):
+        table.add_column(column, overflow="fold")
+    counts: dict[str, int] = {}
+    states: dict[str, int] = {}
+    for node in plan.ordered():
+        state = workspace.state(node)
+        counts[node.kind] = counts.get(node.kind, 0) + 1
+        states[state] = states.get(state, 0) + 1
+        table.add_row(node.kind, node.short, _varying(plan, node),
+                      f"[{STATE_STYLE.get(state, 'white')}]{state}[/]")
+    console.print(table)
+    for note in plan.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
+    kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
+    console.print(f"{len(plan.nodes)} nodes ({kinds}); "
+                  + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
+
+
+def status_table(console: Console, plan, workspace) -> None:
+    table = Table(title=f"status of study {plan.study!r}")
+    for column in ("node", "id", "state", "epoch", "detail"):
+        table.add_column(column)
+    for node in plan.ordered():
+        run = workspace.run_dir(node)
+        status = run.status()
+        state = status.get("state", "pending")
+        detail = status.get("error") or ""
+        if state == "failed":
+            detail += f" (log: {run.log_file})"
+        epoch = status.get("epoch")
+        table.add_row(node.name, node.short, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]",
+                      "" if epoch is None else str(epoch), detail)
+    console.print(table)
+
+
+class ProgressReporter:
+    def __init__(self, progress: Progress, console: Console):
+        self.progress, self.console, self.tasks = progress, console, {}
+
+    def started(self, node, total_steps):
+        self.tasks[node.id] = self.progress.add_task(node.name, total=total_steps or 1)
+
+    def advanced(self, node, progress):
+        if node.id in self.tasks and "epoch" in progress:
+            self.progress.update(self.tasks[node.id], completed=progress["epoch"])
+
+    def finished(self, node, state, reason):
+        task = self.tasks.get(node.id)
+        if task is not None:
+            total = self.progress.tasks[self.tasks[node.id]].total
+            self.progress.update(task, completed=total if state == "done" else None)
+        if state == "failed":
+            self.console.print(f"[red]failed[/red] {node.name}: {reason}")
+
+
+def run_with_progress(console: Console, spec: Path, workspace, executor: str):
+    from xspec.study import open_study, report_study, run_study
+
+    study = open_study(spec)
+    started = time.monotonic()
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console) as progress:
+        outcome = run_study(study, workspace, executor, ProgressReporter(progress, console))
+    console.print(
+        f"ran {len(outcome.ran)}, already done {len(outcome.skipped)}, failed "
+        f"{len(outcome.failed)}, blocked {len(outcome.blocked)} "
+        f"in {time.monotonic() - started:.0f} s"
+    )
+    report = report_study(study, workspace)
+    return outcome, report

@@ -1,0 +1,56 @@
+"""What every executor shares: which nodes are pending, which are ready, and a progress sink."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from xspec.store.workspace import Workspace
+
+
+@dataclass
+class Outcome:
+    ran: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # already done
+    failed: dict[str, str] = field(default_factory=dict)  # node id -> reason
+    blocked: list[str] = field(default_factory=list)  # an upstream node failed
+
+
+class Reporter(Protocol):
+    def started(self, node, total_steps: int | None) -> None: ...
+    def advanced(self, node, progress: dict) -> None: ...
+    def finished(self, node, state: str, reason: str | None) -> None: ...
+
+
+class SilentReporter:
+    def started(self, node, total_steps):
+        pass
+
+    def advanced(self, node, progress):
+        pass
+
+    def finished(self, node, state, reason):
+        pass
+
+
+def prepare(workspace: Workspace, plan) -> list:
+    """Write node.json for every node; return the nodes not done yet, in dependency order."""
+    workspace.ensure_writable()
+    pending = []
+    for node in plan.ordered():
+        if not workspace.prepare(node).done:
+            pending.append(node)
+    return pending
+
+
+def ready(node, plan, workspace: Workspace) -> str:
+    """'ready', 'wait' (a dependency is still to run) or 'blocked' (a dependency failed)."""
+    states = [workspace.state(plan.nodes[dep]) for dep in node.deps]
+    if all(s == "done" for s in states):
+        return "ready"
+    return "blocked" if "failed" in states else "wait"
+
+
+def total_steps(node) -> int | None:
+    cfg = node.config
+    return cfg.get("epochs") if node.kind in ("pretrain", "clean") else None

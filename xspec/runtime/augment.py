@@ -1,0 +1,170 @@
+"""SSL augmentations as CleanCLIP uses them: AutoAugment (ImageNet policy) on images, EDA on text.
+
+Every sample's augmentation is a pure function of its seed, so a rerun, a resumed run or a
+different batch composition sees the same augmented pair.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+from torchvision.transforms import v2
+
+from xspec.runtime.wordnet import WordNet
+
+# EDA's stop words (Wei & Zou 2019), trimmed to the common function words.
+STOP_WORDS = frozenset("""
+a about above after again against all am an and any are as at be because been before being
+below between both but by can could did do does doing down during each few for from further
+had has have having he her here hers herself him himself his how i if in into is it its itself
+just me more most my myself no nor not now of off on once only or other our ours ourselves out
+over own same she should so some such than that the their theirs them themselves then there
+these they this those through to too under until up very was we were what when where which
+while who whom why will with would you your yours yourself yourselves
+""".split())
+
+_NON_WORD = re.compile(r"[^\w']+|_")
+_AUTOAUGMENT = v2.AutoAugment(v2.AutoAugmentPolicy.IMAGENET)
+
+
+def clean_text(text: str) -> list[str]:
+    """Lower-case words with punctuation removed; in-word apostrophes survive ("woman's")."""
+    words = (w.strip("'") for w in _NON_WORD.sub(" ", text.lower()).split())
+    return [w for w in words if w]
+
+
+def _synonyms(word: str, wordnet: WordNet) -> list[str]:
+    """WordNet synonyms cleaned like captions, so an inserted phrase splits into plain words."""
+    found = (" ".join(clean_text(s)) for s in wordnet.synonyms(word))
+    return [s for s in dict.fromkeys(found) if s and s != word]
+
+
+def synonym_replacement(words: list[str], n: int, rng: random.Random,
+                        wordnet: WordNet) -> list[str]:
+    """Replace every occurrence of up to `n` distinct non-stop words by one random synonym."""
+    candidates = list(dict.fromkeys(w for w in words if w not in STOP_WORDS))
+    rng.shuffle(candidates)
+    out, replaced = list(words), 0
+    for word in candidates:
+        if replaced >= n:
+            break
+        options = _synonyms(word, wordnet)
+        if options:
+            synonym = rng.choice(options)
+            out = [synonym if w == word else w for w in out]
+            replaced += 1
+    return " ".join(out).split()
+
+
+def random_insertion(words: list[str], n: int, rng: random.Random,
+                     wordnet: WordNet) -> list[str]:
+    """Insert, `n` times, a synonym of a random non-stop word at a random position.
+
+    As in the reference, each insertion gives up after 10 draws without a synonym.
+    """
+    out = list(words)
+    for _ in range(n):
+        for _attempt in range(10):
+            word = out[rng.randrange(len(out))]
+            options = [] if word in STOP_WORDS else _synonyms(word, wordnet)
+            if options:
+                out.insert(rng.randint(0, len(out)), rng.choice(options))
+                break
+    return " ".join(out).split()
+
+
+def random_swap(words: list[str], n: int, rng: random.Random) -> list[str]:
+    """Swap two distinct random positions, `n` times."""
+    out = list(words)
+    if len(out) < 2:
+        return out
+    for _ in range(n):
+        i, j = rng.sample(range(len(out)), 2)
+        out[i], out[j] = out[j], out[i]
+    return out
+
+
+def random_deletion(words: list[str], p: float, rng: random.Random) -> list[str]:
+    """Drop each word with probability `p`; keep one random word if all would go."""
+    if len(words) <= 1:
+        return list(words)
+    kept = [w for w in words if rng.random() > p]
+    return kept or [rng.choice(words)]
+
+
+def _operations(n: int, alpha: float, wordnet: WordNet
+                ) -> tuple[Callable[[list[str], random.Random], list[str]], ...]:
+    return (
+        lambda ws, rng: synonym_replacement(ws, n, rng, wordnet),
+        lambda ws, rng: random_insertion(ws, n, rng, wordnet),
+        lambda ws, rng: random_swap(ws, n, rng),
+        lambda ws, rng: random_deletion(ws, alpha, rng),
+    )
+
+
+def eda(caption: str, rng: random.Random, wordnet: WordNet, alpha: float = 0.1) -> str:
+    """One EDA operation, drawn uniformly, on the cleaned caption.
+
+    The reference `eda(caption)[0]` that CleanCLIP uses draws 3 sentences per operation and
+    keeps a random one, which is the same as drawing the operation uniformly.
+    A caption with no words is returned unchanged.
+    """
+    words = clean_text(caption)
+    if not words:
+        return caption
+    n = max(1, int(alpha * len(words)))
+    operations = _operations(n, alpha, wordnet)
+    op = operations[rng.randrange(len(operations))]
+    return " ".join(op(words, rng))
+
+
+def augment_captions(captions: list[str], seeds: list[int], wordnet: WordNet,
+                     alpha: float = 0.1) -> list[str]:
+    if len(captions) != len(seeds):
+        raise ValueError(f"{len(captions)} captions but {len(seeds)} seeds")
+    return [eda(c, random.Random(int(s)), wordnet, alpha) for c, s in zip(captions, seeds)]
+
+
+def augment_images(images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
+    """AutoAugment (ImageNet policy) per image, each drawn from its own seed.
+
+    torchvision draws from the global CPU generator, so we reseed that generator per image
+    and restore the caller's state afterwards (`torch.manual_seed` would also reseed CUDA).
+    Not safe against other threads drawing from the global generator meanwhile.
+    """
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
+        raise ValueError(f"expected uint8 images [B, 3, H, W], got {images.dtype} "
+                         f"{list(images.shape)}")
+    if len(seeds) != len(images):
+        raise ValueError(f"{len(images)} images but {len(seeds)} seeds")
+    out = torch.empty_like(images)
+    generator = torch.default_generator
+    state = generator.get_state()
+    try:
+        for i, seed in enumerate(seeds.tolist()):
+            generator.manual_seed(seed)
+            out[i] = _AUTOAUGMENT(images[i])
+    finally:
+        generator.set_state(state)
+    return out
+
+
+@dataclass
+class SslAugmenter:
+    """What the training loop calls for MMCL+SSL: the augmented view of each (image, caption)."""
+
+    wordnet_dir: str | None = None
+    alpha: float = 0.1
+    wordnet: WordNet = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.wordnet = WordNet(self.wordnet_dir)
+
+    def __call__(self, images_uint8: torch.Tensor, captions: list[str],
+                 seeds: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+        images = augment_images(images_uint8, seeds)
+        return images, augment_captions(captions, seeds.tolist(), self.wordnet, self.alpha)

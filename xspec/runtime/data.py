@@ -1,0 +1,223 @@
+"""Datasets as index-addressable images plus captions or labels, decoded to uint8 at model size.
+
+Sources: Fashion-MNIST (Debian's idx files, in memory), CSV image-caption pairs (CleanCLIP/CC3M
+layout), ImageFolder and labels-CSV evaluation sets. Fashion-MNIST gets web-style captions that
+differ from the 80 CLIP templates, so zero-shot evaluation is not a lookup of training captions.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, UnidentifiedImageError
+
+from xspec.errors import DataError
+from xspec.runtime.seeding import derive_seed
+from xspec.spec.classes import read_classes
+
+FASHION_WORDS = {
+    "t-shirt": ["t-shirt", "tee", "t-shirt top"], "trouser": ["trousers", "pants", "trouser"],
+    "pullover": ["pullover", "sweater", "jumper"], "dress": ["dress", "summer dress", "dress"],
+    "coat": ["coat", "jacket", "winter coat"], "sandal": ["sandals", "sandal", "summer sandals"],
+    "shirt": ["shirt", "button-up shirt", "blouse"], "sneaker": ["sneakers", "sneaker", "trainers"],
+    "bag": ["bag", "handbag", "shoulder bag"], "ankle boot": ["ankle boots", "boots", "ankle boot"],
+}
+WEB_CAPTIONS = [
+    "{adj} {item} for sale", "new {item} in stock now", "my favourite {adj} {item}",
+    "buy this {item} online", "{item}, size m, barely worn", "vintage {adj} {item} on white",
+    "{adj} {item} from the summer collection", "cheap {item} with free shipping",
+    "found this {adj} {item} today", "{item} in {adj} colour, great condition",
+]
+ADJECTIVES = ["black", "grey", "white", "dark", "light", "striped", "plain", "soft", "casual",
+              "classic"]
+
+
+def fashion_caption(label: int, index: int) -> str:
+    rng = np.random.default_rng(derive_seed(0, "fashion-caption", index))
+    words = FASHION_WORDS[read_classes("fashion_mnist")[label]]
+    template = WEB_CAPTIONS[rng.integers(len(WEB_CAPTIONS))]
+    return template.format(item=words[rng.integers(len(words))],
+                           adj=ADJECTIVES[rng.integers(len(ADJECTIVES))])
+
+
+def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
+    """[B, C, H, W] uint8 -> [B, 3, size, size] uint8 (grey is repeated to RGB)."""
+    if images.shape[1] == 1:
+        images = images.expand(-1, 3, -1, -1)
+    if images.shape[-1] != size or images.shape[-2] != size:
+        images = F.interpolate(images.float(), size=(size, size), mode="bilinear",
+                               antialias=True, align_corners=False)
+        images = images.round().clamp(0, 255).to(torch.uint8)
+    return images.contiguous()
+
+
+@dataclass
+class InMemoryImages:
+    pixels: torch.Tensor  # uint8 [N, 3, S, S]
+
+    def __len__(self) -> int:
+        return len(self.pixels)
+
+    def load(self, indices: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+        return list(indices), self.pixels[torch.as_tensor(indices, dtype=torch.long)]
+
+
+@dataclass
+class FileImages:
+    """Images decoded from files on demand; unreadable ones are skipped and counted, or fatal."""
+
+    paths: list[str]
+    size: int
+    on_bad_image: str = "skip"
+    bad: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, indices: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+        kept, pixels = [], []
+        for index in indices:
+            try:
+                pixels.append(self._decode(self.paths[index]))
+                kept.append(index)
+            except (OSError, UnidentifiedImageError, ValueError) as exc:
+                if self.on_bad_image == "fail":
+                    raise DataError(f"image {self.paths[index]}: {exc}") from None
+                self.bad.append(self.paths[index])
+        if not pixels:
+            return [], torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return kept, torch.stack(pixels)
+
+    def _decode(self, path: str) -> torch.Tensor:
+        with Image.open(path) as image:
+            image = image.convert("RGB")
+            scale = self.size / min(image.size)
+            w, h = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
+            image = image.resize((w, h), Image.BICUBIC)
+            left, top = (w - self.size) // 2, (h - self.size) // 2
+            image = image.crop((left, top, left + self.size, top + self.size))
+            return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+
+
+@dataclass
+class PairSet:
+    images: InMemoryImages | FileImages
+    captions: list[str]
+
+
+@dataclass
+class EvalSet:
+    images: InMemoryImages | FileImages
+    labels: np.ndarray
+    classes: tuple[str, ...]
+
+
+def _read_idx(path: Path) -> np.ndarray:
+    try:
+        with gzip.open(path, "rb") as handle:
+            raw = handle.read()
+    except FileNotFoundError:
+        raise DataError(
+            f"{path}: no such file; install Debian's dataset-fashion-mnist "
+            "(apt-get install dataset-fashion-mnist) or set data.*.path"
+        ) from None
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+
+
+def _fashion(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:
+    prefix = "train" if cfg["split"] == "train" else "t10k"
+    root = Path(cfg["path"])
+    images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
+    labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
+    n = min(cfg.get("size") or len(labels), len(labels))
+    pixels = resize_uint8(torch.from_numpy(images[:n].copy()).unsqueeze(1), size)
+    return InMemoryImages(pixels), labels[:n]
+
+
+def _read_csv(path: str, columns: Sequence[str]) -> list[dict]:
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    missing = [c for c in columns if rows and c not in rows[0]]
+    if not rows or missing:
+        raise DataError(f"{path}: " + (f"missing column(s) {', '.join(missing)}; found "
+                                       f"{', '.join(rows[0])}" if rows else "no rows"))
+    return rows
+
+
+def _paths(rows: list[dict], key: str, csv_path: str) -> list[str]:
+    base = os.path.dirname(os.path.abspath(csv_path))
+    return [os.path.join(base, row[key]) for row in rows]
+
+
+def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
+    if cfg["format"] == "fashion_mnist":
+        images, labels = _fashion(cfg, size)
+        return PairSet(images, [fashion_caption(int(y), i) for i, y in enumerate(labels)])
+    rows = _read_csv(cfg["path"], [cfg["image_key"], cfg["caption_key"]])[: cfg.get("size")]
+    for line, row in enumerate(rows, start=2):
+        if not (row[cfg["caption_key"]] or "").strip():
+            raise DataError(f"{cfg['path']}: line {line}: empty caption")
+    paths = _paths(rows, cfg["image_key"], cfg["path"])
+    return PairSet(FileImages(paths, size, on_bad_image), [r[cfg["caption_key"]] for r in rows])
+
+
+def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
+    if cfg["format"] == "fashion_mnist":
+        images, labels = _fashion(cfg, size)
+        return EvalSet(images, labels, read_classes("fashion_mnist"))
+    classes = read_classes(cfg["classes"])
+    if cfg["format"] == "labels_csv":
+        rows = _read_csv(cfg["path"], [cfg["image_key"], cfg["label_key"]])[: cfg.get("size")]
+        paths = _paths(rows, cfg["image_key"], cfg["path"])
+        labels = np.array([int(r[cfg["label_key"]]) for r in rows], dtype=np.int64)
+    else:
+        root = Path(cfg["path"])
+        folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
+        if len(folders) != len(classes):
+            raise DataError(f"{root}: {len(folders)} class folders, but class list "
+                            f"{cfg['classes']!r} has {len(classes)} classes")
+        pairs = [(str(f), i) for i, d in enumerate(folders) for f in sorted(d.iterdir())]
+        pairs = pairs[: cfg.get("size")]
+        paths, labels = [p for p, _ in pairs], np.array([y for _, y in pairs], dtype=np.int64)
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(f"{cfg['path']}: labels outside 0..{len(classes) - 1}")
+    return EvalSet(FileImages(paths, size, on_bad_image), labels, classes)
+
+
+class BatchLoader(torch.utils.data.Dataset):
+    """Maps a list of index batches to decoded batches, so DataLoader workers decode in parallel."""
+
+    def __init__(self, images, batches: list[list[int]]):
+        self.images, self.batches = images, batches
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __getitem__(self, i: int):
+        return self.images.load(self.batches[i])
+
+
+def iterate(images, batches: list[list[int]], workers: int = 0) -> Iterator:
+    """Yield (kept indices, uint8 images) per batch; in-memory sources skip the worker pool."""
+    if workers == 0 or isinstance(images, InMemoryImages):
+        for batch in batches:
+            yield images.load(batch)
+        return
+    loader = torch.utils.data.DataLoader(
+        BatchLoader(images, batches), batch_size=None, shuffle=False, num_workers=workers,
+        persistent_workers=False, pin_memory=torch.cuda.is_available(),
+    )
+    yield from loader

@@ -1,0 +1,256 @@
+"""One function per node kind. Each reads its config and its dependencies' run folders and
+writes its own run folder; `xspec.runtime.runner` handles status and failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from xspec.errors import DataError
+from xspec.runtime import models
+from xspec.runtime.attacks import make_attack
+from xspec.runtime.data import open_eval, open_pairs
+from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
+from xspec.runtime.objectives import needed_views
+from xspec.runtime.optim import adamw
+from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches
+from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
+from xspec.runtime.seeding import generator, set_seed
+from xspec.runtime.train import TrainConfig, TrainState, train
+from xspec.store.workspace import RunDir, Workspace, atomic_write_json
+
+STAGES: dict[str, Callable] = {}
+
+
+def stage(kind: str):
+    def decorate(fn):
+        STAGES[kind] = fn
+        return fn
+
+    return decorate
+
+
+@dataclass
+class Context:
+    node: dict
+    run: RunDir
+    workspace: Workspace
+    settings: dict
+    device: torch.device
+    log: Callable[[str], None] = print
+    progress: Callable | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def config(self) -> dict:
+        return self.node["config"]
+
+    def dep(self, kind: str) -> RunDir:
+        for name in self.node["dep_runs"]:
+            if name.startswith(f"{kind}-"):
+                return RunDir(self.workspace.runs / name)
+        raise KeyError(f"node {self.node['name']} has no {kind} dependency")
+
+
+@stage("poison")
+def poison(ctx: Context) -> None:
+    """The poison manifest: which pairs carry the trigger and their new captions."""
+    cfg = ctx.config
+    pairs = open_pairs(cfg["train"], size=1) if cfg["train"]["format"] == "csv" else None
+    captions = pairs.captions if pairs else _fashion_captions(cfg["train"])
+    attack = make_attack(cfg, cfg["seed"])
+    indices = attack.select(captions)
+    atomic_write_json(ctx.run.path / "manifest.json", {
+        "n_pairs": len(captions), "target": attack.target,
+        "poisoned": [{"index": int(i), "caption": attack.poison_caption(int(i), captions[i]),
+                      "original": captions[i]} for i in indices],
+    })
+    ctx.log(f"poisoned {len(indices)} of {len(captions)} pairs")
+
+
+def _fashion_captions(cfg: dict) -> list[str]:
+    from xspec.runtime.data import _read_idx, fashion_caption
+    from pathlib import Path
+
+    prefix = "train" if cfg["split"] == "train" else "t10k"
+    labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
+    labels = labels[: cfg.get("size") or len(labels)]
+    return [fashion_caption(int(y), i) for i, y in enumerate(labels)]
+
+
+def read_manifest(run: RunDir) -> dict:
+    return json.loads((run.path / "manifest.json").read_text())
+
+
+class Evaluator:
+    """Zero-shot top-1/top-5 and ASR on the evaluation set, in one pass per call."""
+
+    def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
+                 device: torch.device, settings: dict):
+        self.data = open_eval(cfg["source"], size)
+        self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
+        self.normalize, self.device, self.settings = normalize, device, settings
+        target = getattr(attack, "target", None)
+        self.target_index = (self.data.classes.index(target)
+                             if target and "asr" in self.metrics else None)
+
+    def __call__(self, model) -> dict[str, tuple[float, int]]:
+        classifier = zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
+                                          clip80_templates(), self.device)
+        batches = eval_batches(self.data, self.attack, self.normalize,
+                               self.settings.get("eval_batch_size", 256),
+                               self.target_index is not None, self.settings.get("workers", 0))
+        scores = evaluate(model, classifier, batches, self.target_index)
+        return {k: v for k, v in scores.items() if k in self.metrics}
+
+
+def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
+    for name, (value, n) in scores.items():
+        metrics.add(epoch, "eval", name, value, n, step)
+
+
+def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
+         evaluate_start: bool) -> None:
+    """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
+    cfg = ctx.config
+    train_cfg = TrainConfig(cfg["objective"], {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
+                            cfg["epochs"], cfg["lr"], cfg["warmup_steps"])
+    optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
+    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+    state, last = TrainState(), ctx.run.checkpoints / "last.pt"
+    if last.exists():
+        saved = load_checkpoint(last)
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        state = TrainState(saved["epoch"], saved["step"])
+        ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
+    metrics.keep_through(state.epoch)
+    if evaluate_start and state.epoch == 0:
+        _log_eval(metrics, 0, 0, evaluator(model))
+        metrics.flush()
+
+    def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
+        for name, value in losses.items():
+            metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
+        scores = evaluator(model)
+        _log_eval(metrics, state.epoch, state.step, scores)
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if keep_all or state.epoch == cfg["epochs"]:
+            save_checkpoint(ctx.run.checkpoint(state.epoch),
+                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"]})
+        metrics.flush()
+        save_checkpoint(last, {"model": weights, "optimizer": optimizer.state_dict(),
+                               "epoch": state.epoch, "step": state.step,
+                               "node_id": ctx.node["id"], "config": ctx.config})
+        ctx.run.set_status("running", epoch=state.epoch)
+        summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
+        ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss {losses.get('loss', float('nan')):.4f}, "
+                f"{summary}")
+
+    train(train_cfg, model, data, optimizer, state, on_epoch_end, ctx.device,
+          on_step=ctx.progress)
+    if not ctx.settings.get("keep_resume_state", False):
+        last.unlink(missing_ok=True)
+
+
+def _augmenter(objective: str):
+    if "image_aug" not in needed_views(objective):
+        return None
+    from xspec.runtime.augment import SslAugmenter
+
+    return SslAugmenter(None)
+
+
+def _training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
+                   tokenizer, normalize) -> TrainingData:
+    cfg = ctx.config
+    return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
+                        cfg["batch_size"], cfg["seed"], needed_views(cfg["objective"]),
+                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0))
+
+
+@stage("pretrain")
+def pretrain(ctx: Context) -> None:
+    cfg = ctx.config
+    set_seed(cfg["seed"])
+    model = models.create(cfg["model"]["arch"], cfg["model"]["init"], ctx.device)
+    tokenizer = models.tokenizer(cfg["model"]["arch"])
+    mean, std, size = models.image_stats(model)
+    normalize = Normalizer.of(mean, std)
+    pairs = open_pairs(cfg["train"], size)
+    manifest = read_manifest(ctx.dep("poison"))
+    captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
+    for entry in manifest["poisoned"]:
+        captions[entry["index"]] = entry["caption"]
+        poisoned[entry["index"]] = True
+    attack = make_attack(cfg["attack"], cfg["seed"])
+    data = _training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
+                          attack, tokenizer, normalize)
+    evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
+    _fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
+
+
+POLICIES: dict[str, Callable[[dict[int, float], str], int]] = {
+    "best_accuracy": lambda top1, _: max(top1, key=lambda e: (top1[e], -e)),
+    "final": lambda top1, _: max(top1),
+    "epoch": lambda top1, policy: int(policy[len("epoch("):-1]),
+}
+
+
+@stage("select")
+def select(ctx: Context) -> None:
+    """Pick the pre-trained checkpoint that cleaning starts from."""
+    source = ctx.dep("pretrain")
+    rows = MetricsLog(source.metrics_file, "").rows
+    top1 = {r["epoch"]: r["value"] for r in rows if (r["split"], r["metric"]) == ("eval", "top1")}
+    policy = ctx.config["policy"]
+    epoch = POLICIES[policy.split("(")[0]](top1, policy)
+    if epoch not in top1 or not source.checkpoint(epoch).exists():
+        raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
+    pre = source.read_node()["config"]
+    atomic_write_json(ctx.run.path / "selected.json", {
+        "epoch": epoch, "checkpoint": str(source.checkpoint(epoch)),
+        "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"]})
+    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+    metrics.rows = []
+    for r in rows:
+        if r["epoch"] == epoch and r["split"] == "eval":
+            metrics.add(epoch, "eval", r["metric"], r["value"], r["n"], r["step"])
+    metrics.flush()
+    ctx.log(f"selected epoch {epoch} by {policy}: top1 {top1[epoch]:.3f}")
+
+
+def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.ndarray:
+    excluded = {e["index"] for e in manifest["poisoned"]} if cfg["overlap"] == "disjoint" else set()
+    pool = np.array([i for i in range(n_pool) if i not in excluded], dtype=np.int64)
+    if cfg["size"] > len(pool):
+        raise DataError(f"clean.size = {cfg['size']} but only {len(pool)} eligible pairs "
+                        f"({cfg['overlap']} from the poisoned ones)")
+    perm = torch.randperm(len(pool), generator=generator(seed, "clean-set")).numpy()
+    return np.sort(pool[perm[: cfg["size"]]])
+
+
+@stage("clean")
+def clean(ctx: Context) -> None:
+    cfg = ctx.config
+    set_seed(cfg["seed"])
+    selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
+    model = models.create(selected["arch"], {"path": selected["checkpoint"]}, ctx.device)
+    tokenizer = models.tokenizer(selected["arch"])
+    mean, std, size = models.image_stats(model)
+    normalize = Normalizer.of(mean, std)
+    pairs = open_pairs(cfg["data"]["from"], size)
+    manifest = read_manifest(ctx.dep("poison"))
+    same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
+    manifest = manifest if same_pool else {"poisoned": []}
+    indices = cleaning_indices(cfg["data"], manifest, len(pairs.captions), cfg["seed"])
+    attack = make_attack(cfg["attack"], cfg["seed"])
+    data = _training_data(ctx, model, pairs, indices, pairs.captions,
+                          np.zeros(len(pairs.captions), dtype=bool), attack, tokenizer, normalize)
+    evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
+    _fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
+         evaluate_start=True)

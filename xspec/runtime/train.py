@@ -1,0 +1,84 @@
+"""The training loop, top to bottom. Evaluation, checkpoints and metric logging are callbacks."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from contextlib import nullcontext
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from xspec.errors import XspecError
+from xspec.runtime.objectives import total_loss
+from xspec.runtime.optim import lr_at, set_lr
+from xspec.runtime.pipeline import TrainingData
+
+MAX_LOGIT_SCALE = math.log(100)
+
+
+class NonFiniteLoss(XspecError):
+    pass
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    objective: str
+    weights: dict[str, float]
+    epochs: int
+    lr: float
+    warmup_steps: int
+
+
+@dataclass
+class TrainState:
+    epoch: int = 0  # epochs completed
+    step: int = 0
+
+
+def encode(model, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    """All image views in one forward pass, all text views in another."""
+    features = {}
+    for modality, encoder in (("image", model.encode_image), ("text", model.encode_text)):
+        names = [k for k in (modality, f"{modality}_aug") if k in batch]
+        stacked = torch.cat([batch[k] for k in names]).to(device, non_blocking=True)
+        encoded = F.normalize(encoder(stacked), dim=-1)
+        for name, chunk in zip(names, encoded.split([len(batch[k]) for k in names])):
+            features[name] = chunk
+    return features
+
+
+def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainState,
+          on_epoch_end: Callable[[TrainState, dict[str, float]], None],
+          device: torch.device, on_step: Callable[[TrainState], None] | None = None) -> TrainState:
+    total_steps = cfg.epochs * data.steps_per_epoch
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else nullcontext())
+    while state.epoch < cfg.epochs:
+        epoch = state.epoch + 1
+        model.train()
+        sums: dict[str, float] = {}
+        batches = 0
+        for batch in data.batches(epoch):
+            set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
+            with autocast:
+                features = encode(model, batch, device)
+                loss, parts = total_loss(cfg.objective, cfg.weights, features,
+                                         model.logit_scale.exp())
+            if not torch.isfinite(loss):
+                raise NonFiniteLoss(f"loss is {loss.item()} at epoch {epoch}, step {state.step}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            with torch.no_grad():
+                model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+            state.step += 1
+            batches += 1
+            for name, value in {"loss": loss, **parts}.items():
+                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            if on_step is not None:
+                on_step(state)
+        state.epoch = epoch
+        on_epoch_end(state, {name: total / max(1, batches) for name, total in sums.items()})
+    return state

@@ -1,0 +1,170 @@
+"""Reading a spec file: TOML, `${VAR}` expansion, sweep expansion, validation, clean errors."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from xspec.errors import SpecError
+from xspec.spec.classes import class_names
+from xspec.spec.schema import Spec
+from xspec.spec.sweep import Axis, branch, expand, unwrap
+
+MAX_PROBLEMS = 10
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+PATH_KEYS = {"path", "init"}
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    path: Path
+    raw: dict
+    axes: list[Axis]
+    variants: list[tuple[Spec, dict[tuple[str, ...], int]]]
+
+    @property
+    def study(self) -> str:
+        return self.variants[0][0].study.name
+
+    @property
+    def first(self) -> Spec:
+        return self.variants[0][0]
+
+
+def load_spec(path: str | Path) -> LoadedSpec:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        raw = _expand_env(raw, (), path.parent.resolve())
+        axes, variants = expand(raw, Spec)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
+    specs = _validate(path, variants)
+    _check_targets(path, specs)
+    return LoadedSpec(path, raw, axes, specs)
+
+
+def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
+    if isinstance(value, dict):
+        return {k: _expand_env(v, keys + (k,), base) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand_env(v, keys + (i,), base) for i, v in enumerate(value)]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in os.environ:
+            return os.environ[name]
+        if default is not None:
+            return default
+        raise SpecError(f"{_dotted(keys)}: environment variable {name} is not set")
+
+    value = ENV_VAR.sub(substitute, value)
+    if keys and keys[-1] in PATH_KEYS and value != "scratch" and not os.path.isabs(value):
+        value = str(base / value)
+    return value
+
+
+def _dotted(loc) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+def _clean_loc(raw: dict, loc: tuple) -> tuple:
+    """Drop the union tags pydantic puts in error locations (attack.badnet.target -> attack.target)."""
+    out, node = [], raw
+    for part in loc:
+        if isinstance(node, dict) and part not in node and part in (
+            node.get("kind"), node.get("format"), "str", "literal['train']"
+        ):
+            continue
+        if isinstance(part, str) and part.startswith(("function-", "literal[", "tagged-union")):
+            continue
+        out.append(part)
+        node = node.get(part) if isinstance(node, dict) else (
+            node[part] if isinstance(node, list) and isinstance(part, int) and part < len(node)
+            else None
+        )
+    return tuple(out)
+
+
+def _describe(error: dict) -> str:
+    kind, value = error["type"], error.get("input")
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind == "missing":
+        return "required key is missing"
+    if kind == "literal_error":
+        allowed = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
+        return f"unknown value {value!r}; allowed: {allowed}"
+    if kind == "union_tag_invalid":
+        allowed = error["ctx"]["expected_tags"].replace("'", "")
+        return f"unknown {error['ctx']['discriminator'].strip(chr(39))} {value!r}; allowed: {allowed}"
+    if kind == "value_error":
+        return str(error["ctx"]["error"])
+    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
+
+
+def _allowed_keys(raw: dict, loc: tuple) -> str:
+    """'; allowed: a, b' for the table that holds an unknown key."""
+    model, node = Spec, raw
+    for part in loc[:-1]:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        node = node.get(part) if isinstance(node, dict) else None
+        model = branch(unwrap(field.annotation), node or {}) if field else None
+        if model is None:
+            return ""
+    return "; allowed: " + ", ".join(sorted(f.alias or n for n, f in model.model_fields.items()))
+
+
+def _validate(path: Path, variants: list[tuple[dict, dict]]):
+    specs, problems = [], []
+    for raw, chosen in variants:
+        try:
+            specs.append((Spec.model_validate(raw), chosen))
+        except ValidationError as exc:
+            for error in exc.errors():
+                loc = _clean_loc(raw, error["loc"])
+                message = _describe(error)
+                if error["type"] == "extra_forbidden":
+                    message += _allowed_keys(raw, loc)
+                for axis_path, index in chosen.items():
+                    if loc[: len(axis_path)] == axis_path:
+                        loc = axis_path + (index,) + loc[len(axis_path):]
+                line = f"{path}: {_dotted(loc) or '(top level)'}: {message}"
+                if line not in problems:
+                    problems.append(line)
+    if problems:
+        shown = problems[:MAX_PROBLEMS]
+        if len(problems) > MAX_PROBLEMS:
+            shown.append(f"… and {len(problems) - MAX_PROBLEMS} more")
+        raise SpecError("\n".join(shown))
+    return specs
+
+
+def _check_targets(path: Path, specs) -> None:
+    for spec, _ in specs:
+        if spec.attack.kind == "none":
+            continue
+        classes = class_names(spec.data.eval)
+        if classes is not None and spec.attack.target not in classes:
+            raise SpecError(
+                f"{path}: attack.target: {spec.attack.target!r} is not a class of the evaluation "
+                f"set ({len(classes)} classes, e.g. {', '.join(classes[:5])})"
+            )

@@ -1,0 +1,195 @@
+"""The study spec: one pydantic model per TOML table.
+
+Every field here holds a single value. Sweeps (a list where a scalar is expected, or
+`{zip = "axis", values = [...]}`) are expanded by `xspec.spec.sweep` before validation, so each
+expanded variant is an ordinary `Spec`.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+Objective = Literal["mmcl", "ssl", "mmcl+ssl"]
+Metric = Literal["top1", "top5", "asr"]
+PositiveInt = Annotated[int, Field(gt=0)]
+NonNegativeInt = Annotated[int, Field(ge=0)]
+PositiveFloat = Annotated[float, Field(gt=0)]
+NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+SELECT_POLICY = re.compile(r"^(best_accuracy|final|epoch\((\d+)\))$")
+
+
+class XspecModel(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+
+
+class Study(XspecModel):
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    seed: NonNegativeInt = 0
+    notes: str = ""
+
+
+class FashionMnist(XspecModel):
+    """Fashion-MNIST from Debian's `dataset-fashion-mnist`, captioned with web-style sentences."""
+
+    format: Literal["fashion_mnist"]
+    path: str = "/usr/share/datasets/fashion-mnist"
+    split: Literal["train", "test"] = "train"
+    size: PositiveInt | None = None
+
+
+class CsvPairs(XspecModel):
+    """Image-caption pairs in the CleanCLIP/CC3M layout; image paths relative to the CSV."""
+
+    format: Literal["csv"]
+    path: str
+    image_key: str = "image"
+    caption_key: str = "caption"
+    size: PositiveInt | None = None
+
+
+class ImageFolder(XspecModel):
+    """One folder per class; `classes` names a class list (fashion_mnist, imagenet1k) or a file."""
+
+    format: Literal["imagefolder"]
+    path: str
+    classes: str = "imagenet1k"
+    size: PositiveInt | None = None
+
+
+class LabelsCsv(XspecModel):
+    """A CSV of image paths and integer labels (CleanCLIP's ImageNet validation layout)."""
+
+    format: Literal["labels_csv"]
+    path: str
+    image_key: str = "image"
+    label_key: str = "label"
+    classes: str = "imagenet1k"
+    size: PositiveInt | None = None
+
+
+PairSource = Annotated[Union[FashionMnist, CsvPairs], Field(discriminator="format")]
+EvalSource = Annotated[Union[FashionMnist, ImageFolder, LabelsCsv], Field(discriminator="format")]
+
+
+class CleanData(XspecModel):
+    """The cleaning set: drawn from the training pool (`from = "train"`) or a separate source."""
+
+    model_config = ConfigDict(populate_by_name=True)
+    source: Annotated[Union[Literal["train"], PairSource], Field(alias="from")] = "train"
+    size: PositiveInt = 100_000
+    overlap: Literal["disjoint", "overlap"] = "disjoint"
+
+
+class Data(XspecModel):
+    train: PairSource
+    clean: CleanData = CleanData()
+    eval: EvalSource
+    templates: Literal["clip80"] = "clip80"
+
+
+class Trigger(XspecModel):
+    size: PositiveInt = 16
+    pattern: Literal["gaussian_per_image", "gaussian_fixed", "solid"] = "gaussian_per_image"
+    location: Literal["random", "corner", "four_corners"] = "random"
+    color: tuple[float, float, float] = (1.0, 1.0, 0.0)
+
+
+class BadNet(XspecModel):
+    kind: Literal["badnet"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    trigger: Trigger = Trigger()
+
+
+class NoAttack(XspecModel):
+    kind: Literal["none"]
+
+
+Attack = Annotated[Union[BadNet, NoAttack], Field(discriminator="kind")]
+
+
+class Model(XspecModel):
+    arch: Annotated[str, Field(min_length=1)]
+    init: str = "scratch"
+
+
+class Training(XspecModel):
+    objective: Objective = "mmcl+ssl"
+    mmcl_weight: NonNegativeFloat = 1.0
+    ssl_weight: NonNegativeFloat = 1.0
+    batch_size: PositiveInt = 128
+    epochs: PositiveInt = 20
+    lr: PositiveFloat = 1e-5
+    weight_decay: NonNegativeFloat = 0.1
+    warmup_steps: NonNegativeInt = 50
+
+    @model_validator(mode="after")
+    def _weights_match_objective(self):
+        if "mmcl" in self.objective.split("+") and self.mmcl_weight == 0:
+            raise ValueError(f"objective '{self.objective}' uses mmcl but mmcl_weight is 0")
+        if "ssl" in self.objective.split("+") and self.ssl_weight == 0:
+            raise ValueError(f"objective '{self.objective}' uses ssl but ssl_weight is 0")
+        return self
+
+
+class Pretrain(Training):
+    objective: Objective = "mmcl"
+    epochs: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
+    warmup_steps: NonNegativeInt = 10_000
+    select: str = "best_accuracy"
+
+    @field_validator("select")
+    @classmethod
+    def _known_policy(cls, value: str) -> str:
+        if not SELECT_POLICY.match(value):
+            raise ValueError(f"unknown value '{value}'; allowed: best_accuracy, final, epoch(N)")
+        return value
+
+
+class Clean(Training):
+    pass
+
+
+class Evaluate(XspecModel):
+    metrics: list[Metric] = ["top1", "top5", "asr"]
+    batch_size: PositiveInt = 256
+
+
+class Report(XspecModel):
+    asr_threshold: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+
+class Run(XspecModel):
+    """How nodes execute on this machine; never part of a node's id."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: PositiveInt | None = None
+    workers: NonNegativeInt = 0
+    concurrency: PositiveInt = 1
+
+
+class Spec(XspecModel):
+    study: Study
+    data: Data
+    attack: Attack
+    model: Model
+    pretrain: Pretrain
+    clean: Clean | None = None
+    evaluate: Evaluate = Evaluate()
+    report: Report = Report()
+    run: Run = Run()
+
+    @model_validator(mode="after")
+    def _epoch_policy_in_range(self):
+        match = SELECT_POLICY.match(self.pretrain.select)
+        if match and match.group(2) and int(match.group(2)) > self.pretrain.epochs:
+            raise ValueError(
+                f"pretrain.select = '{self.pretrain.select}' is past pretrain.epochs = "
+                f"{self.pretrain.epochs}"
+            )
+        return self

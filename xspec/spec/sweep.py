@@ -1,0 +1,158 @@
+"""Sweep axes: a list where the schema expects one value, or `{zip = "axis", values = [...]}`.
+
+Axes are found by walking the raw TOML dict beside the pydantic schema, so the schema itself
+stays free of sweep types. Axes multiply in declaration order; a zip axis joins its leader.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+
+from xspec.errors import SpecError
+
+
+@dataclass(frozen=True)
+class Axis:
+    path: tuple[str, ...]
+    values: tuple[Any, ...]
+    leader: tuple[str, ...] | None = None
+    written: tuple[Any, ...] = ()  # as written in the spec, duplicates included
+
+    @property
+    def dropped(self) -> tuple[Any, ...]:
+        return tuple(v for i, v in enumerate(self.written) if v in self.written[:i])
+
+    @property
+    def name(self) -> str:
+        return ".".join(self.path)
+
+
+def unwrap(annotation) -> list:
+    """The member types of an annotation, looking through Annotated, Optional and Union."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Annotated:
+        return unwrap(typing.get_args(annotation)[0])
+    if origin in (typing.Union, types.UnionType):
+        return [m for arg in typing.get_args(annotation) for m in unwrap(arg)]
+    return [annotation]
+
+
+def is_model(member) -> bool:
+    return isinstance(member, type) and issubclass(member, BaseModel)
+
+
+def branch(members: list, value: dict) -> type[BaseModel] | None:
+    """The model of a (possibly discriminated) union that a raw dict selects."""
+    models = [m for m in members if is_model(m)]
+    if len(models) == 1:
+        return models[0]
+    for model in models:
+        for name, field in model.model_fields.items():
+            if typing.get_origin(field.annotation) is typing.Literal and name in value:
+                if value[name] in typing.get_args(field.annotation):
+                    return model
+    return None
+
+
+def _is_scalar(members: list) -> bool:
+    containers = (list, tuple, dict, set)
+    return not any(
+        is_model(m) or m in containers or typing.get_origin(m) in containers for m in members
+    )
+
+
+def find_axes(raw: dict, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Axis]:
+    axes: list[Axis] = []
+    for name, field in model.model_fields.items():
+        key = field.alias or name
+        if key not in raw:
+            continue
+        value, path, members = raw[key], prefix + (key,), unwrap(field.annotation)
+        if isinstance(value, dict) and "zip" not in value:
+            sub = branch(members, value)
+            if sub is not None:
+                axes += find_axes(value, sub, path)
+        elif _is_scalar(members) and isinstance(value, list):
+            axes.append(_axis(path, value))
+        elif _is_scalar(members) and isinstance(value, dict):
+            axes.append(_zip_axis(path, value))
+    return axes
+
+
+def _axis(path: tuple[str, ...], values: list) -> Axis:
+    if not values:
+        raise SpecError(f"{'.'.join(path)}: empty sweep; give at least one value")
+    kept = []
+    for v in values:
+        if v not in kept:
+            kept.append(v)
+    return Axis(path, tuple(kept), written=tuple(values))
+
+
+def _zip_axis(path: tuple[str, ...], value: dict) -> Axis:
+    name = ".".join(path)
+    if set(value) != {"zip", "values"} or not isinstance(value["values"], list):
+        raise SpecError(
+            f"{name}: a zipped sweep is {{zip = \"<axis>\", values = [...]}}; got keys "
+            f"{', '.join(sorted(value))}"
+        )
+    if not value["values"]:
+        raise SpecError(f"{name}: empty sweep; give at least one value")
+    leader = str(value["zip"])
+    values = tuple(value["values"])
+    return Axis(path, values, leader=tuple(leader.split(".")), written=values)
+
+
+def _resolve_leaders(axes: list[Axis]) -> list[Axis]:
+    by_path = {a.path: a for a in axes if a.leader is None}
+    resolved = []
+    for axis in axes:
+        if axis.leader is None:
+            resolved.append(axis)
+            continue
+        sibling = axis.path[:-1] + axis.leader
+        leader = by_path.get(sibling) or by_path.get(axis.leader)
+        if leader is None:
+            known = ", ".join(a.name for a in by_path.values()) or "none"
+            raise SpecError(
+                f"{axis.name}: zip = '{'.'.join(axis.leader)}' names no sweep axis; axes: {known}"
+            )
+        if len(leader.written) != len(axis.values):
+            raise SpecError(
+                f"{axis.name}: {len(axis.values)} values cannot zip with {leader.name}, "
+                f"which has {len(leader.written)}"
+            )
+        resolved.append(Axis(axis.path, axis.values, leader.path, axis.values))
+    return resolved
+
+
+def expand(raw: dict, model: type[BaseModel]) -> tuple[list[Axis], list[tuple[dict, dict]]]:
+    """All variants of a raw spec: (raw dict with one value per axis, {axis path: index})."""
+    axes = _resolve_leaders(find_axes(raw, model))
+    leaders = [a for a in axes if a.leader is None]
+    followers = {a.path: [f for f in axes if f.leader == a.path] for a in leaders}
+    variants = []
+    for combo in itertools.product(*(range(len(a.values)) for a in leaders)):
+        variant, chosen = copy.deepcopy(raw), {}
+        for axis, index in zip(leaders, combo):
+            _set(variant, axis.path, axis.values[index])
+            original = axis.written.index(axis.values[index])
+            chosen[axis.path] = original
+            for follower in followers[axis.path]:
+                _set(variant, follower.path, follower.values[original])
+                chosen[follower.path] = original
+        variants.append((variant, chosen))
+    return axes, variants
+
+
+def _set(raw: dict, path: tuple[str, ...], value) -> None:
+    for key in path[:-1]:
+        raw = raw[key]
+    raw[path[-1]] = value

@@ -1,0 +1,51 @@
+"""The library behind the CLI: plan, run, ingest and report a study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from xspec.compiler.plan import Plan, compile_spec
+from xspec.spec.load import LoadedSpec, load_spec
+from xspec.store.workspace import Workspace
+
+
+@dataclass
+class Study:
+    loaded: LoadedSpec
+    plan: Plan
+
+    @property
+    def spec(self):
+        return self.loaded.first
+
+    def settings(self) -> dict:
+        run = self.spec.run
+        return {"device": run.device, "threads": run.threads, "workers": run.workers,
+                "concurrency": run.concurrency, "eval_batch_size": self.spec.evaluate.batch_size}
+
+
+def open_study(spec_path: str | Path) -> Study:
+    loaded = load_spec(spec_path)
+    return Study(loaded, compile_spec(loaded))
+
+
+def run_study(study: Study, workspace: Workspace, executor: str = "local", reporter=None):
+    from xspec.executors import get_executor
+
+    return get_executor(executor).execute(study.plan, workspace, study.settings(), reporter)
+
+
+def ingest_study(study: Study, workspace: Workspace) -> int:
+    from xspec.store.db import ingest
+
+    return ingest(workspace, study.plan)
+
+
+def report_study(study: Study, workspace: Workspace) -> Path:
+    from xspec.reports.html import build_report
+
+    ingest_study(study, workspace)
+    out = workspace.report_dir(study.plan.study)
+    return build_report(workspace.db_path, study.plan.study, out,
+                        asr_threshold=study.spec.report.asr_threshold)
