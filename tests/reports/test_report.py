@@ -13,7 +13,7 @@ import pytest
 
 from xspec.errors import XspecError
 from xspec.reports import charts, queries
-from xspec.reports.html import build_report, sci
+from xspec.reports.html import build_report, sci, short_pct
 
 EVIL = "<script>alert(1)</script>"
 STUDY = f"cc6m {EVIL}"
@@ -220,3 +220,8 @@ def test_report_with_nodes_but_no_metrics(db: Path, tmp_path: Path) -> None:
                                           (None, "—")])
 def test_sci(value: float | None, text: str) -> None:
     assert sci(value) == text
+
+
+@pytest.mark.parametrize("value, text", [(0.05, "5%"), (0.025, "2.5%"), (0.1, "10%")])
+def test_short_pct(value: float, text: str) -> None:
+    assert short_pct(value) == text

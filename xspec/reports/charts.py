@@ -30,8 +30,9 @@ def _objectives(frame: pd.DataFrame, column: str) -> list[str]:
 
 
 def _accuracy_scale(points: pd.DataFrame, starts: pd.DataFrame) -> alt.Scale:
-    top = max(points["top1"].max(), starts["top1"].max() if len(starts) else 0.0)
-    return alt.Scale(domain=[0, min(1.0, float(top) * 1.1 or 1.0)], nice=False)
+    """From 0 to 10% above the best accuracy shown, so panels compare on one scale."""
+    top = float(pd.concat([points["top1"], starts["top1"]]).max())
+    return alt.Scale(domain=[0, min(1.0, 1.1 * top) if top > 0 else 1.0], nice=False)
 
 
 def _success_region(asr_threshold: float) -> alt.LayerChart:
@@ -94,12 +95,12 @@ def trajectory_chart(points: pd.DataFrame) -> alt.FacetChart:
     """
     x = alt.X("asr:Q", title="attack success rate", axis=_PCT, scale=alt.Scale(domain=[0, 1]))
     y = alt.Y("top1:Q", title="top-1 zero-shot accuracy", axis=_PCT)
-    color = alt.Color("lr:Q", title="learning rate", scale=_LR_SCALE,
-                      legend=alt.Legend(format=".0e", type="gradient"))
+    stroke = alt.Stroke("lr:Q", title="learning rate", scale=_LR_SCALE,
+                        legend=alt.Legend(format=".0e"))
     base = alt.Chart().encode(x=x, y=y, detail="node_id:N")
-    line = base.mark_line(opacity=0.6, strokeWidth=1.2).encode(color=color, order="epoch:Q")
+    line = base.mark_line(opacity=0.6, strokeWidth=1.2).encode(stroke=stroke, order="epoch:Q")
     dots = base.mark_circle(opacity=0.9).encode(
-        color=alt.Color("lr:Q", scale=_LR_SCALE, legend=None),
+        fill=alt.Fill("lr:Q", scale=_LR_SCALE, legend=None),
         size=alt.Size("epoch:Q", title="epoch", scale=alt.Scale(range=[15, 150])),
         tooltip=_TOOLTIP,
     )

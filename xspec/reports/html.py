@@ -44,9 +44,14 @@ def javascript_bundle() -> markupsafe.Markup:
     return markupsafe.Markup(bundle)
 
 
-def pct(value: float | None, digits: int = 2) -> str:
+def pct(value: float | None) -> str:
     """0.2376 -> '23.76%'; missing values as an em dash."""
-    return "—" if value is None or pd.isna(value) else f"{100 * value:.{digits}f}%"
+    return "—" if value is None or pd.isna(value) else f"{100 * value:.2f}%"
+
+
+def short_pct(value: float) -> str:
+    """A threshold without trailing zeros: 0.05 -> '5%', 0.025 -> '2.5%'."""
+    return f"{100 * value:g}%"
 
 
 def signed_pct(value: float | None) -> str:
@@ -70,7 +75,7 @@ def _environment() -> jinja2.Environment:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    env.filters.update(pct=pct, signed_pct=signed_pct, sci=sci)
+    env.filters.update(pct=pct, short_pct=short_pct, signed_pct=signed_pct, sci=sci)
     return env
 
 
@@ -89,7 +94,7 @@ def _chart_blocks(con, study: str, asr_threshold: float) -> list[ChartBlock]:
     points = queries.cleaning_points(con, study)
     starts = queries.starting_points(con, study)
     curves = queries.pretrain_curves(con, study)
-    threshold = f"{asr_threshold * 100:g}%"
+    threshold = short_pct(asr_threshold)
     blocks = []
     if len(points):
         blocks.append(ChartBlock(
