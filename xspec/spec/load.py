@@ -115,7 +115,8 @@ def _describe(error: dict) -> str:
         return f"unknown value {value!r}; allowed: {allowed}"
     if kind == "union_tag_invalid":
         allowed = error["ctx"]["expected_tags"].replace("'", "")
-        return f"unknown {error['ctx']['discriminator'].strip(chr(39))} {value!r}; allowed: {allowed}"
+        tag, field = error["ctx"]["tag"], error["ctx"]["discriminator"].strip("'")
+        return f"unknown {field} {tag!r}; allowed: {allowed}"
     if kind == "value_error":
         return str(error["ctx"]["error"])
     return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"

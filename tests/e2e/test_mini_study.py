@@ -1,0 +1,71 @@
+"""A miniature study end to end: plan -> run -> DuckDB -> report, and a rerun trains nothing."""
+
+import duckdb
+import pytest
+from typer.testing import CliRunner
+
+from xspec.cli import app
+from xspec.study import open_study, report_study, run_study
+from xspec.store.workspace import Workspace
+
+MINI = __import__("pathlib").Path(__file__).resolve().parents[2] / "specs/toy/mini.toml"
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workspace = Workspace(tmp_path_factory.mktemp("ws"))
+    study = open_study(MINI)
+    outcome = run_study(study, workspace, "debug")
+    report = report_study(study, workspace)
+    return study, workspace, outcome, report
+
+
+def test_every_node_ran(finished):
+    study, workspace, outcome, _ = finished
+    assert not outcome.failed and not outcome.blocked
+    assert len(outcome.ran) == len(study.plan.nodes) == 9
+
+
+def test_metrics_land_in_duckdb_one_row_per_epoch(finished):
+    study, workspace, _, _ = finished
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    rows = con.execute("""
+        SELECT n.kind, m.epoch, count(*) FROM metrics m JOIN nodes n ON n.id = m.node_id
+        WHERE m.split = 'eval' AND m.metric = 'top1' GROUP BY ALL ORDER BY ALL""").fetchall()
+    # 4 cleaning runs evaluated at epochs 0, 1, 2; 2 pre-training runs at 1, 2; 2 selections.
+    clean = {(e, c) for k, e, c in rows if k == "clean"}
+    assert clean == {(0, 4), (1, 4), (2, 4)}
+    assert {(e, c) for k, e, c in rows if k == "pretrain"} == {(1, 2), (2, 2)}
+    assert sum(c for k, _, c in rows if k == "select") == 2
+    dupes = con.execute("""SELECT count(*) FROM (SELECT node_id, epoch, split, metric, count(*) c
+        FROM metrics GROUP BY ALL HAVING c > 1)""").fetchone()[0]
+    assert dupes == 0
+    asr_n = con.execute("SELECT DISTINCT n FROM metrics WHERE metric = 'asr'").fetchall()
+    labels = __import__("xspec.runtime.data", fromlist=["x"]).open_eval(
+        {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist", "split": "test",
+         "size": 64}, 16).labels
+    assert asr_n == [(int((labels != 8).sum()),)]  # target 'bag' (class 8) images excluded
+
+
+def test_report_is_written_and_self_contained(finished):
+    _, _, _, report = finished
+    html = report.read_text()
+    assert "vegaEmbed" in html and "https://cdn" not in html
+    assert "Best accuracy after cleaning" in html
+
+
+def test_second_run_trains_nothing(finished):
+    study, workspace, _, _ = finished
+    again = run_study(open_study(MINI), workspace, "local")
+    assert again.ran == [] and len(again.skipped) == len(study.plan.nodes)
+
+
+def test_cli_plan_shows_done_and_json(finished):
+    _, workspace, _, _ = finished
+    result = CliRunner().invoke(app, ["plan", str(MINI), "-w", str(workspace.root)])
+    assert result.exit_code == 0, result.output
+    assert "9 nodes (1 poison, 2 pretrain, 2 select, 4 clean); 9 done" in result.output
+    result = CliRunner().invoke(app, ["plan", str(MINI), "--json"])
+    plan = __import__("json").loads(result.output)
+    assert plan["study"] == "mini" and len(plan["nodes"]) == 9
+    assert set(plan["nodes"][0]) >= {"id", "kind", "deps", "config"}
