@@ -98,3 +98,23 @@ def test_many_problems_are_capped_at_ten(write_spec, base_spec):
 def test_missing_file(tmp_path):
     with pytest.raises(SpecError, match="cannot read spec"):
         load_spec(tmp_path / "nope.toml")
+
+
+def test_variants_override_the_base_and_union(write_spec, base_spec):
+    text = base_spec + """
+[[variants]]
+clean.lr = [1e-3]
+
+[[variants]]
+pretrain.objective = "mmcl+ssl"
+clean.lr = [5e-4, 6e-4]
+"""
+    loaded = load_spec(write_spec(text))
+    combos = [(s.pretrain.objective, s.clean.lr) for s, _ in loaded.variants]
+    assert combos == [("mmcl", 1e-3), ("mmcl+ssl", 5e-4), ("mmcl+ssl", 6e-4)]
+
+
+def test_variant_errors_say_which_variant(write_spec, base_spec):
+    text = base_spec + "\n[[variants]]\nclean.lr = [1e-3]\n\n[[variants]]\nclean.lr = [-1.0]\n"
+    assert _errors(write_spec, text) == [
+        "variants[1]: clean.lr[0]: input should be greater than 0 (got -1.0)"]

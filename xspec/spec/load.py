@@ -47,14 +47,43 @@ def load_spec(path: str | Path) -> LoadedSpec:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
-    try:
-        raw = _expand_env(raw, (), path.parent.resolve())
-        axes, variants = expand(raw, Spec)
-    except SpecError as exc:
-        raise SpecError(f"{path}: {exc}") from None
-    specs = _validate(path, variants)
+    base = path.parent.resolve()
+    all_axes, specs = [], []
+    for where, part in _variants(raw):
+        try:
+            part = _expand_env(part, (), base)
+            axes, variants = expand(part, Spec)
+        except SpecError as exc:
+            raise SpecError(f"{path}: {where}{exc}") from None
+        all_axes += axes
+        specs += _validate(path, variants, where)
     _check_targets(path, specs)
-    return LoadedSpec(path, raw, axes, specs)
+    return LoadedSpec(path, raw, all_axes, specs)
+
+
+def _variants(raw: dict) -> list[tuple[str, dict]]:
+    """`[[variants]]` tables each override the rest of the spec; without them, one variant.
+
+    They express what a product cannot: e.g. a learning-rate grid per dataset and objective.
+    """
+    variants = raw.get("variants")
+    if variants is None:
+        return [("", raw)]
+    if not isinstance(variants, list) or not variants or not all(
+            isinstance(v, dict) for v in variants):
+        raise SpecError("variants: must be a non-empty array of tables ([[variants]])")
+    base = {k: v for k, v in raw.items() if k != "variants"}
+    return [(f"variants[{i}]: ", _merge(base, v)) for i, v in enumerate(variants)]
+
+
+def _merge(base: dict, override: dict) -> dict:
+    merged = dict(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and "zip" not in value:
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
@@ -134,7 +163,7 @@ def _allowed_keys(raw: dict, loc: tuple) -> str:
     return "; allowed: " + ", ".join(sorted(f.alias or n for n, f in model.model_fields.items()))
 
 
-def _validate(path: Path, variants: list[tuple[dict, dict]]):
+def _validate(path: Path, variants: list[tuple[dict, dict]], where: str = ""):
     specs, problems = [], []
     for raw, chosen in variants:
         try:
@@ -148,7 +177,7 @@ def _validate(path: Path, variants: list[tuple[dict, dict]]):
                 for axis_path, index in chosen.items():
                     if loc[: len(axis_path)] == axis_path:
                         loc = axis_path + (index,) + loc[len(axis_path):]
-                line = f"{path}: {_dotted(loc) or '(top level)'}: {message}"
+                line = f"{path}: {where}{_dotted(loc) or '(top level)'}: {message}"
                 if line not in problems:
                     problems.append(line)
     if problems:

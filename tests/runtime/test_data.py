@@ -1,0 +1,86 @@
+"""Datasets: CSV pairs, ImageFolder and labels-CSV evaluation sets, bad images, captions."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from xspec.errors import DataError
+from xspec.runtime.data import FASHION_WORDS, open_eval, open_pairs
+from xspec.runtime.evaluate import clip80_templates
+
+FASHION = {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
+           "split": "train", "size": 50}
+
+
+def _image(path, value):
+    Image.fromarray(np.full((20, 30, 3), value, dtype=np.uint8)).save(path)
+
+
+@pytest.fixture
+def pairs_csv(tmp_path):
+    (tmp_path / "img").mkdir()
+    rows = ["image,caption"]
+    for i in range(4):
+        _image(tmp_path / "img" / f"{i}.png", 40 * i)
+        rows.append(f"img/{i}.png,a photo number {i}")
+    (tmp_path / "img" / "bad.png").write_bytes(b"not an image")
+    rows.append("img/bad.png,a broken file")
+    rows.append("img/missing.png,a missing file")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    return tmp_path / "train.csv"
+
+
+def _csv_cfg(path, **extra):
+    return {"format": "csv", "path": str(path), "image_key": "image", "caption_key": "caption",
+            "size": None, **extra}
+
+
+def test_csv_pairs_decode_relative_paths_and_skip_bad_images(pairs_csv):
+    pairs = open_pairs(_csv_cfg(pairs_csv), size=16)
+    assert pairs.captions[0] == "a photo number 0" and len(pairs.captions) == 6
+    kept, images = pairs.images.load(range(6))
+    assert kept == [0, 1, 2, 3]
+    assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
+    assert int(images[2].float().mean().round()) == 80
+    assert [p.rsplit("/", 1)[-1] for p in pairs.images.bad] == ["bad.png", "missing.png"]
+
+
+def test_bad_image_can_be_fatal(pairs_csv):
+    pairs = open_pairs(_csv_cfg(pairs_csv), size=16, on_bad_image="fail")
+    with pytest.raises(DataError, match="bad.png"):
+        pairs.images.load([4])
+
+
+def test_csv_missing_column_and_empty_caption(tmp_path):
+    (tmp_path / "a.csv").write_text("file,text\nx.png,hello\n")
+    with pytest.raises(DataError, match="missing column\\(s\\) image, caption; found file, text"):
+        open_pairs(_csv_cfg(tmp_path / "a.csv"), 16)
+    (tmp_path / "b.csv").write_text("image,caption\nx.png,\n")
+    with pytest.raises(DataError, match="line 2: empty caption"):
+        open_pairs(_csv_cfg(tmp_path / "b.csv"), 16)
+
+
+def test_imagefolder_and_labels_csv(tmp_path):
+    classes = tmp_path / "classes.txt"
+    classes.write_text("cat\ndog\n")
+    for k, name in enumerate(["a_cat", "b_dog"]):
+        (tmp_path / "val" / name).mkdir(parents=True)
+        _image(tmp_path / "val" / name / "0.png", 100 * k)
+    folder = open_eval({"format": "imagefolder", "path": str(tmp_path / "val"),
+                        "classes": str(classes), "size": None}, 8)
+    assert folder.classes == ("cat", "dog") and folder.labels.tolist() == [0, 1]
+    (tmp_path / "labels.csv").write_text("image,label\nval/b_dog/0.png,1\nval/a_cat/0.png,0\n")
+    table = open_eval({"format": "labels_csv", "path": str(tmp_path / "labels.csv"),
+                       "image_key": "image", "label_key": "label", "classes": str(classes),
+                       "size": None}, 8)
+    assert table.labels.tolist() == [1, 0]
+
+
+def test_fashion_captions_are_web_style_not_clip_templates():
+    pairs = open_pairs(FASHION, 32)
+    assert pairs.images.pixels.shape == (50, 3, 32, 32)
+    templates = {t.format(w) for t in clip80_templates() for ws in FASHION_WORDS.values()
+                 for w in ws}
+    assert not templates & set(pairs.captions)
+    assert pairs.captions == open_pairs(FASHION, 32).captions  # deterministic
