@@ -105,11 +105,51 @@ class BadNet(XspecModel):
     trigger: Trigger = Trigger()
 
 
+class LabelConsistent(XspecModel):
+    """The patch goes on images whose caption already names the target; captions unchanged."""
+
+    kind: Literal["label_consistent"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    trigger: Trigger = Trigger()
+
+
+class Blended(XspecModel):
+    """(1 - alpha) * image + alpha * noise over the whole image."""
+
+    kind: Literal["blended"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
+
+
+class WaNet(XspecModel):
+    """One fixed, seeded warping field (Nguyen & Tran 2021), the same for every image."""
+
+    kind: Literal["wanet"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    grid: Annotated[int, Field(ge=2)] = 4
+    strength: PositiveFloat = 0.5
+
+
+class Sig(XspecModel):
+    """A horizontal sinusoidal signal added to the image (Barni et al. 2019)."""
+
+    kind: Literal["sig"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    amplitude: Annotated[float, Field(gt=0, le=1)] = 0.1
+    frequency: PositiveFloat = 6.0
+
+
 class NoAttack(XspecModel):
     kind: Literal["none"]
 
 
-Attack = Annotated[Union[BadNet, NoAttack], Field(discriminator="kind")]
+Attack = Annotated[Union[BadNet, LabelConsistent, Blended, WaNet, Sig, NoAttack],
+                   Field(discriminator="kind")]
 
 
 class Model(XspecModel):
