@@ -1,7 +1,7 @@
 """Compiling a loaded spec into a plan: a DAG of content-addressed nodes.
 
-poison ──▶ pretrain ──▶ select ──▶ clean
-   └───────────────────────────────▲   (the clean node reads the poison manifest to stay disjoint)
+poison ──▶ pretrain ──▶ select ──▶ [shrink_perturb] ──▶ clean
+   └──────────────────────────────────────────────────────▲  (reads the poison manifest)
 
 Pure: no torch, no I/O beyond stat-ing the files a spec names.
 """
@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 from xspec.compiler.hashing import node_id
 from xspec.errors import CompileError
 from xspec.spec.load import LoadedSpec
-from xspec.spec.schema import Spec
+from xspec.spec.schema import SELECT_POLICY, Spec
 
-KINDS = ("poison", "pretrain", "select", "clean")
+KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")
 TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epochs", "lr",
                    "weight_decay", "warmup_steps")
+CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster")
 
 
 @dataclass(frozen=True)
@@ -90,27 +91,86 @@ def _eval_config(spec: Spec) -> dict:
             "metrics": list(spec.evaluate.metrics)}
 
 
-def _variant_nodes(plan: Plan, spec: Spec) -> None:
-    seed, attack = spec.study.seed, spec.attack.model_dump(mode="json")
+@dataclass(frozen=True)
+class Chain:
+    """The upstream part of one variant: its poison and pre-training nodes."""
+
+    spec: Spec
+    poison: Node
+    pretrain: Node
+
+    @property
+    def matches(self) -> str | None:
+        match = SELECT_POLICY.match(self.spec.pretrain.select)
+        return match.group("reference") if match else None
+
+
+def _shared(spec: Spec) -> dict:
+    return {"attack": spec.attack.model_dump(mode="json"), "eval": _eval_config(spec),
+            "seed": spec.study.seed}
+
+
+def _chain(plan: Plan, spec: Spec) -> Chain:
     train = spec.data.train.model_dump(mode="json")
-    poison = _add(plan, "poison", {**attack, "train": train, "seed": seed}, ())
+    poison = _add(plan, "poison", {**spec.attack.model_dump(mode="json"), "train": train,
+                                   "seed": spec.study.seed}, ())
     model = spec.model.model_dump(mode="json")
     if spec.model.init != "scratch":
         model["init"] = _fingerprint(spec.model.init, "model.init")
-    shared = {"attack": attack, "eval": _eval_config(spec), "seed": seed}
     pre = spec.pretrain
     pretrain = _add(plan, "pretrain", {
-        "model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, "train": train, **shared
-    }, (poison,))
-    select = _add(plan, "select", {"policy": pre.select}, (pretrain,))
-    if spec.clean is None:
-        return
+        "model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, "train": train,
+        **_shared(spec)}, (poison,))
+    return Chain(spec, poison, pretrain)
+
+
+def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> Node:
+    """The select node of the run whose accuracy `match_accuracy(<objective>)` matches."""
+    mine = chain.pretrain.config
+    same = ("model", "train", "eval", "attack", "seed")
+    found = {c.pretrain.id: c for c in chains if c.matches is None
+             and c.pretrain.deps == chain.pretrain.deps
+             and c.pretrain.config["objective"] == chain.matches
+             and all(c.pretrain.config[k] == mine[k] for k in same)}
+    if len(found) > 1:
+        strict = ("lr", "epochs", "weight_decay", "warmup_steps")
+        found = {i: c for i, c in found.items()
+                 if all(c.pretrain.config[k] == mine[k] for k in strict)}
+    if len(found) != 1:
+        raise CompileError(
+            f"pretrain.select = '{chain.spec.pretrain.select}': {len(found)} pre-training runs "
+            f"with objective '{chain.matches}' and the same data, model and attack; need one")
+    return selects[next(iter(found))]
+
+
+def _select(plan: Plan, chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> Node:
+    if chain.matches is None:
+        return _add(plan, "select", {"policy": chain.spec.pretrain.select}, (chain.pretrain,))
+    reference = _reference(chain, chains, selects)
+    return _add(plan, "select", {"policy": "match_accuracy", "reference": chain.matches},
+                (chain.pretrain, reference))
+
+
+def _start(plan: Plan, spec: Spec, select: Node) -> Node:
+    """Cleaning starts from the selected checkpoint, or from its best shrunk-and-perturbed copy."""
+    if spec.clean.shrink_perturb is None:
+        return select
+    config = {**spec.clean.shrink_perturb.model_dump(mode="json"), **_shared(spec)}
+    return _add(plan, "shrink_perturb", config, (select,))
+
+
+def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
+    spec, clean = chain.spec, chain.spec.clean
     data = spec.data.clean.model_dump(mode="json", by_alias=True)
     if data["from"] == "train":
-        data["from"] = train
-    _add(plan, "clean", {
-        **{f: getattr(spec.clean, f) for f in TRAINING_FIELDS}, "data": data, **shared
-    }, (select, poison))
+        data["from"] = chain.pretrain.config["train"]
+    config = {**{f: getattr(clean, f) for f in TRAINING_FIELDS}, "data": data, **_shared(spec)}
+    # Ablation fields enter the config only when used, so adding one keeps existing ids.
+    for name in CLEAN_FIELDS:
+        value = getattr(clean, name)
+        if value != type(clean).model_fields[name].default:
+            config[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    return _add(plan, "clean", config, (start, chain.poison))
 
 
 def _name_nodes(plan: Plan) -> None:
@@ -127,10 +187,16 @@ def _name_nodes(plan: Plan) -> None:
 
 def compile_spec(loaded: LoadedSpec) -> Plan:
     plan = Plan(study=loaded.study, spec_path=str(loaded.path))
-    for spec, _ in loaded.variants:
-        if spec.study.name != plan.study:
-            raise CompileError("study.name cannot be a sweep axis")
-        _variant_nodes(plan, spec)
+    if len({spec.study.name for spec, _ in loaded.variants}) > 1:
+        raise CompileError("study.name cannot be a sweep axis")
+    chains = [_chain(plan, spec) for spec, _ in loaded.variants]
+    selects: dict[str, Node] = {}
+    for chain in sorted(chains, key=lambda c: c.matches is not None):
+        selects[chain.pretrain.id] = _select(plan, chain, chains, selects)
+    for chain in chains:
+        if chain.spec.clean is not None:
+            start = _start(plan, chain.spec, selects[chain.pretrain.id])
+            _clean(plan, chain, start)
     _name_nodes(plan)
     for axis in loaded.axes:
         if axis.dropped:

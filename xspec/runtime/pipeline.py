@@ -77,7 +77,7 @@ class TrainingData:
         if hit.any():
             images01[hit] = self.attack.apply(images01[hit], keys[hit])
         captions = [self.captions[i] for i in kept]
-        out = {"image": self.normalize(images01), "text": self.tokenizer(captions)}
+        out = {"image": self.normalize(images01), "text": self.tokenizer(captions), "index": keys}
         if "image_aug" in self.views or "text_aug" in self.views:
             seeds = torch.tensor([derive_seed(self.seed, "augment", epoch, i) % (1 << 62)
                                   for i in kept])

@@ -12,6 +12,7 @@ import torch
 
 from xspec.errors import DataError
 from xspec.runtime import models
+from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.data import open_eval, open_pairs
 from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
@@ -108,13 +109,25 @@ class Evaluator:
         return {k: v for k, v in scores.items() if k in self.metrics}
 
 
+def model_optimizer_state(optimizer) -> dict:
+    """The optimizer state of the model's two parameter groups, without per-epoch heads."""
+    return _first_groups(optimizer.state_dict())
+
+
+def _first_groups(state: dict) -> dict:
+    groups = state["param_groups"][:2]
+    keep = {i for group in groups for i in group["params"]}
+    return {"state": {i: s for i, s in state["state"].items() if i in keep},
+            "param_groups": groups}
+
+
 def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
     for name, (value, n) in scores.items():
         metrics.add(epoch, "eval", name, value, n, step)
 
 
 def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
-         evaluate_start: bool) -> None:
+         evaluate_start: bool, ablations: Callable | None = None) -> None:
     """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
     cfg = ctx.config
     train_cfg = TrainConfig(cfg["objective"], {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
@@ -125,7 +138,7 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
     if last.exists():
         saved = load_checkpoint(last)
         model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
+        optimizer.load_state_dict(_first_groups(saved["optimizer"]))
         state = TrainState(saved["epoch"], saved["step"])
         ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
     metrics.keep_through(state.epoch)
@@ -143,7 +156,7 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
             save_checkpoint(ctx.run.checkpoint(state.epoch),
                             {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"]})
         metrics.flush()
-        save_checkpoint(last, {"model": weights, "optimizer": optimizer.state_dict(),
+        save_checkpoint(last, {"model": weights, "optimizer": model_optimizer_state(optimizer),
                                "epoch": state.epoch, "step": state.step,
                                "node_id": ctx.node["id"], "config": ctx.config})
         ctx.run.set_status("running", epoch=state.epoch)
@@ -151,8 +164,9 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
         ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss {losses.get('loss', float('nan')):.4f}, "
                 f"{summary}")
 
+    terms, on_epoch_start = ablations(model, data, optimizer) if ablations else ((), None)
     train(train_cfg, model, data, optimizer, state, on_epoch_end, ctx.device,
-          on_step=ctx.progress)
+          on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start)
     if not ctx.settings.get("keep_resume_state", False):
         last.unlink(missing_ok=True)
 
@@ -194,10 +208,18 @@ def pretrain(ctx: Context) -> None:
     _fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
 
 
-POLICIES: dict[str, Callable[[dict[int, float], str], int]] = {
-    "best_accuracy": lambda top1, _: max(top1, key=lambda e: (top1[e], -e)),
-    "final": lambda top1, _: max(top1),
-    "epoch": lambda top1, policy: int(policy[len("epoch("):-1]),
+def _match_accuracy(top1: dict[int, float], ctx: Context) -> int:
+    """The epoch whose accuracy is closest to the reference run's selected accuracy."""
+    reference = MetricsLog(ctx.dep("select").metrics_file, "").rows
+    target = next(r["value"] for r in reference if (r["split"], r["metric"]) == ("eval", "top1"))
+    return min(top1, key=lambda e: (abs(top1[e] - target), e))
+
+
+POLICIES: dict[str, Callable[[dict[int, float], str, Context], int]] = {
+    "best_accuracy": lambda top1, _, ctx: max(top1, key=lambda e: (top1[e], -e)),
+    "final": lambda top1, _, ctx: max(top1),
+    "epoch": lambda top1, policy, ctx: int(policy[len("epoch("):-1]),
+    "match_accuracy": lambda top1, _, ctx: _match_accuracy(top1, ctx),
 }
 
 
@@ -208,7 +230,7 @@ def select(ctx: Context) -> None:
     rows = MetricsLog(source.metrics_file, "").rows
     top1 = {r["epoch"]: r["value"] for r in rows if (r["split"], r["metric"]) == ("eval", "top1")}
     policy = ctx.config["policy"]
-    epoch = POLICIES[policy.split("(")[0]](top1, policy)
+    epoch = POLICIES[policy.split("(")[0]](top1, policy, ctx)
     if epoch not in top1 or not source.checkpoint(epoch).exists():
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
     pre = source.read_node()["config"]
@@ -234,11 +256,46 @@ def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.nd
     return np.sort(pool[perm[: cfg["size"]]])
 
 
+def left_poisons(manifest: dict, k: int, seed: int) -> list[dict]:
+    """The k poisoned pairs left inside the cleaning set (the paper's non-ideal conditions)."""
+    if k > len(manifest["poisoned"]):
+        raise DataError(f"clean.poisons = {k} but only {len(manifest['poisoned'])} pairs are "
+                        "poisoned")
+    perm = torch.randperm(len(manifest["poisoned"]), generator=generator(seed, "left-poisons"))
+    return [manifest["poisoned"][i] for i in perm[:k].tolist()]
+
+
+def start_point(ctx: Context) -> dict:
+    """selected.json of the node cleaning starts from: shrink_perturb if present, else select."""
+    names = ctx.node["dep_runs"]
+    kind = "shrink_perturb" if any(n.startswith("shrink_perturb-") for n in names) else "select"
+    return json.loads((ctx.dep(kind).path / "selected.json").read_text())
+
+
+def _ablations(ctx: Context):
+    cfg = ctx.config
+    if not cfg.get("l2_weight") and not cfg.get("deep_cluster"):
+        return None
+
+    def build(model, data, optimizer):
+        terms, hook = [], None
+        if cfg.get("l2_weight"):
+            terms.append(l2_to_start(model, cfg["l2_weight"]))
+        if cfg.get("deep_cluster"):
+            cluster = DeepCluster(cfg["deep_cluster"], model, data, optimizer, ctx.device,
+                                  cfg["seed"], ctx.log)
+            terms.append(cluster.term)
+            hook = cluster.on_epoch_start
+        return terms, hook
+
+    return build
+
+
 @stage("clean")
 def clean(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
-    selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
+    selected = start_point(ctx)
     model = models.create(selected["arch"], {"path": selected["checkpoint"]}, ctx.device)
     tokenizer = models.tokenizer(selected["arch"])
     mean, std, size = models.image_stats(model)
@@ -246,11 +303,66 @@ def clean(ctx: Context) -> None:
     pairs = open_pairs(cfg["data"]["from"], size)
     manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
-    manifest = manifest if same_pool else {"poisoned": []}
-    indices = cleaning_indices(cfg["data"], manifest, len(pairs.captions), cfg["seed"])
+    indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
+                               len(pairs.captions), cfg["seed"])
+    captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
+    if cfg.get("poisons"):
+        if not same_pool:
+            raise DataError("clean.poisons needs the cleaning set drawn from the training pool")
+        left = left_poisons(manifest, cfg["poisons"], cfg["seed"])
+        for entry in left:
+            captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
+        indices = np.union1d(indices, [e["index"] for e in left])
+        ctx.log(f"{len(left)} poisoned pairs left in the cleaning set of {len(indices)}")
     attack = make_attack(cfg["attack"], cfg["seed"])
-    data = _training_data(ctx, model, pairs, indices, pairs.captions,
-                          np.zeros(len(pairs.captions), dtype=bool), attack, tokenizer, normalize)
+    data = _training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
+                          normalize)
     evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
     _fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
-         evaluate_start=True)
+         evaluate_start=True, ablations=_ablations(ctx))
+
+
+@stage("shrink_perturb")
+def shrink_perturb(ctx: Context) -> None:
+    """Evaluate every (shrink, perturb) candidate; keep the most accurate one under the ASR bar."""
+    cfg = ctx.config
+    set_seed(cfg["seed"])
+    selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
+    model = models.create(selected["arch"], {"path": selected["checkpoint"]}, ctx.device)
+    tokenizer = models.tokenizer(selected["arch"])
+    mean, std, size = models.image_stats(model)
+    normalize = Normalizer.of(mean, std)
+    evaluator = Evaluator(cfg["eval"], make_attack(cfg["attack"], cfg["seed"]), tokenizer,
+                          normalize, size, ctx.device, ctx.settings)
+    start = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    fresh = None
+    if cfg["noise"] == "init":
+        torch.manual_seed(cfg["seed"])
+        fresh = models.create(selected["arch"], "scratch", torch.device("cpu")).state_dict()
+    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+    metrics.rows, candidates = [], []
+    for shrink in cfg["shrink"]:
+        for sigma in cfg["perturb"]:
+            model.load_state_dict(perturbed(start, shrink, sigma, cfg["noise"], fresh, cfg["seed"]))
+            scores = evaluator(model)
+            candidates.append({"shrink": shrink, "perturb": sigma,
+                               **{k: v[0] for k, v in scores.items()}})
+            for name, (value, n) in scores.items():
+                metrics.add(0, "candidate", name, value, n, step=len(candidates) - 1)
+            ctx.log(f"shrink {shrink} perturb {sigma}: " +
+                    ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items()))
+    eligible = [c for c in candidates if c.get("asr", 0.0) <= cfg["asr_threshold"]]
+    best = max(eligible or candidates, key=lambda c: (c["top1"], -c.get("asr", 0.0)))
+    chosen = candidates.index(best)
+    model.load_state_dict(perturbed(start, best["shrink"], best["perturb"], cfg["noise"], fresh,
+                                    cfg["seed"]))
+    save_checkpoint(ctx.run.checkpoint(0), {"model": model.state_dict(), "epoch": 0,
+                                            "node_id": ctx.node["id"]})
+    for row in [r for r in metrics.rows if r["step"] == chosen]:
+        metrics.add(0, "eval", row["metric"], row["value"], row["n"], 0)
+    metrics.flush()
+    atomic_write_json(ctx.run.path / "selected.json", {
+        **selected, "checkpoint": str(ctx.run.checkpoint(0)), "candidate": best,
+        "under_threshold": bool(eligible)})
+    ctx.log(f"chose shrink {best['shrink']} perturb {best['perturb']}"
+            + ("" if eligible else " (no candidate reached the ASR threshold)"))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 
@@ -31,6 +31,15 @@ class TrainConfig:
     warmup_steps: int
 
 
+@dataclass(frozen=True)
+class ExtraTerm:
+    """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
+
+    name: str
+    weight: float
+    fn: Callable
+
+
 @dataclass
 class TrainState:
     epoch: int = 0  # epochs completed
@@ -51,12 +60,16 @@ def encode(model, batch: dict[str, torch.Tensor], device: torch.device) -> dict[
 
 def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainState,
           on_epoch_end: Callable[[TrainState, dict[str, float]], None],
-          device: torch.device, on_step: Callable[[TrainState], None] | None = None) -> TrainState:
+          device: torch.device, on_step: Callable[[TrainState], None] | None = None,
+          extra_terms: Sequence[ExtraTerm] = (),
+          on_epoch_start: Callable[[int], None] | None = None) -> TrainState:
     total_steps = cfg.epochs * data.steps_per_epoch
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else nullcontext())
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
+        if on_epoch_start is not None:
+            on_epoch_start(epoch)
         model.train()
         sums: dict[str, float] = {}
         batches = 0
@@ -66,6 +79,9 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
                 features = encode(model, batch, device)
                 loss, parts = total_loss(cfg.objective, cfg.weights, features,
                                          model.logit_scale.exp())
+                for term in extra_terms:
+                    parts[term.name] = term.fn(model, batch, features)
+                    loss = loss + term.weight * parts[term.name]
             if not torch.isfinite(loss):
                 raise NonFiniteLoss(f"loss is {loss.item()} at epoch {epoch}, step {state.step}")
             optimizer.zero_grad(set_to_none=True)

@@ -19,7 +19,8 @@ NonNegativeInt = Annotated[int, Field(ge=0)]
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
 
-SELECT_POLICY = re.compile(r"^(best_accuracy|final|epoch\((\d+)\))$")
+SELECT_POLICY = re.compile(
+    r"^(best_accuracy|final|epoch\((?P<epoch>\d+)\)|match_accuracy\((?P<reference>[a-z+]+)\))$")
 
 
 class XspecModel(BaseModel):
@@ -187,12 +188,44 @@ class Pretrain(Training):
     @classmethod
     def _known_policy(cls, value: str) -> str:
         if not SELECT_POLICY.match(value):
-            raise ValueError(f"unknown value '{value}'; allowed: best_accuracy, final, epoch(N)")
+            raise ValueError(f"unknown value '{value}'; allowed: best_accuracy, final, epoch(N), "
+                             "match_accuracy(<objective>)")
         return value
 
 
+class DeepCluster(XspecModel):
+    """Paper section 5: each epoch, spherical k-means on the cleaning set's image embeddings
+    (or labels from a CSV of `index,label` made by a stronger model), a fresh linear head on
+    the image features, and cross-entropy on the pseudo-labels with `weight`."""
+
+    k: PositiveInt = 1000
+    weight: PositiveFloat = 1.0
+    labels: str = "kmeans"
+    iterations: PositiveInt = 20
+
+
+class ShrinkPerturb(XspecModel):
+    """theta <- shrink * theta + perturb * eps for every (shrink, perturb) candidate; cleaning
+    starts from the most accurate candidate whose ASR is at most `asr_threshold`."""
+
+    shrink: list[Annotated[float, Field(gt=0, le=1)]]
+    perturb: list[NonNegativeFloat]
+    noise: Literal["gaussian", "init"] = "gaussian"
+    asr_threshold: Annotated[float, Field(ge=0, le=1)] = 0.05
+
+    @field_validator("shrink", "perturb")
+    @classmethod
+    def _not_empty(cls, values: list[float]) -> list[float]:
+        if not values:
+            raise ValueError("give at least one value")
+        return values
+
+
 class Clean(Training):
-    pass
+    poisons: NonNegativeInt = 0  # poisoned pairs left inside the cleaning set
+    l2_weight: NonNegativeFloat = 0.0  # lambda * ||theta - theta_0||^2 (Zhu et al.)
+    deep_cluster: DeepCluster | None = None
+    shrink_perturb: ShrinkPerturb | None = None
 
 
 class Evaluate(XspecModel):
@@ -227,7 +260,7 @@ class Spec(XspecModel):
     @model_validator(mode="after")
     def _epoch_policy_in_range(self):
         match = SELECT_POLICY.match(self.pretrain.select)
-        if match and match.group(2) and int(match.group(2)) > self.pretrain.epochs:
+        if match and match.group("epoch") and int(match.group("epoch")) > self.pretrain.epochs:
             raise ValueError(
                 f"pretrain.select = '{self.pretrain.select}' is past pretrain.epochs = "
                 f"{self.pretrain.epochs}"

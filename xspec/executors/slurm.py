@@ -1,0 +1,296 @@
+"""Submit a plan's pending nodes to SLURM through submitit, and ask where they stand.
+
+`submit` returns at once: one job (or job array) per kind and layer of the DAG, each waiting on
+the jobs of its dependencies with `afterok`. Jobs are checkpointable: on timeout or preemption
+submitit requeues them and `execute_node` resumes from `checkpoints/last.pt`.
+
+The workspace is the truth about finished work (status.json); `runs/<node>/slurm.json` records
+the job that was submitted for a node, and `squeue` says whether that job is queued or running.
+There is no accounting database (sacct) to rely on.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import submitit
+from submitit.helpers import Checkpointable, DelayedSubmission
+
+from xspec.errors import XspecError
+from xspec.executors.base import prepare
+from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
+
+TRAINING_KINDS = ("pretrain", "clean")  # the kinds that get GPUs; poison and select do not
+DEFAULTS = {"time": "24:00:00", "cpus_per_task": 1, "array_parallelism": 256,
+            "max_requeues": 10}
+OPTION_TYPES = {
+    "partition": str, "time": (str, int), "gpus_per_node": int, "cpus_per_task": int,
+    "mem_gb": (int, float), "array_parallelism": int, "account": str, "qos": str,
+    "constraint": str, "exclude": str, "signal_delay_s": int, "max_requeues": int,
+    "additional": dict,
+}
+QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
+          "RESV_DEL_HOLD", "SPECIAL_EXIT"}
+RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
+NEVER = "DependencyNeverSatisfied"
+
+
+class SlurmError(XspecError):
+    """sbatch, squeue or scancel refused or failed."""
+
+
+def parse_time(value: str | int) -> int:
+    """A SLURM time limit ("MM", "MM:SS", "HH:MM:SS", "D-HH[:MM[:SS]]", or minutes) in minutes."""
+    if isinstance(value, int):
+        minutes = value
+    else:
+        match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
+        if not match:
+            raise XspecError(f"slurm time {value!r}: expected MM, HH:MM:SS or D-HH:MM:SS")
+        days, a, b, c = (int(g) if g else None for g in match.groups())
+        if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
+            seconds = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
+        elif c is not None:  # HH:MM:SS
+            seconds = a * 3600 + b * 60 + c
+        else:  # MM or MM:SS
+            seconds = a * 60 + (b or 0)
+        minutes = math.ceil(seconds / 60)
+    if minutes < 1:
+        raise XspecError(f"slurm time {value!r}: must be at least one minute")
+    return minutes
+
+
+def check_options(options: dict) -> dict:
+    """Options with None dropped and defaults filled in; every unknown or mistyped one reported."""
+    given = {k: v for k, v in options.items() if v is not None}
+    problems = [f"unknown slurm option {k!r}; allowed: {', '.join(sorted(OPTION_TYPES))}"
+                for k in given if k not in OPTION_TYPES]
+    problems += [f"slurm option {k!r}: expected {_type_name(OPTION_TYPES[k])}, got {v!r}"
+                 for k, v in given.items()
+                 if k in OPTION_TYPES and (not isinstance(v, OPTION_TYPES[k])
+                                           or isinstance(v, bool))]
+    if problems:
+        raise XspecError("\n".join(problems))
+    return {**DEFAULTS, **given}
+
+
+def _type_name(kind) -> str:
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(k.__name__ for k in kinds)
+
+
+def slurm_parameters(options: dict, node) -> dict:
+    """submitit `update_parameters` keywords for one node: pure, golden-tested.
+
+    The checkpoint signal comes `signal_delay_s` before the time limit (default: 90 s, at most
+    half the limit, since slurmctld checks limits only every 30 s or so)."""
+    opts = check_options(options)
+    minutes = parse_time(opts["time"])
+    params = {
+        "name": f"xspec-{node.kind}",
+        "timeout_min": minutes,
+        "nodes": 1,
+        "tasks_per_node": 1,
+        "cpus_per_task": opts["cpus_per_task"],
+        "slurm_array_parallelism": opts["array_parallelism"],
+        "slurm_signal_delay_s": opts.get("signal_delay_s") or min(90, minutes * 30),
+    }
+    if opts.get("gpus_per_node") and node.kind in TRAINING_KINDS:
+        params["gpus_per_node"] = opts["gpus_per_node"]
+    if "mem_gb" in opts:
+        params["mem_gb"] = opts["mem_gb"]
+    for key in ("partition", "account", "qos", "constraint", "exclude"):
+        if key in opts:
+            params[f"slurm_{key}"] = opts[key]
+    if opts.get("additional"):
+        params["slurm_additional_parameters"] = dict(opts["additional"])
+    return params
+
+
+class NodeJob(Checkpointable):
+    """What a SLURM job runs: one node, resumable. On timeout or preemption submitit calls
+    `checkpoint`, requeues the job, and the next attempt resumes from `last.pt`."""
+
+    def __init__(self, record: dict, workspace_root: str, settings: dict):
+        self.record, self.workspace_root, self.settings = record, workspace_root, settings
+
+    def __call__(self) -> str:
+        from xspec.runtime.runner import execute_node
+
+        return execute_node(self.record, self.workspace_root, self.settings)
+
+    def checkpoint(self) -> DelayedSubmission:
+        run = RunDir(Path(self.workspace_root) / "runs" / self.record["run_name"])
+        with open(run.log_file, "a") as log:
+            log.write(f"{time.strftime('%H:%M:%S')} {self.record['name']}: timed out or "
+                      "preempted; requeued, resumes from its last epoch checkpoint\n")
+        return DelayedSubmission(self)
+
+
+def layers(plan) -> dict[str, int]:
+    """Depth of each node in the DAG: roots are 0, others one more than their deepest dependency."""
+    depth: dict[str, int] = {}
+    for node in plan.ordered():
+        depth[node.id] = 1 + max((depth[d] for d in node.deps), default=-1)
+    return depth
+
+
+def job_file(run: RunDir) -> Path:
+    return run.path / "slurm.json"
+
+
+def read_job(run: RunDir) -> dict | None:
+    import json
+
+    try:
+        return json.loads(job_file(run).read_text())
+    except FileNotFoundError:
+        return None
+
+
+def squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+    """{job id: (SLURM state, reason)} for the jobs slurmctld still knows."""
+    if not job_ids:
+        return {}
+    result = _slurm(["squeue", "-h", "-r", "--states=all", "-o", "%i|%T|%r",
+                     "-j", ",".join(sorted(set(job_ids)))], allow="Invalid job id")
+    found = {}
+    for line in result.splitlines():
+        job_id, state, reason = line.strip().split("|", 2)
+        found[job_id] = (state, reason)
+    return found
+
+
+def _slurm(command: list[str], allow: str | None = None) -> str:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except FileNotFoundError:
+        raise SlurmError(f"{command[0]} not found: is this a SLURM login node?") from None
+    if done.returncode != 0:
+        if allow and allow in done.stderr:
+            return ""
+        raise SlurmError(f"{' '.join(command[:2])} failed: {done.stderr.strip() or done.stdout}")
+    return done.stdout
+
+
+class SlurmExecutor:
+    name = "slurm"
+
+    def submit(self, plan, workspace: Workspace, settings: dict,
+               options: dict | None = None) -> list[tuple]:
+        """Submit every node that is neither done nor queued/running; return (node, job id)."""
+        opts = check_options(options or {})
+        settings = {**settings, "threads": settings.get("threads") or opts["cpus_per_task"]}
+        pending = prepare(workspace, plan)
+        current = self.states(plan, workspace)
+        todo = [n for n in pending if current[n.id][0] not in ("queued", "running")]
+        stuck = [read_job(workspace.run_dir(n))["job_id"] for n in todo
+                 if current[n.id][1].startswith("blocked")]
+        if stuck:
+            _slurm(["scancel", *stuck])
+        job_of = {n.id: read_job(workspace.run_dir(n))["job_id"] for n in pending
+                  if n not in todo and read_job(workspace.run_dir(n))}
+        depth, groups = layers(plan), {}
+        for node in todo:
+            groups.setdefault((depth[node.id], node.kind), []).append(node)
+        submitted = []
+        for _, nodes in sorted(groups.items()):
+            ids = self._submit_group(plan, workspace, settings, opts, nodes, job_of)
+            for node, job_id in zip(nodes, ids):
+                job_of[node.id] = job_id
+                submitted.append((node, job_id))
+        return submitted
+
+    def _submit_group(self, plan, workspace, settings, opts, nodes, job_of) -> list[str]:
+        after = set()
+        for node in nodes:
+            for dep in node.deps:
+                if workspace.state(plan.nodes[dep]) == "done":
+                    continue
+                if dep not in job_of:
+                    raise SlurmError(f"{node.name}: its dependency {plan.nodes[dep].name} is "
+                                     "neither done nor submitted to SLURM (running elsewhere?)")
+                after.add(job_of[dep])
+        params = slurm_parameters(opts, nodes[0])
+        extra = dict(params.pop("slurm_additional_parameters", {}))
+        if after:
+            extra["dependency"] = "afterok:" + ":".join(sorted(after))
+        folder = workspace.root / "slurm" / "%j"
+        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                         slurm_max_num_timeout=opts["max_requeues"])
+        executor.update_parameters(**params, slurm_additional_parameters=extra)
+        try:
+            with executor.batch():
+                jobs = [executor.submit(NodeJob(node_record(n), str(workspace.root), settings))
+                        for n in nodes]
+        except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as exc:
+            message = getattr(exc, "stderr", None) or getattr(exc, "output", None) or exc
+            raise SlurmError(f"sbatch refused the {nodes[0].kind} jobs: {_text(message)}") from None
+        for index, (node, job) in enumerate(zip(nodes, jobs)):
+            run = workspace.run_dir(node)
+            previous = read_job(run)
+            atomic_write_json(job_file(run), {
+                "job_id": job.job_id, "array_index": index if len(jobs) > 1 else None,
+                "submitted": time.time(), "stdout": str(job.paths.stdout),
+                "stderr": str(job.paths.stderr), "dependency": extra.get("dependency"),
+                "previous": (previous.get("previous", []) + [previous["job_id"]])
+                if previous else []})
+        return [job.job_id for job in jobs]
+
+    def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]:
+        """{node id: (state, detail)}: pending, queued, running, done or failed, merging each
+        node's status.json with what squeue says about its last job."""
+        jobs = {n.id: read_job(workspace.run_dir(n)) for n in plan.ordered()}
+        queue = squeue([j["job_id"] for j in jobs.values() if j])
+        return {n.id: _state(workspace.run_dir(n), jobs[n.id], queue) for n in plan.ordered()}
+
+    def cancel(self, plan, workspace: Workspace) -> list[str]:
+        """scancel every job of this plan that is queued or running; return their ids."""
+        states = self.states(plan, workspace)
+        live = [read_job(workspace.run_dir(n))["job_id"] for n in plan.ordered()
+                if states[n.id][0] in ("queued", "running") and read_job(workspace.run_dir(n))]
+        if live:
+            _slurm(["scancel", *live])
+        return live
+
+
+def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
+    status = run.status()
+    state = status.get("state", "pending")
+    if state == "done":
+        return "done", ""
+    if job is None:
+        if state == "running":
+            return "running", f"outside SLURM (pid {status.get('pid')} on {status.get('host')})"
+        return _failed(run, status) if state == "failed" else ("pending", "")
+    job_id, log = job["job_id"], job["stderr"]
+    slurm_state, reason = queue.get(job_id, (None, ""))
+    if slurm_state in QUEUED and reason == NEVER:
+        return "pending", f"blocked: job {job_id} waits on a failed dependency; resubmit to retry"
+    if slurm_state in QUEUED:
+        return "queued", f"job {job_id} ({reason})" if reason and reason != "None" else \
+            f"job {job_id}"
+    if slurm_state in RUNNING:
+        epoch = status.get("epoch") if state == "running" else None
+        at = f", epoch {epoch}" if epoch is not None else ""
+        return "running", f"job {job_id}{at}; log: {run.log_file}"
+    if state == "failed":
+        return _failed(run, status, log)
+    if slurm_state is None and state != "running":
+        return "pending", ""
+    ended = f"ended {slurm_state}" if slurm_state else "is gone"
+    return "failed", f"job {job_id} {ended} before the node finished; see {log}"
+
+
+def _failed(run: RunDir, status: dict, slurm_log: str | None = None) -> tuple[str, str]:
+    detail = f"{status.get('error') or 'failed'} (log: {run.log_file}"
+    return "failed", detail + (f"; slurm log: {slurm_log})" if slurm_log else ")")
+
+
+def _text(value) -> str:
+    return (value.decode() if isinstance(value, bytes) else str(value)).strip()

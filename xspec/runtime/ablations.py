@@ -1,0 +1,117 @@
+"""The paper's cleaning ablations: L2 toward the start, deep clustering, shrink-and-perturb."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from xspec.errors import DataError
+from xspec.runtime.data import iterate
+from xspec.runtime.pipeline import TrainingData, to_unit
+from xspec.runtime.seeding import derive_seed, generator
+from xspec.runtime.train import ExtraTerm
+
+
+def l2_to_start(model: torch.nn.Module, weight: float) -> ExtraTerm:
+    """lambda * ||theta - theta_0||^2 over all trainable parameters (Zhu et al. 2023)."""
+    start = [p.detach().clone() for p in model.parameters() if p.requires_grad]
+
+    def penalty(model, batch, features) -> torch.Tensor:
+        params = [p for p in model.parameters() if p.requires_grad]
+        return sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+
+    return ExtraTerm("l2_to_start", weight, penalty)
+
+
+class DeepCluster:
+    """Each epoch: pseudo-labels for the cleaning set, a fresh linear head, CE on the labels."""
+
+    def __init__(self, cfg: dict, model, data: TrainingData, optimizer, device, seed: int,
+                 log=print):
+        self.cfg, self.model, self.data, self.optimizer = cfg, model, data, optimizer
+        self.device, self.seed, self.log = device, seed, log
+        self.labels: dict[int, int] = {}
+        self.head: torch.nn.Linear | None = None
+        self.fixed = None if cfg["labels"] == "kmeans" else _read_labels(cfg["labels"])
+
+    @property
+    def term(self) -> ExtraTerm:
+        return ExtraTerm("deep_cluster", self.cfg["weight"], self.loss)
+
+    def on_epoch_start(self, epoch: int) -> None:
+        indices = self.data.indices.tolist()
+        if self.fixed is not None:
+            missing = [i for i in indices if i not in self.fixed]
+            if missing:
+                raise DataError(f"clean.deep_cluster.labels: no label for pair {missing[0]} "
+                                f"(and {len(missing) - 1} more) of the cleaning set")
+            labels = np.array([self.fixed[i] for i in indices])
+        else:
+            labels = self._kmeans(self._embed(indices), epoch)
+        self.labels = dict(zip(indices, labels.tolist()))
+        k = int(labels.max()) + 1
+        torch.manual_seed(derive_seed(self.seed, "cluster-head", epoch) % (1 << 63))
+        self.head = torch.nn.Linear(self.model.visual.output_dim, k).to(self.device)
+        for group in self.optimizer.param_groups[2:]:
+            for param in group["params"]:
+                self.optimizer.state.pop(param, None)
+        del self.optimizer.param_groups[2:]
+        self.optimizer.add_param_group({"params": list(self.head.parameters()),
+                                        "weight_decay": 0.0})
+
+    def loss(self, model, batch, features) -> torch.Tensor:
+        targets = torch.tensor([self.labels[int(i)] for i in batch["index"]], device=self.device)
+        return F.cross_entropy(self.head(features["image"]), targets)
+
+    @torch.no_grad()
+    def _embed(self, indices: list[int]) -> np.ndarray:
+        was_training = self.model.training
+        self.model.eval()
+        chunks = [indices[i:i + 256] for i in range(0, len(indices), 256)]
+        out = []
+        for _, images in iterate(self.data.pairs.images, chunks, self.data.workers):
+            x = self.data.normalize(to_unit(images)).to(self.device)
+            out.append(F.normalize(self.model.encode_image(x), dim=-1).float().cpu())
+        self.model.train(was_training)
+        return torch.cat(out).numpy()
+
+    def _kmeans(self, embeddings: np.ndarray, epoch: int) -> np.ndarray:
+        import faiss
+
+        k = min(self.cfg["k"], len(embeddings))
+        if k < self.cfg["k"]:
+            self.log(f"deep_cluster: k = {self.cfg['k']} > {len(embeddings)} samples; using {k}")
+        kmeans = faiss.Kmeans(embeddings.shape[1], k, niter=self.cfg["iterations"],
+                              spherical=True, seed=derive_seed(self.seed, "kmeans", epoch) % (1 << 31),
+                              verbose=False)
+        kmeans.train(np.ascontiguousarray(embeddings, dtype=np.float32))
+        _, assigned = kmeans.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), 1)
+        return assigned[:, 0].astype(np.int64)
+
+
+def _read_labels(path: str) -> dict[int, int]:
+    try:
+        with open(path, newline="") as handle:
+            rows = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        raise DataError(f"clean.deep_cluster.labels: {path}: no such file") from None
+    if not rows or not {"index", "label"} <= set(rows[0]):
+        raise DataError(f"clean.deep_cluster.labels: {path} needs columns index,label")
+    return {int(r["index"]): int(r["label"]) for r in rows}
+
+
+def perturbed(state: dict[str, torch.Tensor], shrink: float, sigma: float, noise: str,
+              fresh: dict[str, torch.Tensor] | None, seed: int) -> dict[str, torch.Tensor]:
+    """theta * shrink + sigma * eps; eps Gaussian, or the weights of a fresh initialisation."""
+    g = generator(seed, "perturb", str(shrink), str(sigma))
+    out = {}
+    for name, value in state.items():
+        if not value.is_floating_point():
+            out[name] = value
+            continue
+        eps = fresh[name] if noise == "init" else torch.randn(value.shape, generator=g)
+        out[name] = shrink * value + sigma * eps.to(value.dtype)
+    return out
