@@ -69,3 +69,25 @@ def test_cli_plan_shows_done_and_json(finished):
     plan = __import__("json").loads(result.output)
     assert plan["study"] == "mini" and len(plan["nodes"]) == 9
     assert set(plan["nodes"][0]) >= {"id", "kind", "deps", "config"}
+
+
+def test_pretraining_from_a_local_checkpoint(finished, tmp_path):
+    """model.init names a local file: the run starts from those weights (no download)."""
+    study, workspace, _, _ = finished
+    pretrain = study.plan.of_kind("pretrain")[0]
+    checkpoint = workspace.run_dir(pretrain).checkpoint(2)
+    text = MINI.read_text().replace('arch = "xspec-vit-micro"',
+                                    f'arch = "xspec-vit-micro"\ninit = "{checkpoint}"')
+    text = text.replace('name = "mini"', 'name = "mini-finetune"').replace("epochs = 2", "epochs = 1")
+    spec = tmp_path / "finetune.toml"
+    spec.write_text(text.split("[clean]")[0])
+    tuned = open_study(spec)
+    node = tuned.plan.of_kind("pretrain")[0]
+    assert node.config["model"]["init"]["path"] == str(checkpoint)
+    outcome = run_study(tuned, Workspace(tmp_path / "ws"), "debug")
+    assert not outcome.failed
+    import torch
+    from xspec.runtime.models import create
+    start = create("xspec-vit-micro", {"path": str(checkpoint)}, torch.device("cpu"))
+    saved = torch.load(checkpoint, weights_only=True)["model"]
+    assert all(torch.equal(v, saved[k]) for k, v in start.state_dict().items())
