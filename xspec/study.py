@@ -22,7 +22,8 @@ class Study:
     def settings(self) -> dict:
         run = self.spec.run
         return {"device": run.device, "threads": run.threads, "workers": run.workers,
-                "concurrency": run.concurrency, "eval_batch_size": self.spec.evaluate.batch_size}
+                "concurrency": run.concurrency, "eval_batch_size": self.spec.evaluate.batch_size,
+                "keep_checkpoints": run.keep_checkpoints}
 
 
 def open_study(spec_path: str | Path) -> Study:

@@ -244,6 +244,9 @@ class Run(XspecModel):
     threads: PositiveInt | None = None
     workers: NonNegativeInt = 0
     concurrency: PositiveInt = 1
+    # Pre-training keeps every epoch's weights (selection needs them); cleaning keeps the
+    # final epoch's unless "all" (an RN50 grid of 85 learning rates x 20 epochs is ~700 GB).
+    keep_checkpoints: Literal["final", "all"] = "final"
 
 
 class Spec(XspecModel):
