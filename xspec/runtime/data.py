@@ -162,6 +162,16 @@ def _paths(rows: list[dict], key: str, csv_path: str) -> list[str]:
     return [os.path.join(base, row[key]) for row in rows]
 
 
+def pair_captions(cfg: dict) -> list[str]:
+    """The captions of a pair source, without decoding any image (what poisoning needs)."""
+    if cfg["format"] == "fashion_mnist":
+        prefix = "train" if cfg["split"] == "train" else "t10k"
+        labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
+        labels = labels[: cfg.get("size") or len(labels)]
+        return [fashion_caption(int(y), i) for i, y in enumerate(labels)]
+    return open_pairs(cfg, size=1).captions
+
+
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
     if cfg["format"] == "fashion_mnist":
         images, labels = _fashion(cfg, size)

@@ -14,7 +14,7 @@ from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
-from xspec.runtime.data import open_eval, open_pairs
+from xspec.runtime.data import open_eval, open_pairs, pair_captions
 from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
@@ -61,8 +61,7 @@ class Context:
 def poison(ctx: Context) -> None:
     """The poison manifest: which pairs carry the trigger and their new captions."""
     cfg = ctx.config
-    pairs = open_pairs(cfg["train"], size=1) if cfg["train"]["format"] == "csv" else None
-    captions = pairs.captions if pairs else _fashion_captions(cfg["train"])
+    captions = pair_captions(cfg["train"])
     attack = make_attack(cfg, cfg["seed"])
     indices = attack.select(captions)
     atomic_write_json(ctx.run.path / "manifest.json", {
@@ -71,16 +70,9 @@ def poison(ctx: Context) -> None:
                       "original": captions[i]} for i in indices],
     })
     ctx.log(f"poisoned {len(indices)} of {len(captions)} pairs")
-
-
-def _fashion_captions(cfg: dict) -> list[str]:
-    from xspec.runtime.data import _read_idx, fashion_caption
-    from pathlib import Path
-
-    prefix = "train" if cfg["split"] == "train" else "t10k"
-    labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
-    labels = labels[: cfg.get("size") or len(labels)]
-    return [fashion_caption(int(y), i) for i, y in enumerate(labels)]
+    if attack.shortfall:
+        ctx.log(f"warning: only {len(indices)} captions name the target {attack.target!r}; "
+                f"{attack.shortfall} fewer poisons than attack.poisons asks for")
 
 
 def read_manifest(run: RunDir) -> dict:
