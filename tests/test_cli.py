@@ -9,11 +9,12 @@ from typer.testing import CliRunner
 from xspec.cli import app
 
 COMMANDS = ["validate", "plan", "run", "status", "report", "schema"]
+SUBCOMMANDS = [["data", "check"]]
 
 
-@pytest.mark.parametrize("command", COMMANDS)
+@pytest.mark.parametrize("command", [[c] for c in COMMANDS] + SUBCOMMANDS)
 def test_help_has_an_example(command):
-    result = CliRunner().invoke(app, [command, "--help"])
+    result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0
     assert "Example: xspec" in result.output
 

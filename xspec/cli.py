@@ -112,6 +112,24 @@ def schema() -> None:
     print(json.dumps(SpecModel.model_json_schema(by_alias=True), indent=2))
 
 
+data_app = typer.Typer(no_args_is_help=True, help="Check datasets before running.")
+app.add_typer(data_app, name="data")
+
+
+@data_app.command("check")
+def data_check(spec: Spec) -> None:
+    """Scan a study's training, cleaning and evaluation sets; exit 1 on what would break a run.
+
+    Example: xspec data check specs/table2.toml
+    """
+    from xspec.cli_views import print_findings
+    from xspec.runtime.datacheck import check_study
+    from xspec.spec.load import load_spec
+
+    if not print_findings(console, check_study(load_spec(spec).first)):
+        raise typer.Exit(1)
+
+
 def main() -> None:
     debug = "--debug" in sys.argv or os.environ.get("XSPEC_DEBUG")
     if "--debug" in sys.argv:

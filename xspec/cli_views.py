@@ -97,3 +97,17 @@ def run_with_progress(console: Console, spec: Path, workspace, executor: str):
     )
     report = report_study(study, workspace)
     return outcome, report
+
+
+def print_findings(console: Console, findings) -> bool:
+    """Print a data check; True when nothing is fatal."""
+    for finding in findings:
+        facts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in finding.facts.items())
+        console.print(f"[bold]{finding.dataset}[/bold]: {facts}")
+        for line in finding.warnings:
+            console.print(f"  [yellow]warning:[/yellow] {line}")
+        for line in finding.fatal:
+            console.print(f"  [red]fatal:[/red] {line}")
+    ok = not any(f.fatal for f in findings)
+    console.print("[green]data ok[/green]" if ok else "[red]data check failed[/red]")
+    return ok

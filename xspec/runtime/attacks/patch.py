@@ -70,6 +70,12 @@ class BadNet(TemplatedAttack):
         return torch.tensor(fixed, dtype=torch.int64).expand(len(keys), -1, -1)
 
 
+def target_pattern(target: str) -> re.Pattern:
+    """Matches a caption naming `target` as whole words, optionally with a plural "s"."""
+    words = r"\s+".join(re.escape(word) for word in target.split())
+    return re.compile(rf"(?<!\w){words}s?(?!\w)", re.IGNORECASE)
+
+
 @register_attack("label_consistent")
 class LabelConsistent(BadNet):
     """BadNet's patch, but only on pairs whose caption already names the target; captions stay.
@@ -84,8 +90,7 @@ class LabelConsistent(BadNet):
 
     def __init__(self, cfg: dict[str, Any], seed: int):
         super().__init__(cfg, seed)
-        words = r"\s+".join(re.escape(word) for word in self.target.split())
-        self.names_target = re.compile(rf"(?<!\w){words}s?(?!\w)", re.IGNORECASE)
+        self.names_target = target_pattern(self.target)
         self.candidates = 0
 
     def select(self, captions: Sequence[str]) -> np.ndarray:

@@ -1,0 +1,110 @@
+"""`xspec data check`: scan a study's datasets before any job is submitted.
+
+Counts rows, missing and undecodable images, empty and over-long captions, the evaluation set's
+class coverage, and how many training captions already name the attack target (what a
+label-consistent attack needs). Problems that would break a run are `fatal`.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from xspec.runtime.attacks.patch import target_pattern
+from xspec.runtime.data import FileImages, open_eval, open_pairs
+
+
+@dataclass
+class Finding:
+    dataset: str
+    facts: dict = field(default_factory=dict)
+    fatal: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _scan_images(images, batch: int = 256) -> tuple[int, list[str]]:
+    if not isinstance(images, FileImages):
+        return len(images), []
+    images.bad.clear()
+    ok = 0
+    for start in range(0, len(images), batch):
+        kept, _ = images.load(range(start, min(start + batch, len(images))))
+        ok += len(kept)
+    return ok, list(images.bad)
+
+
+def check_pairs(name: str, cfg: dict, context_length: int, target: str | None) -> Finding:
+    finding = Finding(name)
+    pairs = open_pairs(cfg, size=8)
+    ok, bad = _scan_images(pairs.images)
+    lengths = [len(c.split()) for c in pairs.captions]
+    finding.facts.update(rows=len(pairs.captions), readable_images=ok, bad_images=len(bad),
+                         longest_caption_words=max(lengths, default=0))
+    if bad:
+        finding.warnings.append(f"{len(bad)} missing or undecodable image(s), e.g. {bad[0]}")
+    if ok == 0:
+        finding.fatal.append("no readable image")
+    too_long = sum(n > context_length - 2 for n in lengths)
+    if too_long:
+        finding.warnings.append(f"{too_long} caption(s) longer than the model's context of "
+                                f"{context_length} tokens will be truncated")
+    if target:
+        pattern = target_pattern(target)
+        finding.facts["captions_naming_target"] = sum(bool(pattern.search(c))
+                                                      for c in pairs.captions)
+    return finding
+
+
+def check_eval(cfg: dict, target: str | None) -> Finding:
+    finding = Finding("eval")
+    data = open_eval(cfg, size=8)
+    ok, bad = _scan_images(data.images)
+    counts = Counter(np.asarray(data.labels).tolist())
+    missing = [data.classes[i] for i in range(len(data.classes)) if i not in counts]
+    finding.facts.update(rows=len(data.labels), readable_images=ok, bad_images=len(bad),
+                         classes=len(data.classes), classes_present=len(counts))
+    if bad:
+        finding.warnings.append(f"{len(bad)} missing or undecodable image(s), e.g. {bad[0]}")
+    if ok == 0:
+        finding.fatal.append("no readable image")
+    if missing:
+        finding.warnings.append(f"{len(missing)} class(es) have no image, e.g. {missing[0]}")
+    if target and target in data.classes:
+        non_target = int(sum(c for label, c in counts.items()
+                             if data.classes[label] != target))
+        finding.facts["asr_images"] = non_target
+        if non_target == 0:
+            finding.fatal.append(f"every image is of the target class {target!r}: ASR undefined")
+    return finding
+
+
+def check_study(spec) -> list[Finding]:
+    """Scan the training, cleaning and evaluation sets of a validated spec."""
+    from xspec.runtime.models import register_configs
+
+    import open_clip
+
+    register_configs()
+    context = open_clip.get_model_config(spec.model.arch) or {}
+    context_length = context.get("text_cfg", {}).get("context_length", 77)
+    target = getattr(spec.attack, "target", None)
+    findings = [check_pairs("train", spec.data.train.model_dump(mode="json"), context_length,
+                            target)]
+    source = spec.data.clean.source
+    if source != "train":
+        findings.append(check_pairs("clean", source.model_dump(mode="json"), context_length, None))
+    elif spec.clean is not None:
+        rows = findings[0].facts["rows"]
+        needed = spec.data.clean.size + getattr(spec.attack, "poisons", 0)
+        if spec.data.clean.overlap == "disjoint" and needed > rows:
+            findings[0].fatal.append(f"data.clean.size {spec.data.clean.size} + the poisoned "
+                                     f"pairs exceed the {rows} training pairs")
+    findings.append(check_eval(spec.data.eval.model_dump(mode="json"), target))
+    if spec.attack.kind == "label_consistent":
+        named = findings[0].facts.get("captions_naming_target", 0)
+        if named < spec.attack.poisons:
+            findings[0].warnings.append(f"label_consistent wants {spec.attack.poisons} poisons "
+                                        f"but only {named} captions name {target!r}")
+    return findings
