@@ -118,3 +118,9 @@ def test_variant_errors_say_which_variant(write_spec, base_spec):
     text = base_spec + "\n[[variants]]\nclean.lr = [1e-3]\n\n[[variants]]\nclean.lr = [-1.0]\n"
     assert _errors(write_spec, text) == [
         "variants[1]: clean.lr[0]: input should be greater than 0 (got -1.0)"]
+
+
+def test_unknown_architecture_suggests_close_names(write_spec, base_spec):
+    lines = _errors(write_spec, base_spec.replace('"xspec-vit-micro"', '"ViT-B-23"'))
+    assert lines == ["model.arch: unknown architecture 'ViT-B-23'; did you mean ViT-B-32, "
+                     "ViT-S-32, ViT-M-32?"]

@@ -12,6 +12,8 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from xspec.spec.archs import check_arch
+
 Objective = Literal["mmcl", "ssl", "mmcl+ssl"]
 Metric = Literal["top1", "top5", "asr"]
 PositiveInt = Annotated[int, Field(gt=0)]
@@ -156,6 +158,11 @@ Attack = Annotated[Union[BadNet, LabelConsistent, Blended, WaNet, Sig, NoAttack]
 class Model(XspecModel):
     arch: Annotated[str, Field(min_length=1)]
     init: str = "scratch"
+
+    @field_validator("arch")
+    @classmethod
+    def _known_arch(cls, value: str) -> str:
+        return check_arch(value)
 
 
 class Training(XspecModel):
