@@ -1,7 +1,11 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from tests_support import BASE  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "specs" / "toy" / "mini.toml"
@@ -21,32 +25,6 @@ def write_spec(tmp_path):
     return write
 
 
-BASE = """
-[study]
-name = "t"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", size = 256 }
-clean = { size = 64 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 16
-
-[model]
-arch = "xspec-vit-micro"
-
-[pretrain]
-objective = "mmcl"
-epochs = 2
-
-[clean]
-lr = [1e-5, 2e-5]
-epochs = 2
-"""
 
 
 @pytest.fixture
