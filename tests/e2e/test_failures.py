@@ -80,3 +80,68 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
     assert sorted({r["epoch"] for r in rows}) == [1, 2]
     assert "resuming after epoch 1" in run.log_file.read_text()
     assert torch.load(run.checkpoint(2), weights_only=True)["epoch"] == 2
+
+
+def _csv_study(tmp_path, n_bad: int, policy: str = "skip", limit: float = 0.05):
+    import numpy as np
+    from PIL import Image
+
+    from xspec.runtime.data import open_pairs
+
+    pairs = open_pairs({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
+                        "split": "train", "size": 120}, 28)
+    (tmp_path / "img").mkdir()
+    rows = ["image,caption"]
+    for i, caption in enumerate(pairs.captions):
+        name = f"img/{i}.png"
+        if i < n_bad:
+            (tmp_path / name).write_bytes(b"\x89PNG broken")
+        else:
+            Image.fromarray(pairs.images.pixels[i].permute(1, 2, 0).numpy().astype(np.uint8)).save(
+                tmp_path / name)
+        rows.append(f"{name},{caption}")
+    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+    spec = tmp_path / "csv.toml"
+    spec.write_text(f"""
+[study]
+name = "csv"
+[data]
+train = {{ format = "csv", path = "train.csv" }}
+eval = {{ format = "fashion_mnist", split = "test", size = 32 }}
+on_bad_image = "{policy}"
+max_bad_fraction = {limit}
+[attack]
+kind = "badnet"
+target = "bag"
+poisons = 8
+[model]
+arch = "xspec-vit-micro"
+[pretrain]
+epochs = 1
+batch_size = 40
+""")
+    return open_study(spec)
+
+
+def test_bad_images_are_skipped_and_counted_in_status(tmp_path):
+    study = _csv_study(tmp_path, n_bad=3)
+    workspace = Workspace(tmp_path / "ws")
+    outcome = run_study(study, workspace, "debug")
+    assert not outcome.failed
+    node = study.plan.of_kind("pretrain")[0]
+    assert workspace.run_dir(node).status()["bad_train_images"] == 3
+
+
+def test_too_many_bad_images_fail_the_node_with_the_count(tmp_path):
+    study = _csv_study(tmp_path, n_bad=12, limit=0.05)
+    workspace = Workspace(tmp_path / "ws")
+    outcome = run_study(study, workspace, "debug")
+    node = study.plan.of_kind("pretrain")[0]
+    assert "12 of 120 train images are unreadable" in outcome.failed[node.id]
+
+
+def test_bad_image_policy_fail_stops_at_the_first(tmp_path):
+    study = _csv_study(tmp_path, n_bad=1, policy="fail")
+    outcome = run_study(study, Workspace(tmp_path / "ws"), "debug")
+    node = study.plan.of_kind("pretrain")[0]
+    assert "img/0.png" in outcome.failed[node.id]

@@ -6,7 +6,7 @@ import torch
 from PIL import Image
 
 from xspec.errors import DataError
-from xspec.runtime.data import FASHION_WORDS, open_eval, open_pairs
+from xspec.runtime.data import FASHION_WORDS, iterate, open_eval, open_pairs
 from xspec.runtime.evaluate import clip80_templates
 
 FASHION = {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
@@ -39,11 +39,20 @@ def _csv_cfg(path, **extra):
 def test_csv_pairs_decode_relative_paths_and_skip_bad_images(pairs_csv):
     pairs = open_pairs(_csv_cfg(pairs_csv), size=16)
     assert pairs.captions[0] == "a photo number 0" and len(pairs.captions) == 6
-    kept, images = pairs.images.load(range(6))
+    skipped: set[int] = set()
+    [(kept, images)] = list(iterate(pairs.images, [list(range(6))], skipped=skipped))
     assert kept == [0, 1, 2, 3]
     assert images.shape == (4, 3, 16, 16) and images.dtype == torch.uint8
     assert int(images[2].float().mean().round()) == 80
-    assert [p.rsplit("/", 1)[-1] for p in pairs.images.bad] == ["bad.png", "missing.png"]
+    assert skipped == {4, 5}  # bad.png, missing.png
+
+
+def test_bad_images_are_counted_across_loader_workers(pairs_csv):
+    pairs = open_pairs(_csv_cfg(pairs_csv), size=16)
+    skipped: set[int] = set()
+    batches = [[0, 4], [1, 5], [2, 3]]
+    kept = [k for k, _ in iterate(pairs.images, batches, workers=2, skipped=skipped)]
+    assert kept == [[0], [1], [2, 3]] and skipped == {4, 5}
 
 
 def test_bad_image_can_be_fatal(pairs_csv):

@@ -11,7 +11,7 @@ import csv
 import gzip
 import os
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -77,7 +77,6 @@ class FileImages:
     paths: list[str]
     size: int
     on_bad_image: str = "skip"
-    bad: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -91,7 +90,6 @@ class FileImages:
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 if self.on_bad_image == "fail":
                     raise DataError(f"image {self.paths[index]}: {exc}") from None
-                self.bad.append(self.paths[index])
         if not pixels:
             return [], torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         return kept, torch.stack(pixels)
@@ -220,14 +218,20 @@ class BatchLoader(torch.utils.data.Dataset):
         return self.images.load(self.batches[i])
 
 
-def iterate(images, batches: list[list[int]], workers: int = 0) -> Iterator:
-    """Yield (kept indices, uint8 images) per batch; in-memory sources skip the worker pool."""
+def iterate(images, batches: list[list[int]], workers: int = 0,
+            skipped: set[int] | None = None) -> Iterator:
+    """Yield (kept indices, uint8 images) per batch; in-memory sources skip the worker pool.
+
+    Indices of images that could not be read (skipped under on_bad_image = "skip") are added
+    to `skipped`; this works across worker processes, unlike counting inside the source."""
     if workers == 0 or isinstance(images, InMemoryImages):
-        for batch in batches:
-            yield images.load(batch)
-        return
-    loader = torch.utils.data.DataLoader(
-        BatchLoader(images, batches), batch_size=None, shuffle=False, num_workers=workers,
-        persistent_workers=False, pin_memory=torch.cuda.is_available(),
-    )
-    yield from loader
+        loaded = (images.load(batch) for batch in batches)
+    else:
+        loaded = torch.utils.data.DataLoader(
+            BatchLoader(images, batches), batch_size=None, shuffle=False, num_workers=workers,
+            persistent_workers=False, pin_memory=torch.cuda.is_available(),
+        )
+    for batch, (kept, pixels) in zip(batches, loaded):
+        if skipped is not None and len(kept) < len(batch):
+            skipped.update(set(batch) - set(kept))
+        yield kept, pixels

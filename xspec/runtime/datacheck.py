@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from xspec.runtime.attacks.patch import target_pattern
-from xspec.runtime.data import FileImages, open_eval, open_pairs
+from xspec.runtime.data import FileImages, iterate, open_eval, open_pairs
 
 
 @dataclass
@@ -25,14 +25,14 @@ class Finding:
 
 
 def _scan_images(images, batch: int = 256) -> tuple[int, list[str]]:
+    """(readable count, paths of unreadable images)."""
     if not isinstance(images, FileImages):
         return len(images), []
-    images.bad.clear()
-    ok = 0
-    for start in range(0, len(images), batch):
-        kept, _ = images.load(range(start, min(start + batch, len(images))))
-        ok += len(kept)
-    return ok, list(images.bad)
+    skipped: set[int] = set()
+    chunks = [list(range(i, min(i + batch, len(images)))) for i in range(0, len(images), batch)]
+    for _ in iterate(images, chunks, skipped=skipped):
+        pass
+    return len(images) - len(skipped), [images.paths[i] for i in sorted(skipped)]
 
 
 def check_pairs(name: str, cfg: dict, context_length: int, target: str | None) -> Finding:

@@ -7,7 +7,7 @@ so an epoch's batches are the same after a resume as they were the first time.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -53,6 +53,7 @@ class TrainingData:
     views: set[str]
     augmenter: object | None = None
     workers: int = 0
+    skipped: set[int] = field(default_factory=set)  # unreadable images, by pair index
 
     @property
     def steps_per_epoch(self) -> int:
@@ -65,7 +66,8 @@ class TrainingData:
         return [chosen[i * size:(i + 1) * size].tolist() for i in range(self.steps_per_epoch)]
 
     def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        for kept, images in iterate(self.pairs.images, self._order(epoch), self.workers):
+        for kept, images in iterate(self.pairs.images, self._order(epoch), self.workers,
+                                    self.skipped):
             if len(kept) < 2:
                 continue
             yield self._assemble(epoch, kept, images)
@@ -88,11 +90,11 @@ class TrainingData:
 
 
 def eval_batches(data: EvalSet, attack, normalize: Normalizer, batch_size: int,
-                 with_trigger: bool, workers: int = 0) -> Iterator:
+                 with_trigger: bool, workers: int = 0, skipped: set[int] | None = None) -> Iterator:
     """(clean, triggered or None, labels) per batch; the same triggers at every call."""
     order = list(range(len(data.labels)))
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for kept, images in iterate(data.images, chunks, workers):
+    for kept, images in iterate(data.images, chunks, workers, skipped):
         if not kept:
             continue
         images01 = to_unit(images)

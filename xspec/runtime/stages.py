@@ -84,9 +84,10 @@ class Evaluator:
 
     def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
                  device: torch.device, settings: dict):
-        self.data = open_eval(cfg["source"], size)
+        self.data = open_eval(cfg["source"], size, settings.get("on_bad_image", "skip"))
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
         self.normalize, self.device, self.settings = normalize, device, settings
+        self.skipped: set[int] = set()
         target = getattr(attack, "target", None)
         self.target_index = (self.data.classes.index(target)
                              if target and "asr" in self.metrics else None)
@@ -96,7 +97,8 @@ class Evaluator:
                                           clip80_templates(), self.device)
         batches = eval_batches(self.data, self.attack, self.normalize,
                                self.settings.get("eval_batch_size", 256),
-                               self.target_index is not None, self.settings.get("workers", 0))
+                               self.target_index is not None, self.settings.get("workers", 0),
+                               self.skipped)
         scores = evaluate(model, classifier, batches, self.target_index)
         return {k: v for k, v in scores.items() if k in self.metrics}
 
@@ -111,6 +113,18 @@ def _first_groups(state: dict) -> dict:
     keep = {i for group in groups for i in group["params"]}
     return {"state": {i: s for i, s in state["state"].items() if i in keep},
             "param_groups": groups}
+
+
+def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
+    """Count unreadable images; past the spec's limit, stop with the count."""
+    counts = {"bad_train_images": len(data.skipped), "bad_eval_images": len(evaluator.skipped)}
+    limit = ctx.settings.get("max_bad_fraction", 0.01)
+    for (name, count), total in zip(counts.items(), (len(data.pairs.captions),
+                                                     len(evaluator.data.labels))):
+        if count > limit * total:
+            raise DataError(f"{count} of {total} {name.split('_')[1]} images are unreadable, "
+                            f"more than data.max_bad_fraction = {limit}; see xspec data check")
+    return counts
 
 
 def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
@@ -151,7 +165,7 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
         save_checkpoint(last, {"model": weights, "optimizer": model_optimizer_state(optimizer),
                                "epoch": state.epoch, "step": state.step,
                                "node_id": ctx.node["id"], "config": ctx.config})
-        ctx.run.set_status("running", epoch=state.epoch)
+        ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
         summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
         ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss {losses.get('loss', float('nan')):.4f}, "
                 f"{summary}")
@@ -187,7 +201,7 @@ def pretrain(ctx: Context) -> None:
     tokenizer = models.tokenizer(cfg["model"]["arch"])
     mean, std, size = models.image_stats(model)
     normalize = Normalizer.of(mean, std)
-    pairs = open_pairs(cfg["train"], size)
+    pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
     captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:
@@ -292,7 +306,7 @@ def clean(ctx: Context) -> None:
     tokenizer = models.tokenizer(selected["arch"])
     mean, std, size = models.image_stats(model)
     normalize = Normalizer.of(mean, std)
-    pairs = open_pairs(cfg["data"]["from"], size)
+    pairs = open_pairs(cfg["data"]["from"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
     indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},

@@ -92,6 +92,10 @@ class Data(XspecModel):
     clean: CleanData = CleanData()
     eval: EvalSource
     templates: Literal["clip80"] = "clip80"
+    # Missing or undecodable images: skipped and counted (in status.json) up to this fraction
+    # of a dataset, or fatal at the first one.
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
 
 
 class Trigger(XspecModel):
