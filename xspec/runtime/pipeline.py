@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from xspec.runtime.data import EvalSet, PairSet, iterate
+from xspec.runtime.distributed import Dist
 from xspec.runtime.seeding import derive_seed, generator
 
 EVAL_KEY_OFFSET = 1 << 40  # evaluation triggers come from their own stream of keys
@@ -65,9 +66,10 @@ class TrainingData:
         size = min(self.batch_size, len(chosen))
         return [chosen[i * size:(i + 1) * size].tolist() for i in range(self.steps_per_epoch)]
 
-    def batches(self, epoch: int) -> Iterator[dict[str, torch.Tensor]]:
-        for kept, images in iterate(self.pairs.images, self._order(epoch), self.workers,
-                                    self.skipped):
+    def batches(self, epoch: int, dist: Dist = Dist()) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's share of each global batch of the epoch."""
+        order = [dist.shard(batch) for batch in self._order(epoch)]
+        for kept, images in iterate(self.pairs.images, order, self.workers, self.skipped):
             if len(kept) < 2:
                 continue
             yield self._assemble(epoch, kept, images)

@@ -13,7 +13,10 @@ import traceback
 import torch
 
 from xspec.errors import ExecutionError, XspecError
+from xspec.runtime.distributed import setup
 from xspec.runtime.stages import STAGES, Context
+
+TRAINING_KINDS = ("pretrain", "clean")
 from xspec.store.workspace import RunDir, Workspace
 
 
@@ -35,6 +38,13 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
+    device = pick_device(settings.get("device", "auto"))
+    dist = setup(device)
+    if not dist.main:  # helper ranks train alongside rank 0, which writes everything
+        if record["kind"] in TRAINING_KINDS:
+            STAGES[record["kind"]](Context(record, run, workspace, settings, device,
+                                           log=lambda message: None, dist=dist))
+        return "done"
     log_handle = open(run.log_file, "a", buffering=1)
 
     def log(message: str) -> None:
@@ -44,9 +54,8 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
             print(line, flush=True)
 
     run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
-                   error=None)
-    ctx = Context(record, run, workspace, settings, pick_device(settings.get("device", "auto")),
-                  log=log, progress=progress)
+                   error=None, world_size=dist.world)
+    ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
     try:
         STAGES[record["kind"]](ctx)
     except Exception as exc:

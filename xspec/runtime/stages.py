@@ -14,6 +14,7 @@ from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
+from xspec.runtime.distributed import Dist
 from xspec.runtime.data import open_eval, open_pairs, pair_captions
 from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
 from xspec.runtime.objectives import needed_views
@@ -44,7 +45,7 @@ class Context:
     device: torch.device
     log: Callable[[str], None] = print
     progress: Callable | None = None
-    extra: dict = field(default_factory=dict)
+    dist: Dist = field(default_factory=Dist)
 
     @property
     def config(self) -> dict:
@@ -148,11 +149,16 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
         state = TrainState(saved["epoch"], saved["step"])
         ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
     metrics.keep_through(state.epoch)
-    if evaluate_start and state.epoch == 0:
+    if evaluate_start and state.epoch == 0 and ctx.dist.main:
         _log_eval(metrics, 0, 0, evaluator(model))
         metrics.flush()
 
     def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
+        if ctx.dist.main:
+            _end_epoch(state, losses)
+        ctx.dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
+
+    def _end_epoch(state: TrainState, losses: dict[str, float]) -> None:
         for name, value in losses.items():
             metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
         scores = evaluator(model)
@@ -172,8 +178,8 @@ def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all
 
     terms, on_epoch_start = ablations(model, data, optimizer) if ablations else ((), None)
     train(train_cfg, model, data, optimizer, state, on_epoch_end, ctx.device,
-          on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start)
-    if not ctx.settings.get("keep_resume_state", False):
+          on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start, dist=ctx.dist)
+    if ctx.dist.main and not ctx.settings.get("keep_resume_state", False):
         last.unlink(missing_ok=True)
 
 

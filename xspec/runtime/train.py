@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from xspec.errors import XspecError
+from xspec.runtime.distributed import Dist, gather, wrap
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import lr_at, set_lr
 from xspec.runtime.pipeline import TrainingData
@@ -46,15 +47,23 @@ class TrainState:
     step: int = 0
 
 
-def encode(model, batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
-    """All image views in one forward pass, all text views in another."""
-    features = {}
-    for modality, encoder in (("image", model.encode_image), ("text", model.encode_text)):
+def encode(net, batch: dict[str, torch.Tensor], device: torch.device,
+           dist: Dist = Dist()) -> dict[str, torch.Tensor]:
+    """All views in one forward call (image views stacked, text views stacked), through the
+    module's forward so DDP sees it; with several ranks, gathered into the global batch."""
+    stacks = {}
+    for modality in ("image", "text"):
         names = [k for k in (modality, f"{modality}_aug") if k in batch]
-        stacked = torch.cat([batch[k] for k in names]).to(device, non_blocking=True)
-        encoded = F.normalize(encoder(stacked), dim=-1)
-        for name, chunk in zip(names, encoded.split([len(batch[k]) for k in names])):
-            features[name] = chunk
+        stacks[modality] = (names, torch.cat([batch[k] for k in names]).to(device,
+                                                                           non_blocking=True))
+    out = net(stacks["image"][1], stacks["text"][1])
+    encoded = {"image": out[0], "text": out[1]} if isinstance(out, tuple) else {
+        "image": out["image_features"], "text": out["text_features"]}
+    features = {}
+    for modality, (names, _) in stacks.items():
+        chunks = encoded[modality].split([len(batch[k]) for k in names])
+        for name, chunk in zip(names, chunks):
+            features[name] = gather(F.normalize(chunk, dim=-1), dist)
     return features
 
 
@@ -62,8 +71,9 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
           on_epoch_end: Callable[[TrainState, dict[str, float]], None],
           device: torch.device, on_step: Callable[[TrainState], None] | None = None,
           extra_terms: Sequence[ExtraTerm] = (),
-          on_epoch_start: Callable[[int], None] | None = None) -> TrainState:
+          on_epoch_start: Callable[[int], None] | None = None, dist: Dist = Dist()) -> TrainState:
     total_steps = cfg.epochs * data.steps_per_epoch
+    net = wrap(model, dist, device)
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else nullcontext())
     while state.epoch < cfg.epochs:
@@ -73,10 +83,10 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
         model.train()
         sums: dict[str, float] = {}
         batches = 0
-        for batch in data.batches(epoch):
+        for batch in data.batches(epoch, dist):
             set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
             with autocast:
-                features = encode(model, batch, device)
+                features = encode(net, batch, device, dist)
                 loss, parts = total_loss(cfg.objective, cfg.weights, features,
                                          model.logit_scale.exp())
                 for term in extra_terms:
