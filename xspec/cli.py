@@ -135,7 +135,8 @@ def main() -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
     try:
-        app(standalone_mode=False)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code in this mode
+        sys.exit(code if isinstance(code, int) else 0)
     except XspecError as exc:
         for line in str(exc).splitlines():
             err.print(f"[red]error:[/red] {line}", soft_wrap=True)

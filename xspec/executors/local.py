@@ -29,6 +29,8 @@ class LocalExecutor:
                 if verdict == "blocked":
                     waiting.remove(node)
                     outcome.blocked.append(node.id)
+                elif verdict == "ready" and workspace.run_dir(node).alive_elsewhere():
+                    continue  # a worker from an earlier, killed `xspec run` is still at it
                 elif verdict == "ready" and len(running) < limit:
                     waiting.remove(node)
                     running[node.id] = (node, self._start(workspace, node, settings))

@@ -80,6 +80,17 @@ class RunDir:
         current.update(extra, state=state, updated=time.time())
         atomic_write_json(self.status_file, current)
 
+    def alive_elsewhere(self) -> bool:
+        """Running in a process on this host that still exists (e.g. an orphaned worker)."""
+        status = self.status()
+        if status.get("state") != "running" or status.get("host") != os.uname().nodename:
+            return False
+        try:
+            os.kill(int(status.get("pid", -1)), 0)
+        except (OSError, ValueError):
+            return False
+        return status.get("pid") != os.getpid()
+
     @property
     def done(self) -> bool:
         return self.status().get("state") == "done"
