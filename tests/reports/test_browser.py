@@ -1,4 +1,4 @@
-"""The report renders in headless Chromium: every chart drawn, no console error, no request."""
+"""Reports render in headless Chromium: every chart drawn, no console error, no request."""
 
 from __future__ import annotations
 
@@ -9,41 +9,42 @@ from pathlib import Path
 
 import pytest
 
-from xspec.reports.html import build_report
+from xspec.reports.html import build_comparison, build_report
 
 
-def _synthetic_study():
-    """test_report.py's study writer (tests run with --import-mode=importlib, so load by path)."""
+def _load_synthetic():
+    """tests/reports/synthetic.py (tests run with --import-mode=importlib, so load by path)."""
     spec = importlib.util.spec_from_file_location(
-        "xspec_tests_report_synthetic", Path(__file__).with_name("test_report.py"))
+        "xspec_tests_reports_synthetic", Path(__file__).with_name("synthetic.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-synthetic = _synthetic_study()
+syn = _load_synthetic()
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=5000",
+    "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=8000",
 ]
-
-MARKS = ("point", "circle")
+CHARTS = ["chart-policies", "chart-pareto", "chart-trajectories", "chart-pretrain",
+          "chart-losses"]
+MARKS = ("point", "circle", "tick", "line mark", "rule mark", "area mark")
 
 pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason=f"{CHROMIUM} not installed")
 
 
 class ChartDom(HTMLParser):
     """Collects the body's data attributes, scripts, and per chart div its svg/canvas elements
-    and drawn data marks (Vega's SVG renderer labels each point or circle item)."""
+    and drawn data marks (Vega's SVG renderer labels each mark group by its role)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.body: dict[str, str] = {}
         self.charts: dict[str, int] = {}
-        self.marks: dict[str, int] = {}
+        self.marks: dict[str, dict[str, int]] = {}
         self.scripts = 0
         self._chart: str | None = None
         self._depth = 0
@@ -58,11 +59,12 @@ class ChartDom(HTMLParser):
             self._depth += 1
         elif tag == "div" and "chart" in (attributes.get("class") or "").split():
             self._chart, self._depth = attributes["id"], 1
-            self.charts[self._chart] = self.marks[self._chart] = 0
+            self.charts[self._chart], self.marks[self._chart] = 0, {}
         elif tag in ("svg", "canvas") and self._chart is not None:
             self.charts[self._chart] += 1
-        if self._chart is not None and attributes.get("aria-roledescription") in MARKS:
-            self.marks[self._chart] += 1
+        role = attributes.get("aria-roledescription")
+        if self._chart is not None and role in MARKS:
+            self.marks[self._chart][role] = self.marks[self._chart].get(role, 0) + 1
 
     def handle_endtag(self, tag: str) -> None:
         if tag == "div" and self._chart is not None:
@@ -71,25 +73,49 @@ class ChartDom(HTMLParser):
                 self._chart = None
 
 
-def dump_dom(html: Path, profile: Path) -> str:
+def dump_dom(html: Path, profile: Path) -> ChartDom:
     result = subprocess.run(
         [str(CHROMIUM), *FLAGS, f"--user-data-dir={profile}", "--dump-dom", html.as_uri()],
-        capture_output=True, text=True, timeout=60, check=True,
+        capture_output=True, text=True, timeout=90, check=True,
     )
-    return result.stdout
+    dom = ChartDom()
+    dom.feed(result.stdout)
+    return dom
+
+
+def _assert_clean_render(dom: ChartDom) -> None:
+    assert dom.body.get("data-errors") == ""
+    assert dom.body.get("data-rendered") == dom.body.get("data-charts") == str(len(CHARTS))
+    assert dom.body.get("data-resources") == "0"
+    assert dom.charts == dict.fromkeys(CHARTS, 1)
+    assert dom.scripts == 3
 
 
 def test_every_chart_renders_without_errors(tmp_path: Path) -> None:
     db = tmp_path / "xspec.duckdb"
-    synthetic.write_study(db, synthetic.STUDY)
-    html = build_report(db, synthetic.STUDY, tmp_path / "report")
-    dom = ChartDom()
-    dom.feed(dump_dom(html, tmp_path / "profile"))
-    assert dom.body.get("data-errors") == ""
-    assert dom.body.get("data-rendered") == dom.body.get("data-charts") == "3"
-    assert dom.body.get("data-resources") == "0"
-    assert dom.charts == {"chart-pareto": 1, "chart-trajectories": 1, "chart-pretrain": 1}
-    runs = 2 * 2 * len(synthetic.LRS)
-    assert dom.marks == {"chart-pareto": runs * 6 + 2, "chart-trajectories": runs * 7,
-                         "chart-pretrain": 2 * 10 * 3}
-    assert dom.scripts == 3
+    syn.write_study(db, syn.STUDY)
+    dom = dump_dom(build_report(db, syn.STUDY, tmp_path / "report", static=False),
+                   tmp_path / "profile")
+    _assert_clean_render(dom)
+    runs = 4 * len(syn.LRS) + len(syn.LRS) + len(syn.SP_LRS)
+    points = runs * syn.EPOCHS
+    pareto = dom.marks["chart-pareto"]
+    assert pareto["point"] > points  # every cleaning epoch, plus front rings and diamonds
+    assert dom.marks["chart-trajectories"]["circle"] == runs * (syn.EPOCHS + 1)
+    assert dom.marks["chart-pretrain"]["point"] == 2 * 10 * 3 + 2 * 3  # epochs and stars
+    assert dom.marks["chart-policies"]["circle"] == (4 * 4 - 2) * 2  # two oracles have none
+
+
+def test_comparison_renders_without_errors(tmp_path: Path) -> None:
+    db = tmp_path / "xspec.duckdb"
+    syn.write_study(db, syn.STUDY)
+    syn.write_study(db, "seed1", seed=1, shift=0.01)
+    html = build_comparison(db, [syn.STUDY, "seed1"], tmp_path / "reports" / "both",
+                            static=False)
+    dom = dump_dom(html, tmp_path / "profile")
+    _assert_clean_render(dom)
+    runs = 4 * len(syn.LRS) + len(syn.LRS) + len(syn.SP_LRS)
+    assert dom.marks["chart-trajectories"]["circle"] == 2 * runs * (syn.EPOCHS + 1)
+    assert all(sum(marks.values()) > 0 for marks in dom.marks.values())
+    index = dump_dom(tmp_path / "reports" / "index.html", tmp_path / "profile2")
+    assert index.scripts == 0 and index.charts == {}
