@@ -91,14 +91,18 @@ def status(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
 
 
 @app.command()
-def report(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
-    """Ingest finished runs into DuckDB and write the study's HTML report.
+def report(specs: Annotated[list[Path], typer.Argument(help="One or more study specs.")],
+           workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+    """Ingest finished runs into DuckDB and write the HTML report; several specs get one
+    comparison report (works while jobs still run, on what has finished).
 
     Example: xspec report specs/quickstart.toml
     """
-    from xspec.study import open_study, report_study
+    from xspec.study import compare_studies, open_study, report_study
 
-    console.print(f"report: [bold]{report_study(open_study(spec), _workspace(workspace))}[/bold]")
+    studies, ws = [open_study(spec) for spec in specs], _workspace(workspace)
+    path = report_study(studies[0], ws) if len(studies) == 1 else compare_studies(studies, ws)
+    console.print(f"report: [bold]{path}[/bold]")
 
 
 @app.command()

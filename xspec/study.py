@@ -52,3 +52,14 @@ def report_study(study: Study, workspace: Workspace) -> Path:
     out = workspace.report_dir(study.plan.study)
     return build_report(workspace.db_path, study.plan.study, out,
                         asr_threshold=study.spec.report.asr_threshold)
+
+
+def compare_studies(studies: list[Study], workspace: Workspace) -> Path:
+    from xspec.reports.html import build_comparison
+
+    for study in studies:
+        ingest_study(study, workspace)
+    names = [study.plan.study for study in studies]
+    out = workspace.root / "reports" / ("compare-" + "-".join(names))[:120]
+    return build_comparison(workspace.db_path, names, out,
+                            asr_threshold=studies[0].spec.report.asr_threshold)

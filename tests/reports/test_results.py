@@ -9,7 +9,7 @@ import duckdb
 import pytest
 
 from xspec.errors import XspecError
-from xspec.results import results
+from xspec.store.results import results
 
 
 def _load_synthetic():

@@ -20,7 +20,7 @@ on them, then `.df()` (pandas), `.fetchall()` or `.show()`.
 
 Example (accuracy and ASR in [0, 1]; n is the number of images evaluated):
 
-    from xspec.results import results
+    from xspec.store.results import results
 
     r = results("xspec-work")
     best = (r.cleaning("quickstart")
