@@ -79,3 +79,15 @@ def test_names_are_deterministic_and_json_plan_is_complete(write_spec, base_spec
     dumped = json.loads(json.dumps([{"id": n.id, "deps": n.deps, "config": n.config}
                                     for n in plan.ordered()]))
     assert all(len(n["id"]) == 64 for n in dumped)
+
+
+def test_match_accuracy_keeps_each_chain_lineage(write_spec, base_spec):
+    text = base_spec.replace('objective = "mmcl"', 'objective = ["mmcl", "mmcl+ssl"]\n'
+                             'select = { zip = "objective", values = ["best_accuracy", '
+                             '"match_accuracy(mmcl)"] }')
+    plan = _plan(write_spec, text)
+    objectives = sorted(n.lineage["pretrain.objective"] for n in plan.of_kind("clean"))
+    assert objectives == ["mmcl", "mmcl", "mmcl+ssl", "mmcl+ssl"]
+    matched = next(n for n in plan.of_kind("select") if n.config["policy"] == "match_accuracy")
+    reference = next(n for n in plan.of_kind("select") if n.config["policy"] == "best_accuracy")
+    assert reference.id in matched.deps and matched.lineage["pretrain.objective"] == "mmcl+ssl"

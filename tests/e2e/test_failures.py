@@ -49,10 +49,10 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
     study = open_study(write_spec(base_spec.replace("[clean]", "[clean_off]").split("[clean_off]")[0]))
     workspace = Workspace(tmp_path / "ws")
     node = study.plan.of_kind("pretrain")[0]
-    from xspec.runtime import stages
+    from xspec.runtime import fit
 
     seen = []
-    original = stages.save_checkpoint
+    original = fit.save_checkpoint
 
     def crash_after_epoch_one(path, payload):
         original(path, payload)
@@ -60,14 +60,14 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
             seen.append(1)
             raise KeyboardInterrupt  # as if killed right after epoch 1 was saved
 
-    stages.save_checkpoint = crash_after_epoch_one
+    fit.save_checkpoint = crash_after_epoch_one
     try:
         try:
             run_study(study, workspace, "debug")
         except KeyboardInterrupt:
             pass
     finally:
-        stages.save_checkpoint = original
+        fit.save_checkpoint = original
     run = workspace.run_dir(node)
     assert seen == [1] and (run.checkpoints / "last.pt").exists()
     run.set_status("failed", error="killed")

@@ -70,7 +70,7 @@ def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...]) -> Node:
     nid = node_id(kind, config, tuple(d.id for d in deps))
     if nid not in plan.nodes:
         lineage: dict = {}
-        for dep in deps:
+        for dep in reversed(deps):  # the first dependency is the node's own chain: it wins
             lineage.update(dep.lineage)
         _flatten(kind, config, lineage)
         plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in deps), lineage,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -14,48 +13,15 @@ from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
-from xspec.runtime.distributed import Dist
-from xspec.runtime.data import open_eval, open_pairs, pair_captions
-from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
-from xspec.runtime.objectives import needed_views
-from xspec.runtime.optim import adamw
-from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches
-from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
+from xspec.runtime.context import STAGES, Context, stage
+from xspec.runtime.data import open_pairs, pair_captions
+from xspec.runtime.fit import Evaluator, fit, training_data
+from xspec.runtime.pipeline import Normalizer
+from xspec.runtime.records import MetricsLog, save_checkpoint
 from xspec.runtime.seeding import generator, set_seed
-from xspec.runtime.train import TrainConfig, TrainState, train
-from xspec.store.workspace import RunDir, Workspace, atomic_write_json
+from xspec.store.workspace import RunDir, atomic_write_json
 
-STAGES: dict[str, Callable] = {}
-
-
-def stage(kind: str):
-    def decorate(fn):
-        STAGES[kind] = fn
-        return fn
-
-    return decorate
-
-
-@dataclass
-class Context:
-    node: dict
-    run: RunDir
-    workspace: Workspace
-    settings: dict
-    device: torch.device
-    log: Callable[[str], None] = print
-    progress: Callable | None = None
-    dist: Dist = field(default_factory=Dist)
-
-    @property
-    def config(self) -> dict:
-        return self.node["config"]
-
-    def dep(self, kind: str) -> RunDir:
-        for name in self.node["dep_runs"]:
-            if name.startswith(f"{kind}-"):
-                return RunDir(self.workspace.runs / name)
-        raise KeyError(f"node {self.node['name']} has no {kind} dependency")
+__all__ = ["STAGES", "Context"]
 
 
 @stage("poison")
@@ -80,125 +46,6 @@ def read_manifest(run: RunDir) -> dict:
     return json.loads((run.path / "manifest.json").read_text())
 
 
-class Evaluator:
-    """Zero-shot top-1/top-5 and ASR on the evaluation set, in one pass per call."""
-
-    def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
-                 device: torch.device, settings: dict):
-        self.data = open_eval(cfg["source"], size, settings.get("on_bad_image", "skip"))
-        self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
-        self.normalize, self.device, self.settings = normalize, device, settings
-        self.skipped: set[int] = set()
-        target = getattr(attack, "target", None)
-        self.target_index = (self.data.classes.index(target)
-                             if target and "asr" in self.metrics else None)
-
-    def __call__(self, model) -> dict[str, tuple[float, int]]:
-        classifier = zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
-                                          clip80_templates(), self.device)
-        batches = eval_batches(self.data, self.attack, self.normalize,
-                               self.settings.get("eval_batch_size", 256),
-                               self.target_index is not None, self.settings.get("workers", 0),
-                               self.skipped)
-        scores = evaluate(model, classifier, batches, self.target_index)
-        return {k: v for k, v in scores.items() if k in self.metrics}
-
-
-def model_optimizer_state(optimizer) -> dict:
-    """The optimizer state of the model's two parameter groups, without per-epoch heads."""
-    return _first_groups(optimizer.state_dict())
-
-
-def _first_groups(state: dict) -> dict:
-    groups = state["param_groups"][:2]
-    keep = {i for group in groups for i in group["params"]}
-    return {"state": {i: s for i, s in state["state"].items() if i in keep},
-            "param_groups": groups}
-
-
-def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
-    """Count unreadable images; past the spec's limit, stop with the count."""
-    counts = {"bad_train_images": len(data.skipped), "bad_eval_images": len(evaluator.skipped)}
-    limit = ctx.settings.get("max_bad_fraction", 0.01)
-    for (name, count), total in zip(counts.items(), (len(data.pairs.captions),
-                                                     len(evaluator.data.labels))):
-        if count > limit * total:
-            raise DataError(f"{count} of {total} {name.split('_')[1]} images are unreadable, "
-                            f"more than data.max_bad_fraction = {limit}; see xspec data check")
-    return counts
-
-
-def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
-    for name, (value, n) in scores.items():
-        metrics.add(epoch, "eval", name, value, n, step)
-
-
-def _fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
-         evaluate_start: bool, ablations: Callable | None = None) -> None:
-    """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
-    cfg = ctx.config
-    train_cfg = TrainConfig(cfg["objective"], {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
-                            cfg["epochs"], cfg["lr"], cfg["warmup_steps"])
-    optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
-    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
-    state, last = TrainState(), ctx.run.checkpoints / "last.pt"
-    if last.exists():
-        saved = load_checkpoint(last)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(_first_groups(saved["optimizer"]))
-        state = TrainState(saved["epoch"], saved["step"])
-        ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
-    metrics.keep_through(state.epoch)
-    if evaluate_start and state.epoch == 0 and ctx.dist.main:
-        _log_eval(metrics, 0, 0, evaluator(model))
-        metrics.flush()
-
-    def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
-        if ctx.dist.main:
-            _end_epoch(state, losses)
-        ctx.dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
-
-    def _end_epoch(state: TrainState, losses: dict[str, float]) -> None:
-        for name, value in losses.items():
-            metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
-        scores = evaluator(model)
-        _log_eval(metrics, state.epoch, state.step, scores)
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if keep_all or state.epoch == cfg["epochs"]:
-            save_checkpoint(ctx.run.checkpoint(state.epoch),
-                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"]})
-        metrics.flush()
-        save_checkpoint(last, {"model": weights, "optimizer": model_optimizer_state(optimizer),
-                               "epoch": state.epoch, "step": state.step,
-                               "node_id": ctx.node["id"], "config": ctx.config})
-        ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
-        summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
-        ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss {losses.get('loss', float('nan')):.4f}, "
-                f"{summary}")
-
-    terms, on_epoch_start = ablations(model, data, optimizer) if ablations else ((), None)
-    train(train_cfg, model, data, optimizer, state, on_epoch_end, ctx.device,
-          on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start, dist=ctx.dist)
-    if ctx.dist.main and not ctx.settings.get("keep_resume_state", False):
-        last.unlink(missing_ok=True)
-
-
-def _augmenter(objective: str):
-    if "image_aug" not in needed_views(objective):
-        return None
-    from xspec.runtime.augment import SslAugmenter
-
-    return SslAugmenter(None)
-
-
-def _training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
-                   tokenizer, normalize) -> TrainingData:
-    cfg = ctx.config
-    return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
-                        cfg["batch_size"], cfg["seed"], needed_views(cfg["objective"]),
-                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0))
-
-
 @stage("pretrain")
 def pretrain(ctx: Context) -> None:
     cfg = ctx.config
@@ -214,10 +61,10 @@ def pretrain(ctx: Context) -> None:
         captions[entry["index"]] = entry["caption"]
         poisoned[entry["index"]] = True
     attack = make_attack(cfg["attack"], cfg["seed"])
-    data = _training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
+    data = training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
                           attack, tokenizer, normalize)
     evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
-    _fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
+    fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
 
 
 def _match_accuracy(top1: dict[int, float], ctx: Context) -> int:
@@ -327,10 +174,10 @@ def clean(ctx: Context) -> None:
         indices = np.union1d(indices, [e["index"] for e in left])
         ctx.log(f"{len(left)} poisoned pairs left in the cleaning set of {len(indices)}")
     attack = make_attack(cfg["attack"], cfg["seed"])
-    data = _training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
+    data = training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
                           normalize)
     evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
-    _fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
+    fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
          evaluate_start=True, ablations=_ablations(ctx))
 
 
