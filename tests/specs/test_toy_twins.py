@@ -1,0 +1,101 @@
+"""Every paper spec has a toy twin in specs/toy/ that runs end to end on a CPU in seconds.
+
+The twins share one workspace, as a user running them one after another would: identical nodes
+(the "CC6M" pre-training runs, table2's cleaning runs that Figures 5 and 13-15 compare against)
+are content-addressed and run once.
+"""
+
+import json
+import tomllib
+from pathlib import Path
+
+import duckdb
+import pytest
+
+from xspec.runtime.data import open_eval
+from xspec.store.workspace import Workspace
+from xspec.study import ingest_study, open_study, run_study
+
+SPECS = Path(__file__).resolve().parents[2] / "specs"
+TOY = SPECS / "toy"
+EXPERIMENTS = sorted(p.stem for p in SPECS.glob("*.toml") if p.stem != "quickstart")
+HELPERS = {"mini", "clip_stand_in"}  # toy specs that mirror no paper experiment
+
+
+def write_true_labels(path: Path, size: int) -> None:
+    """The toy's "stronger model": Fashion-MNIST's own labels, as index,label."""
+    labels = open_eval({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
+                        "split": "train", "size": size}, 16).labels
+    path.write_text("index,label\n" + "".join(f"{i},{y}\n" for i, y in enumerate(labels)))
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    """A shared workspace, the stand-in CLIP checkpoint and the stronger model's labels."""
+    root = tmp_path_factory.mktemp("toy-twins")
+    ws = Workspace(root / "ws")
+    stand_in = open_study(TOY / "clip_stand_in.toml")
+    outcome = run_study(stand_in, ws, "debug")
+    assert not outcome.failed and not outcome.blocked, outcome.failed
+    (select,) = stand_in.plan.of_kind("select")
+    checkpoint = json.loads((ws.run_dir(select).path / "selected.json").read_text())["checkpoint"]
+    labels = root / "fashion_mnist_labels.csv"
+    write_true_labels(labels, 512)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XSPEC_TOY_CKPT", checkpoint)
+        patch.setenv("XSPEC_TOY_LABELS", str(labels))
+        yield ws
+
+
+def test_every_paper_spec_has_a_twin():
+    twins = {p.stem for p in TOY.glob("*.toml")} - HELPERS
+    assert twins == set(EXPERIMENTS)
+
+
+def swept(path: Path) -> tuple[int, set[str]]:
+    """How many [[variants]] tables a spec has, and which clean fields any of them sweeps."""
+    raw = tomllib.loads(path.read_text())
+    tables = [raw] + raw.get("variants", [])
+    fields = {key for table in tables for key, value in table.get("clean", {}).items()
+              if isinstance(value, list)}
+    for table in tables:
+        for key, value in table.get("clean", {}).get("deep_cluster", {}).items():
+            if isinstance(value, list):
+                fields.add(f"deep_cluster.{key}")
+    return len(raw.get("variants", [])), fields
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_twin_has_the_shape_of_its_paper_spec(name, workspace, monkeypatch, tmp_path):
+    (tmp_path / "RN50.pt").write_bytes(b"compile only stats this file")
+    monkeypatch.setenv("CLIP_RN50", str(tmp_path / "RN50.pt"))
+    paper, toy = open_study(SPECS / f"{name}.toml"), open_study(TOY / f"{name}.toml")
+    assert {n.kind for n in toy.plan.nodes.values()} == {n.kind for n in paper.plan.nodes.values()}
+    assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_twin_runs_end_to_end(name, workspace):
+    study = open_study(TOY / f"{name}.toml")
+    outcome = run_study(study, workspace, "debug")
+    assert not outcome.failed and not outcome.blocked, outcome.failed
+    ingest_study(study, workspace)
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    try:
+        states = con.execute("SELECT DISTINCT status FROM nodes WHERE study = ?",
+                             [study.plan.study]).fetchall()
+        epochs = dict(con.execute("""
+            SELECT n.id, list(DISTINCT m.epoch ORDER BY m.epoch) FROM nodes n
+            JOIN metrics m ON m.node_id = n.id
+            WHERE n.study = ? AND m.split = 'eval' AND m.metric IN ('top1', 'asr')
+            GROUP BY n.id HAVING count(DISTINCT m.metric) = 2""",
+            [study.plan.study]).fetchall())
+    finally:
+        con.close()
+    assert states == [("done",)]
+    # Top-1 and ASR for every cleaning epoch, 0 (before cleaning) included, and every
+    # pre-training epoch.
+    for node in study.plan.of_kind("clean"):
+        assert epochs[node.id] == list(range(node.config["epochs"] + 1)), node.name
+    for node in study.plan.of_kind("pretrain"):
+        assert epochs[node.id] == list(range(1, node.config["epochs"] + 1)), node.name
