@@ -20,6 +20,17 @@ stop() {  # stop NAME PIDFILE: TERM, wait up to 10 s, then KILL
     rm -f "$file"
 }
 
+# Cancel this cluster's jobs first, so that no job step outlives slurmd.
+if [ -s "$DIR/run/slurmctld.pid" ] && kill -0 "$(cat "$DIR/run/slurmctld.pid")" 2>/dev/null; then
+    jobs=$(squeue -h -o %A 2>/dev/null | sort -u | tr '\n' ' ')
+    if [ -n "${jobs// }" ]; then
+        # shellcheck disable=SC2086
+        scancel $jobs 2>/dev/null || true
+        echo "slurm_down: cancelled jobs $jobs"
+        for _ in $(seq 60); do [ -z "$(squeue -h 2>/dev/null)" ] && break; sleep 0.5; done
+    fi
+fi
+
 stop slurmd "$DIR/run/slurmd.pid"
 stop slurmctld "$DIR/run/slurmctld.pid"
 if [ -e "$DIR/run/munged.started-by-xspec" ]; then

@@ -7,7 +7,7 @@
 # Needs the Debian packages slurmctld slurmd slurm-client munge, and root. Writes
 # /etc/slurm/slurm.conf (refusing to overwrite one it did not write) and keeps state, spool,
 # pid and log files under $XSPEC_SLURM_DIR (default /var/lib/xspec-slurm). The settings favour
-# quick turnaround over throughput: requeued jobs may restart after 10 s instead of 120 s.
+# quick turnaround over throughput: requeued jobs may restart after 5 s instead of 120 s.
 set -euo pipefail
 
 DIR=${XSPEC_SLURM_DIR:-/var/lib/xspec-slurm}
@@ -80,7 +80,7 @@ SlurmctldHost=$HOST
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=cred_expire=10
+AuthInfo=cred_expire=5
 CryptoType=crypto/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -98,6 +98,7 @@ Waittime=0
 JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
+MailProg=/bin/true
 StateSaveLocation=$DIR/state
 SlurmdSpoolDir=$DIR/spool
 SlurmctldPidFile=$DIR/run/slurmctld.pid
@@ -139,9 +140,15 @@ state=""
 while [ "$(date +%s)" -lt "$deadline" ]; do
     state=$(sinfo -h -n "$HOST" -o %T 2>/dev/null | head -1 || true)
     case "$state" in
-        idle|mixed|allocated|completing) echo "slurm_up: node $HOST is $state ($CPUS CPUs, ${REAL_MEM} MB)"; exit 0 ;;
-        drained|draining|down|down\*|drained\*) scontrol update NodeName="$HOST" State=RESUME 2>/dev/null || true ;;
+        idle|mixed|allocated|completing)
+            echo "slurm_up: node $HOST is $state ($CPUS CPUs, ${REAL_MEM} MB)"
+            exit 0 ;;
+        drained|draining|down|down\*|drained\*)
+            scontrol update NodeName="$HOST" State=RESUME 2>/dev/null || true ;;
     esac
     sleep 1
 done
-die "node $HOST not idle after ${WAIT_S}s (state: '${state:-no answer}'); see $DIR/log/slurmctld.log and $DIR/log/slurmd.log"
+REASON=$(sinfo -h -n "$HOST" -o %E 2>/dev/null | head -1 || true)
+die "node $HOST not idle after ${WAIT_S}s" \
+    "(state: '${state:-no answer}'${REASON:+, reason: $REASON});" \
+    "see $DIR/log/slurmctld.log and $DIR/log/slurmd.log"

@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 
 from xspec.cli import app
 
-COMMANDS = ["validate", "plan", "run", "status", "report", "schema"]
+COMMANDS = ["validate", "plan", "run", "submit", "status", "cancel", "report", "schema"]
 SUBCOMMANDS = [["data", "check"]]
 
 

@@ -41,6 +41,8 @@ def validate(spec: Spec) -> None:
     study = open_study(spec)
     console.print(f"[green]ok[/green] {spec}: study {study.plan.study!r}, "
                   f"{len(study.loaded.variants)} variant(s), {len(study.plan.nodes)} node(s)")
+    for note in study.plan.notes:
+        console.print(f"[yellow]note:[/yellow] {note}")
 
 
 @app.command()
@@ -78,16 +80,70 @@ def run(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
         raise typer.Exit(1)
 
 
+def _opt(help_text: str, kind=str):
+    return Annotated[Optional[kind], typer.Option(help=help_text, show_default=False)]
+
+
+@app.command()
+def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
+           executor: Annotated[str, typer.Option(help="Batch system: slurm.")] = "slurm",
+           partition: _opt("SLURM partition.") = None,
+           gpus_per_node: _opt("GPUs per training job (one DDP task each).", int) = None,
+           cpus_per_task: _opt("CPUs (and torch threads) per task; default 1.", int) = None,
+           mem_gb: _opt("Memory per job in GB.", float) = None,
+           time: _opt("Time limit per job, e.g. 24:00:00; past it a job requeues and "
+                      "resumes.") = None,
+           array_parallelism: _opt("At most K tasks of a job array at once.", int) = None,
+           account: _opt("SLURM account.") = None,
+           qos: _opt("SLURM quality of service.") = None) -> None:
+    """Submit every pending node to SLURM through submitit and return at once; re-submitting
+    skips nodes that are done, queued or running, and retries failed ones. Flags override
+    the spec's [cluster] table.
+
+    Example: xspec submit specs/table2.toml --partition gpu --gpus-per-node 1 --time 24:00:00
+    """
+    from xspec.study import open_study, submit_study
+
+    flags = dict(partition=partition, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
+                 mem_gb=mem_gb, time=time, array_parallelism=array_parallelism,
+                 account=account, qos=qos)
+    study = open_study(spec)
+    jobs = submit_study(study, _workspace(workspace), executor, flags)
+    for node, job_id in jobs:
+        console.print(f"{job_id:>12}  {node.name}")
+    console.print(f"submitted {len(jobs)} of {len(study.plan.nodes)} node(s); "
+                  f"follow with: xspec status {spec}")
+
+
+@app.command()
+def cancel(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+    """Cancel the study's SLURM jobs that are queued or running; finished runs are kept and
+    `xspec submit` resumes the rest.
+
+    Example: xspec cancel specs/table2.toml
+    """
+    from xspec.executors.slurm import SlurmExecutor
+    from xspec.study import open_study
+
+    ids = SlurmExecutor().cancel(open_study(spec).plan, _workspace(workspace))
+    console.print(f"cancelled {len(ids)} job(s)" + (f": {' '.join(ids)}" if ids else ""))
+
+
 @app.command()
 def status(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
-    """Show each node's state (pending, running, done, failed and why).
+    """Show each node's state (pending, queued, running, done, failed with the reason and log
+    path), from the workspace and, for submitted studies, from SLURM.
 
     Example: xspec status specs/quickstart.toml
     """
     from xspec.cli_views import status_table
-    from xspec.study import open_study
+    from xspec.study import node_states, open_study
 
-    status_table(console, open_study(spec).plan, _workspace(workspace))
+    study, ws = open_study(spec), _workspace(workspace)
+    states, warning = node_states(study, ws)
+    if warning:
+        err.print(f"[yellow]warning:[/yellow] {warning}; showing the workspace only")
+    status_table(console, study.plan, ws, states)
 
 
 @app.command()

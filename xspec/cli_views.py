@@ -44,10 +44,11 @@ def plan_table(console: Console, plan, workspace) -> None:
                   + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
 
 
-def status_table(console: Console, plan, workspace) -> None:
+def status_table(console: Console, plan, workspace, states: dict | None = None) -> None:
+    """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more."""
     table = Table(title=f"status of study {plan.study!r}")
     for column in ("node", "id", "state", "epoch", "detail"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for node in plan.ordered():
         run = workspace.run_dir(node)
         status = run.status()
@@ -55,6 +56,8 @@ def status_table(console: Console, plan, workspace) -> None:
         detail = status.get("error") or ""
         if state == "failed":
             detail += f" (log: {run.log_file})"
+        if states and node.id in states:
+            state, detail = states[node.id]
         epoch = status.get("epoch")
         table.add_row(node.name, node.short, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]",
                       "" if epoch is None else str(epoch), detail)

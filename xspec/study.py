@@ -63,3 +63,25 @@ def compare_studies(studies: list[Study], workspace: Workspace) -> Path:
     out = workspace.root / "reports" / ("compare-" + "-".join(names))[:120]
     return build_comparison(workspace.db_path, names, out,
                             asr_threshold=studies[0].spec.report.asr_threshold)
+
+
+def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict) -> list:
+    """Send the pending nodes to a batch system; returns [(node, job id)]."""
+    from xspec.errors import XspecError
+    from xspec.executors.slurm import SlurmExecutor
+
+    if executor != "slurm":
+        raise XspecError(f"unknown batch executor {executor!r}; allowed: slurm "
+                         "(`xspec run` runs here)")
+    options = study.spec.cluster.options(flags)
+    return SlurmExecutor().submit(study.plan, workspace, study.settings(), options)
+
+
+def node_states(study: Study, workspace: Workspace):
+    """({node id: (state, detail)} or None, warning): SLURM's view merged with the workspace."""
+    from xspec.executors.slurm import SlurmError, SlurmExecutor
+
+    try:
+        return SlurmExecutor().states(study.plan, workspace), None
+    except SlurmError as exc:
+        return None, str(exc)

@@ -5,7 +5,6 @@ from pathlib import Path
 
 import pytest
 
-from xspec.errors import CompileError
 from xspec.study import open_study
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
@@ -169,7 +168,7 @@ def group(plan, clean) -> tuple[str, str]:
 def field(config: dict, dotted: str):
     for key in dotted.split("."):
         config = config.get(key) if isinstance(config, dict) else None
-    return config
+    return config["path"] if isinstance(config, dict) else config  # a file's fingerprint
 
 
 def test_every_spec_is_listed():
@@ -266,13 +265,13 @@ def test_comparison_panels_reuse_table2_runs():
         assert len(ids & cleanclip) == shared, name
 
 
-def test_finetuned_specs_need_the_checkpoint_file(monkeypatch, tmp_path):
+def test_finetuned_specs_plan_without_the_checkpoint_file(monkeypatch, tmp_path):
     missing = tmp_path / "absent" / "RN50.pt"
     monkeypatch.setenv("CLIP_RN50", str(missing))
     for name in ("table3", "fig03_finetuned"):
-        with pytest.raises(CompileError) as err:
-            open_study(SPECS / f"{name}.toml")
-        assert str(err.value) == f"model.init: {missing}: No such file or directory"
+        plan = open_study(SPECS / f"{name}.toml").plan  # still plans, and says what is missing
+        assert (f"model.init: {missing}: No such file or directory; runs that read it will fail "
+                "until it exists") in plan.notes
 
 
 def test_all_paper_specs_compile_quickly():

@@ -78,11 +78,18 @@ def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...]) -> Node:
     return plan.nodes[nid]
 
 
-def _fingerprint(path: str, key: str) -> dict:
+def _fingerprint(plan: Plan, path: str, key: str) -> dict:
+    """Identify a file a node reads by path, size and mtime, so replacing it changes the id.
+
+    A file missing here still plans (a cluster spec is planned on a laptop); the plan notes
+    it, and the nodes that need it fail with the path when run."""
     try:
         stat = os.stat(path)
     except OSError as exc:
-        raise CompileError(f"{key}: {path}: {exc.strerror}") from None
+        note = f"{key}: {path}: {exc.strerror}; runs that read it will fail until it exists"
+        if note not in plan.notes:
+            plan.notes.append(note)
+        return {"path": path, "missing": True}
     return {"path": path, "bytes": stat.st_size, "mtime_ns": stat.st_mtime_ns}
 
 
@@ -116,7 +123,7 @@ def _chain(plan: Plan, spec: Spec) -> Chain:
                                    "seed": spec.study.seed}, ())
     model = spec.model.model_dump(mode="json")
     if spec.model.init != "scratch":
-        model["init"] = _fingerprint(spec.model.init, "model.init")
+        model["init"] = _fingerprint(plan, spec.model.init, "model.init")
     pre = spec.pretrain
     pretrain = _add(plan, "pretrain", {
         "model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, "train": train,
@@ -170,6 +177,9 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
         value = getattr(clean, name)
         if value != type(clean).model_fields[name].default:
             config[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    if clean.deep_cluster and clean.deep_cluster.labels != "kmeans":
+        config["deep_cluster"]["labels"] = _fingerprint(plan, clean.deep_cluster.labels,
+                                                        "clean.deep_cluster.labels")
     return _add(plan, "clean", config, (start, chain.poison))
 
 

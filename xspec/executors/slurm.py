@@ -11,7 +11,11 @@ There is no accounting database (sacct) to rely on.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import json
 import math
+import os
 import re
 import subprocess
 import time
@@ -32,8 +36,9 @@ OPTION_TYPES = {
     "partition": str, "time": (str, int), "gpus_per_node": int, "cpus_per_task": int,
     "mem_gb": (int, float), "array_parallelism": int, "account": str, "qos": str,
     "constraint": str, "exclude": str, "signal_delay_s": int, "max_requeues": int,
-    "additional": dict,
+    "additional": dict, "tasks_per_node": int,
 }
+STAGE_KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")  # per-stage tables
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -65,6 +70,12 @@ def parse_time(value: str | int) -> int:
     return minutes
 
 
+def options_for(options: dict, kind: str) -> dict:
+    """Checked options of one node kind: shared options overridden by its own table."""
+    shared = {k: v for k, v in options.items() if k not in STAGE_KINDS}
+    return check_options({**shared, **(options.get(kind) or {})})
+
+
 def check_options(options: dict) -> dict:
     """Options with None dropped and defaults filled in; every unknown or mistyped one reported."""
     given = {k: v for k, v in options.items() if v is not None}
@@ -87,18 +98,22 @@ def _type_name(kind) -> str:
 def slurm_parameters(options: dict, node) -> dict:
     """submitit `update_parameters` keywords for one node: pure, golden-tested.
 
-    The checkpoint signal comes `signal_delay_s` before the time limit (default: 90 s, at most
-    half the limit, since slurmctld checks limits only every 30 s or so)."""
+    slurmctld checks time limits every 30 s and sends the checkpoint signal up to 30 s early,
+    so the signal comes `signal_delay_s` to `signal_delay_s + 30` s before the limit. The default
+    is 90 s, less for short limits so that a job still gets half its time (a one-minute job
+    gets 5 s, hence 25 to 55 s of work per attempt)."""
     opts = check_options(options)
     minutes = parse_time(opts["time"])
     params = {
         "name": f"xspec-{node.kind}",
         "timeout_min": minutes,
         "nodes": 1,
-        "tasks_per_node": 1,
+        # One task per GPU for training (DDP across the tasks); the rest run as one task.
+        "tasks_per_node": (opts.get("tasks_per_node") or opts.get("gpus_per_node") or 1)
+        if node.kind in TRAINING_KINDS else 1,
         "cpus_per_task": opts["cpus_per_task"],
         "slurm_array_parallelism": opts["array_parallelism"],
-        "slurm_signal_delay_s": opts.get("signal_delay_s") or min(90, minutes * 30),
+        "slurm_signal_delay_s": opts.get("signal_delay_s") or min(90, max(5, minutes * 30 - 30)),
     }
     if opts.get("gpus_per_node") and node.kind in TRAINING_KINDS:
         params["gpus_per_node"] = opts["gpus_per_node"]
@@ -145,12 +160,20 @@ def job_file(run: RunDir) -> Path:
 
 
 def read_job(run: RunDir) -> dict | None:
-    import json
-
     try:
         return json.loads(job_file(run).read_text())
     except FileNotFoundError:
         return None
+
+
+def _record(run: RunDir, job, array_index: int | None, dependency: str | None) -> None:
+    """Write runs/<node>/slurm.json: the node's job, where its SLURM logs go, earlier jobs."""
+    previous = read_job(run)
+    atomic_write_json(job_file(run), {
+        "job_id": job.job_id, "array_index": array_index, "submitted": time.time(),
+        "stdout": str(job.paths.stdout), "stderr": str(job.paths.stderr),
+        "dependency": dependency,
+        "previous": previous.get("previous", []) + [previous["job_id"]] if previous else []})
 
 
 def squeue(job_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
@@ -184,8 +207,8 @@ class SlurmExecutor:
     def submit(self, plan, workspace: Workspace, settings: dict,
                options: dict | None = None) -> list[tuple]:
         """Submit every node that is neither done nor queued/running; return (node, job id)."""
-        opts = check_options(options or {})
-        settings = {**settings, "threads": settings.get("threads") or opts["cpus_per_task"]}
+        options = options or {}
+        opts = {kind: options_for(options, kind) for kind in STAGE_KINDS}
         pending = prepare(workspace, plan)
         current = self.states(plan, workspace)
         todo = [n for n in pending if current[n.id][0] not in ("queued", "running")]
@@ -199,11 +222,19 @@ class SlurmExecutor:
         for node in todo:
             groups.setdefault((depth[node.id], node.kind), []).append(node)
         submitted = []
-        for _, nodes in sorted(groups.items()):
-            ids = self._submit_group(plan, workspace, settings, opts, nodes, job_of)
-            for node, job_id in zip(nodes, ids):
-                job_of[node.id] = job_id
-                submitted.append((node, job_id))
+        try:
+            for _, nodes in sorted(groups.items()):
+                ids = self._submit_group(plan, workspace, settings, opts, nodes, job_of)
+                for node, job_id in zip(nodes, ids):
+                    job_of[node.id] = job_id
+                    submitted.append((node, job_id))
+        except SlurmError as exc:
+            if not submitted:
+                raise
+            ids = [job_id for _, job_id in submitted]
+            _slurm(["scancel", *ids])
+            raise SlurmError(f"{exc}\ncancelled the jobs submitted before: {' '.join(ids)}") \
+                from None
         return submitted
 
     def _submit_group(self, plan, workspace, settings, opts, nodes, job_of) -> list[str]:
@@ -216,6 +247,8 @@ class SlurmExecutor:
                     raise SlurmError(f"{node.name}: its dependency {plan.nodes[dep].name} is "
                                      "neither done nor submitted to SLURM (running elsewhere?)")
                 after.add(job_of[dep])
+        opts = opts[nodes[0].kind]
+        settings = {**settings, "threads": settings.get("threads") or opts["cpus_per_task"]}
         params = slurm_parameters(opts, nodes[0])
         extra = dict(params.pop("slurm_additional_parameters", {}))
         if after:
@@ -225,21 +258,15 @@ class SlurmExecutor:
                                          slurm_max_num_timeout=opts["max_requeues"])
         executor.update_parameters(**params, slurm_additional_parameters=extra)
         try:
-            with executor.batch():
+            with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # sbatch prints
                 jobs = [executor.submit(NodeJob(node_record(n), str(workspace.root), settings))
                         for n in nodes]
         except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as exc:
             message = getattr(exc, "stderr", None) or getattr(exc, "output", None) or exc
             raise SlurmError(f"sbatch refused the {nodes[0].kind} jobs: {_text(message)}") from None
         for index, (node, job) in enumerate(zip(nodes, jobs)):
-            run = workspace.run_dir(node)
-            previous = read_job(run)
-            atomic_write_json(job_file(run), {
-                "job_id": job.job_id, "array_index": index if len(jobs) > 1 else None,
-                "submitted": time.time(), "stdout": str(job.paths.stdout),
-                "stderr": str(job.paths.stderr), "dependency": extra.get("dependency"),
-                "previous": (previous.get("previous", []) + [previous["job_id"]])
-                if previous else []})
+            _record(workspace.run_dir(node), job, index if len(jobs) > 1 else None,
+                    extra.get("dependency"))
         return [job.job_id for job in jobs]
 
     def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]:
@@ -265,6 +292,9 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
     if state == "done":
         return "done", ""
     if job is None:
+        if state == "running" and _gone(status):
+            return "failed", (f"process {status.get('pid')} on {status.get('host')} is gone "
+                              f"before the node finished (killed?); log: {run.log_file}")
         if state == "running":
             return "running", f"outside SLURM (pid {status.get('pid')} on {status.get('host')})"
         return _failed(run, status) if state == "failed" else ("pending", "")
@@ -285,6 +315,19 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
         return "pending", ""
     ended = f"ended {slurm_state}" if slurm_state else "is gone"
     return "failed", f"job {job_id} {ended} before the node finished; see {log}"
+
+
+def _gone(status: dict) -> bool:
+    """A node that says it is running in a process of this machine that no longer exists."""
+    if status.get("host") != os.uname().nodename or not status.get("pid"):
+        return False
+    try:
+        os.kill(status["pid"], 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def _failed(run: RunDir, status: dict, slurm_log: str | None = None) -> tuple[str, str]:

@@ -35,7 +35,8 @@ class DeepCluster:
         self.device, self.seed, self.log = device, seed, log
         self.labels: dict[int, int] = {}
         self.head: torch.nn.Linear | None = None
-        self.fixed = None if cfg["labels"] == "kmeans" else _read_labels(cfg["labels"])
+        labels = cfg["labels"]  # "kmeans", or the fingerprint {"path", ...} of a labels CSV
+        self.fixed = None if labels == "kmeans" else _read_labels(labels["path"])
 
     @property
     def term(self) -> ExtraTerm:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import gzip
 import os
+from functools import cache
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -118,7 +119,9 @@ class EvalSet:
     classes: tuple[str, ...]
 
 
+@cache
 def _read_idx(path: Path) -> np.ndarray:
+    """An idx file (read-only array, cached: every node of a study reads the same files)."""
     try:
         with gzip.open(path, "rb") as handle:
             raw = handle.read()
@@ -129,7 +132,9 @@ def _read_idx(path: Path) -> np.ndarray:
         ) from None
     ndim = raw[3]
     dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    array = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
+    array.flags.writeable = False
+    return array
 
 
 def _fashion(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:

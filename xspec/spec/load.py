@@ -18,7 +18,8 @@ from xspec.spec.sweep import Axis, branch, expand, unwrap
 
 MAX_PROBLEMS = 10
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-PATH_KEYS = {"path", "init"}
+# Keys holding a file path, with the keyword that means "no file" (resolved against the spec).
+PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans"}
 
 
 @dataclass(frozen=True)
@@ -103,7 +104,8 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
         raise SpecError(f"{_dotted(keys)}: environment variable {name} is not set")
 
     value = ENV_VAR.sub(substitute, value)
-    if keys and keys[-1] in PATH_KEYS and value != "scratch" and not os.path.isabs(value):
+    if (keys and keys[-1] in PATH_KEYS and value != PATH_KEYS[keys[-1]]
+            and not os.path.isabs(value)):
         value = str(base / value)
     return value
 

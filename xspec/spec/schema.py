@@ -260,6 +260,39 @@ class Run(XspecModel):
     keep_checkpoints: Literal["final", "all"] = "final"
 
 
+class ClusterOptions(XspecModel):
+    """SLURM settings for `xspec submit` (flags on the command line override them)."""
+
+    partition: str | None = None
+    time: str | None = None  # e.g. "24:00:00"; past it a job requeues and resumes
+    gpus_per_node: PositiveInt | None = None
+    tasks_per_node: PositiveInt | None = None  # default: one per GPU, for DDP
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: PositiveFloat | None = None
+    array_parallelism: PositiveInt | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    exclude: str | None = None
+    max_requeues: NonNegativeInt | None = None
+    additional: dict[str, str] | None = None
+
+
+class Cluster(ClusterOptions):
+    """Shared settings, with one optional table per node kind: [cluster.clean] etc."""
+
+    poison: ClusterOptions | None = None
+    pretrain: ClusterOptions | None = None
+    select: ClusterOptions | None = None
+    shrink_perturb: ClusterOptions | None = None
+    clean: ClusterOptions | None = None
+
+    def options(self, overrides: dict) -> dict:
+        """submitit options: these settings, then the command line's non-empty flags."""
+        data = self.model_dump(exclude_none=True)
+        return {**data, **{k: v for k, v in overrides.items() if v is not None}}
+
+
 class Spec(XspecModel):
     study: Study
     data: Data
@@ -270,6 +303,7 @@ class Spec(XspecModel):
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
     run: Run = Run()
+    cluster: Cluster = Cluster()
 
     @model_validator(mode="after")
     def _epoch_policy_in_range(self):
