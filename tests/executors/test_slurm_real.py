@@ -16,13 +16,13 @@ import pytest
 from xspec.executors.slurm import SlurmExecutor, read_job, squeue
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study
+from tests_executors_support import finished, wait_until  # noqa: E402
 
 pytestmark = pytest.mark.slurm
 
 HERE = Path(__file__).resolve().parent
 STUDY = HERE / "slurm_study.toml"
 TIMEOUT_STUDY = HERE / "slurm_timeout.toml"
-WAIT_S = 420  # generous: a loaded 2-core machine needs about 300 s for the timeout study
 
 
 def submit(spec: Path, root: Path, **options):
@@ -30,23 +30,6 @@ def submit(spec: Path, root: Path, **options):
     started = time.monotonic()
     jobs = SlurmExecutor().submit(study.plan, workspace, study.settings(), options)
     return study, workspace, jobs, time.monotonic() - started
-
-
-def wait_until(predicate, what: str, timeout: float = WAIT_S, every: float = 0.5):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-
-
-def finished(study, workspace) -> dict:
-    states = SlurmExecutor().states(study.plan, workspace)
-    settled = all(state in ("done", "failed") or detail.startswith("blocked")
-                  for state, detail in states.values())
-    return states if settled else {}
 
 
 def metric_rows(study, workspace) -> list[tuple]:
