@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -123,7 +124,8 @@ class Workspace:
     def run_dir(self, node) -> RunDir:
         return RunDir(self.runs / node.run_name)
 
-    def ensure_writable(self) -> None:
+    def ensure_writable(self, min_free_mb: int = 200) -> None:
+        """Fail before any training when the workspace cannot take checkpoints."""
         try:
             self.runs.mkdir(parents=True, exist_ok=True)
             probe = self.root / f".write-probe-{os.getpid()}"
@@ -131,6 +133,10 @@ class Workspace:
             probe.unlink()
         except OSError as exc:
             raise XspecError(f"workspace {self.root} is not writable: {exc.strerror}") from None
+        free_mb = shutil.disk_usage(self.root).free // 2**20
+        if free_mb < min_free_mb:
+            raise XspecError(f"workspace {self.root} has only {free_mb} MB free; checkpoints "
+                             f"need more (at least {min_free_mb} MB)")
 
     def prepare(self, node) -> RunDir:
         """Create the node's folder and write node.json (idempotent)."""
