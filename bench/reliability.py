@@ -80,17 +80,17 @@ def kill_cycles(kills: int, seed: int = 0) -> str:
     rng = random.Random(seed)
     with tempfile.TemporaryDirectory() as tmp:
         spec, workspace = Path(tmp) / "kill.toml", Path(tmp) / "ws"
-        epochs = 6
+        epochs = 12
         spec.write_text(KILL_SPEC.format(epochs=epochs))
         survived = 0
         while survived < kills:
             proc = _xspec("run", str(spec), "-w", str(workspace))
+            time.sleep(rng.uniform(0.5, 8.0))
             while not _running_pids(workspace) and proc.poll() is None:
-                time.sleep(0.2)  # a worker is importing torch
-            time.sleep(rng.uniform(0.5, 6.0))
+                time.sleep(0.1)  # between two nodes: kill the next one once it runs
             pids = _running_pids(workspace)
             if proc.poll() is not None:
-                break  # finished before we could kill it
+                break  # the study finished before this kill point
             if pids:
                 os.kill(rng.choice(pids), signal.SIGKILL)
                 survived += 1
