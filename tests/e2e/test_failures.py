@@ -145,3 +145,15 @@ def test_bad_image_policy_fail_stops_at_the_first(tmp_path):
     outcome = run_study(study, Workspace(tmp_path / "ws"), "debug")
     node = study.plan.of_kind("pretrain")[0]
     assert "img/0.png" in outcome.failed[node.id]
+
+
+def test_retried_node_does_not_block_its_dependents(write_spec, base_spec, tmp_path):
+    """A node that failed before is retried by the local executor; while its worker starts,
+    its dependents wait instead of reading the old "failed" and giving up."""
+    study = open_study(write_spec(base_spec.split("[clean]")[0]))
+    workspace = Workspace(tmp_path / "ws")
+    pretrain = study.plan.of_kind("pretrain")[0]
+    workspace.prepare(pretrain).set_status("failed", error="killed earlier")
+    outcome = run_study(study, workspace, "local")
+    assert outcome.blocked == [] and outcome.failed == {}
+    assert all(workspace.state(n) == "done" for n in study.plan.ordered())

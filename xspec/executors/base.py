@@ -15,6 +15,10 @@ class Outcome:
     failed: dict[str, str] = field(default_factory=dict)  # node id -> reason
     blocked: list[str] = field(default_factory=list)  # an upstream node failed
 
+    @property
+    def doomed(self) -> set[str]:
+        return set(self.failed) | set(self.blocked)
+
 
 class Reporter(Protocol):
     def started(self, node, total_steps: int | None) -> None: ...
@@ -43,12 +47,14 @@ def prepare(workspace: Workspace, plan) -> list:
     return pending
 
 
-def ready(node, plan, workspace: Workspace) -> str:
-    """'ready', 'wait' (a dependency is still to run) or 'blocked' (a dependency failed)."""
-    states = [workspace.state(plan.nodes[dep]) for dep in node.deps]
-    if all(s == "done" for s in states):
+def ready(node, plan, workspace: Workspace, doomed: set[str]) -> str:
+    """'ready', 'wait' (a dependency is still to run) or 'blocked' (a dependency failed or was
+    blocked in this execution; a failure left over from an earlier one is being retried)."""
+    if any(dep in doomed for dep in node.deps):
+        return "blocked"
+    if all(workspace.state(plan.nodes[dep]) == "done" for dep in node.deps):
         return "ready"
-    return "blocked" if "failed" in states else "wait"
+    return "wait"
 
 
 def total_steps(node) -> int | None:

@@ -17,7 +17,7 @@ class DebugExecutor:
         outcome = Outcome(skipped=[n.id for n in plan.ordered()])
         for node in prepare(workspace, plan):
             outcome.skipped.remove(node.id)
-            if ready(node, plan, workspace) != "ready":
+            if ready(node, plan, workspace, outcome.doomed) != "ready":
                 outcome.blocked.append(node.id)
                 continue
             reporter.started(node, total_steps(node))

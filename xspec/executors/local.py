@@ -25,7 +25,7 @@ class LocalExecutor:
         limit = max(1, int(settings.get("concurrency", 1)))
         while waiting or running:
             for node in list(waiting):
-                verdict = ready(node, plan, workspace)
+                verdict = ready(node, plan, workspace, outcome.doomed)
                 if verdict == "blocked":
                     waiting.remove(node)
                     outcome.blocked.append(node.id)
@@ -36,7 +36,7 @@ class LocalExecutor:
                     running[node.id] = (node, self._start(workspace, node, settings))
                     reporter.started(node, total_steps(node))
             if not running and waiting and all(
-                ready(n, plan, workspace) == "wait" for n in waiting
+                ready(n, plan, workspace, outcome.doomed) == "wait" for n in waiting
             ):
                 break  # nothing can make progress; should not happen in a valid DAG
             time.sleep(POLL_SECONDS)
@@ -48,6 +48,8 @@ class LocalExecutor:
     def _start(workspace: Workspace, node, settings: dict) -> subprocess.Popen:
         run = workspace.run_dir(node)
         (run.path / "progress.json").unlink(missing_ok=True)
+        # Not "failed" from an earlier try while the worker starts: dependents must wait.
+        run.set_status("queued", error=None)
         return subprocess.Popen(
             [sys.executable, "-m", "xspec.runtime.worker", str(run.path), json.dumps(settings)],
             stdout=subprocess.DEVNULL, stderr=open(run.path / "stderr.txt", "ab"),
