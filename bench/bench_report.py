@@ -123,7 +123,7 @@ def write_workspace(root: Path) -> int:
         nodes, cols = _nodes_and_metrics(seed)
         frame = pd.DataFrame(nodes, columns=["study", "id", "kind", "name", "config", "deps",
                                              "lineage", "status", "error"])
-        con.execute("INSERT INTO nodes SELECT *, now() FROM frame")
+        con.execute("INSERT INTO nodes SELECT *, now(), NULL FROM frame")
         frame = pd.DataFrame(cols)  # read by DuckDB's replacement scan
         con.execute("INSERT INTO metrics SELECT node_id, epoch, split, metric, value, n, step "
                     "FROM frame")

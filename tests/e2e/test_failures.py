@@ -130,6 +130,10 @@ def test_bad_images_are_skipped_and_counted_in_status(tmp_path):
     assert not outcome.failed
     node = study.plan.of_kind("pretrain")[0]
     assert workspace.run_dir(node).status()["bad_train_images"] == 3
+    from xspec.study import report_study
+
+    html = report_study(study, workspace).read_text()
+    assert "unreadable images" in html and "<td>3</td>" in html
 
 
 def test_too_many_bad_images_fail_the_node_with_the_count(tmp_path):

@@ -52,6 +52,16 @@ def test_report_is_written_and_self_contained(finished):
     html = report.read_text()
     assert "vegaEmbed" in html and "https://cdn" not in html
     assert "Best accuracy after cleaning" in html
+    assert "lowest held-out MMCL loss" in html
+
+
+def test_cleaning_logs_a_heldout_loss_every_epoch(finished):
+    study, workspace, _, _ = finished
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    rows = con.execute("""SELECT epoch, count(*), min(n) FROM metrics
+        WHERE split = 'heldout' AND metric = 'mmcl' GROUP BY 1 ORDER BY 1""").fetchall()
+    assert [(e, c) for e, c, _ in rows] == [(0, 4), (1, 4), (2, 4)]
+    assert rows[0][2] == 160  # 256 pairs - 64 cleaning - 16 poisoned = 176, in batches of 32
 
 
 def test_second_run_trains_nothing(finished):

@@ -69,7 +69,8 @@ WITH ev AS (
         n.lineage->>'$."clean.objective"' AS cln, m.epoch,
         max(m.value) FILTER (m.split = 'eval' AND m.metric = 'top1') AS top1,
         max(m.value) FILTER (m.split = 'eval' AND m.metric = 'asr') AS asr,
-        max(m.value) FILTER (m.split = 'train' AND m.metric = 'mmcl') AS mmcl
+        coalesce(max(m.value) FILTER (m.split = 'heldout' AND m.metric = 'mmcl'),
+                 max(m.value) FILTER (m.split = 'train' AND m.metric = 'mmcl')) AS mmcl
     FROM nodes n JOIN metrics m ON m.node_id = n.id
     WHERE n.study = $study AND n.kind = 'clean' AND m.epoch >= 1
     GROUP BY ALL
@@ -190,8 +191,8 @@ def test_selection_policies_match_hand_written_query(con, threshold: float) -> N
         assert pick.loc[(pre, cln), ("top1_median", "final")] == pytest.approx(
             row["final_median"])
         assert pick.loc[(pre, cln), ("asr_min", "final")] == row["final_asr_min"]
-        assert pick.loc[(pre, cln), ("top1", "min_train_mmcl")] == row["min_mmcl"]
-        assert pick.loc[(pre, cln), ("asr", "min_train_mmcl")] == row["min_mmcl_asr"]
+        assert pick.loc[(pre, cln), ("top1", "min_mmcl")] == row["min_mmcl"]
+        assert pick.loc[(pre, cln), ("asr", "min_mmcl")] == row["min_mmcl_asr"]
     assert list(got["label"][:4]) == [
         f"oracle: best top-1 with ASR ≤ {short_pct(threshold)}", "final epoch",
         "best top-1, ASR unknown", "lowest training MMCL loss"]
@@ -315,7 +316,7 @@ def test_report_with_nodes_but_no_metrics(db: Path, tmp_path: Path) -> None:
     copy.write_bytes(db.read_bytes())
     con = duckdb.connect(str(copy))
     con.execute("INSERT INTO nodes SELECT 'other', id || '-o', kind, name, config, deps, "
-                "lineage, 'pending', NULL, updated FROM nodes WHERE study = 'seed1'")
+                "lineage, 'pending', NULL, updated, NULL FROM nodes WHERE study = 'seed1'")
     con.close()
     html = build_report(copy, "other", tmp_path / "o", static=False).read_text()
     assert 'class="chart"' not in html

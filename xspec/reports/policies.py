@@ -8,9 +8,10 @@ per run, then one run:
   Needs the ASR, which a defender does not know; the paper's Table 2 reports this one.
 - final: per run the last evaluated epoch; then the most accurate run (no ASR knowledge).
 - best_accuracy: per run the most accurate epoch; then the most accurate run (no ASR).
-- min_train_mmcl: per run the epoch with the lowest training MMCL loss (the epoch mean of the
-  "train" split's mmcl metric); then the run with the lowest one. xspec logs no held-out loss
-  yet, so this stands in for model selection on a validation loss, and is labelled as such.
+- min_mmcl: per run the epoch with the lowest MMCL loss on held-out clean pairs (split
+  "heldout", which cleaning runs log every epoch); then the run with the lowest one. This is
+  model selection on a validation loss, which a defender can do. Runs that logged no held-out
+  loss fall back to the training MMCL loss, and the label says so.
 
 The spread columns summarise the per-run picks across runs (min / median / max), i.e. how much
 the outcome depends on the learning rate; `runs_picked` counts runs that have a pick (for the
@@ -27,16 +28,19 @@ POLICIES = {
     "oracle": "oracle: best top-1 with ASR ≤ {threshold}",
     "final": "final epoch",
     "best_accuracy": "best top-1, ASR unknown",
-    "min_train_mmcl": "lowest training MMCL loss",
+    "min_mmcl": "lowest {mmcl_source} MMCL loss",
 }
 
 SELECTION = """
 WITH pts AS MATERIALIZED (
     SELECT c.study, c.pretrain_objective, c.clean_objective, c.settings, c.node_id, c.name,
-        c.lr, e.epoch, e.top1, e.top1_n, e.asr, e.asr_n, t.value AS mmcl
+        c.lr, e.epoch, e.top1, e.top1_n, e.asr, e.asr_n, coalesce(h.value, t.value) AS mmcl,
+        h.value IS NOT NULL AS heldout
     FROM xr_clean c
     JOIN xr_eval e ON e.node_id = c.node_id
     LEFT JOIN xr_train t ON t.node_id = e.node_id AND t.epoch = e.epoch AND t.metric = 'mmcl'
+    LEFT JOIN metrics h ON h.node_id = e.node_id AND h.epoch = e.epoch AND h.split = 'heldout'
+        AND h.metric = 'mmcl'
     WHERE e.epoch >= 1 AND e.asr IS NOT NULL
 ),
 per_run AS (
@@ -49,14 +53,14 @@ per_run AS (
     SELECT 'best_accuracy' AS policy, * FROM pts
     QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY top1 DESC, epoch) = 1
     UNION ALL BY NAME
-    SELECT 'min_train_mmcl' AS policy, * FROM pts WHERE mmcl IS NOT NULL
+    SELECT 'min_mmcl' AS policy, * FROM pts WHERE mmcl IS NOT NULL
     QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY mmcl, epoch) = 1
 ),
 pick AS (
     SELECT * FROM per_run
     QUALIFY row_number() OVER (
         PARTITION BY study, pretrain_objective, clean_objective, policy
-        ORDER BY CASE WHEN policy = 'min_train_mmcl' THEN mmcl ELSE -top1 END,
+        ORDER BY CASE WHEN policy = 'min_mmcl' THEN mmcl ELSE -top1 END,
             asr, lr, node_id, epoch) = 1
 ),
 spread AS (
@@ -72,11 +76,12 @@ pairs AS (
     FROM xr_clean GROUP BY ALL
 ),
 policies AS (SELECT * FROM (VALUES ('oracle', 1), ('final', 2), ('best_accuracy', 3),
-                                   ('min_train_mmcl', 4)) v(policy, ord))
+                                   ('min_mmcl', 4)) v(policy, ord))
 SELECT r.study, r.pretrain_objective, r.clean_objective, r.runs, r.seeds, p.policy,
     s.runs_picked, s.runs_under, s.top1_min, s.top1_median, s.top1_max,
     s.asr_min, s.asr_median, s.asr_max,
-    k.top1, k.top1_n, k.asr, k.asr_n, k.lr, k.epoch, k.mmcl, k.settings, k.node_id, k.name
+    k.top1, k.top1_n, k.asr, k.asr_n, k.lr, k.epoch, k.mmcl, k.heldout, k.settings, k.node_id,
+    k.name
 FROM pairs r CROSS JOIN policies p
 LEFT JOIN spread s ON s.study = r.study AND s.pretrain_objective = r.pretrain_objective
     AND s.clean_objective = r.clean_objective AND s.policy = p.policy
@@ -91,5 +96,8 @@ def selection_policies(con, asr_threshold: float) -> pd.DataFrame:
     picked checkpoint (top1, asr, their n, lr, epoch, mmcl, node) and the per-run spread."""
     table = frame(con, SELECTION, {"threshold": asr_threshold})
     threshold = f"{100 * asr_threshold:g}%"
-    table["label"] = table["policy"].map(lambda p: POLICIES[p].format(threshold=threshold))
+    picked = table.loc[table["policy"] == "min_mmcl", "heldout"].dropna()
+    source = "held-out" if len(picked) and picked.astype(bool).all() else "training"
+    table["label"] = table["policy"].map(
+        lambda p: POLICIES[p].format(threshold=threshold, mmcl_source=source))
     return table

@@ -14,7 +14,8 @@ from xspec.runtime.optim import adamw
 from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches
 from xspec.runtime.context import Context
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
-from xspec.runtime.train import TrainConfig, TrainState, train
+from xspec.runtime.objectives import mmcl
+from xspec.runtime.train import TrainConfig, TrainState, encode, train
 
 class Evaluator:
     """Zero-shot top-1/top-5 and ASR on the evaluation set, in one pass per call."""
@@ -69,8 +70,29 @@ def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
         metrics.add(epoch, "eval", name, value, n, step)
 
 
+class HeldOutLoss:
+    """MMCL loss on clean pairs the run never trains on: the validation loss a defender can
+    compute (no trigger, no ASR needed). Logged as split "heldout", metric "mmcl"."""
+
+    def __init__(self, data: TrainingData, device: torch.device):
+        self.data, self.device = data, device
+
+    @torch.no_grad()
+    def __call__(self, model) -> tuple[float, int]:
+        was_training = model.training
+        model.eval()
+        total, n = 0.0, 0
+        for batch in self.data.batches(epoch=0):
+            features = encode(model, batch, self.device)
+            total += float(mmcl(features, model.logit_scale.exp())) * len(batch["image"])
+            n += len(batch["image"])
+        model.train(was_training)
+        return total / max(1, n), n
+
+
 def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
-         evaluate_start: bool, ablations: Callable | None = None) -> None:
+        evaluate_start: bool, ablations: Callable | None = None,
+        heldout: HeldOutLoss | None = None) -> None:
     """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
     cfg = ctx.config
     train_cfg = TrainConfig(cfg["objective"], {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
@@ -88,6 +110,8 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
     metrics.keep_through(state.epoch if last.exists() else -1)
     if evaluate_start and state.epoch == 0 and ctx.dist.main:
         _log_eval(metrics, 0, 0, evaluator(model))
+        if heldout is not None:
+            metrics.add(0, "heldout", "mmcl", *heldout(model), step=0)
         metrics.flush()
 
     def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
@@ -99,6 +123,8 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
         for name, value in losses.items():
             metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
         scores = evaluator(model)
+        if heldout is not None:
+            metrics.add(state.epoch, "heldout", "mmcl", *heldout(model), step=state.step)
         _log_eval(metrics, state.epoch, state.step, scores)
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if keep_all or state.epoch == cfg["epochs"]:

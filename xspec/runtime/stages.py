@@ -15,8 +15,8 @@ from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.context import STAGES, Context, stage
 from xspec.runtime.data import open_pairs, pair_captions
-from xspec.runtime.fit import Evaluator, fit, training_data
-from xspec.runtime.pipeline import Normalizer
+from xspec.runtime.fit import Evaluator, HeldOutLoss, fit, training_data
+from xspec.runtime.pipeline import Normalizer, TrainingData
 from xspec.runtime.records import MetricsLog, save_checkpoint
 from xspec.runtime.seeding import generator, set_seed
 from xspec.store.workspace import RunDir, atomic_write_json
@@ -115,6 +115,15 @@ def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.nd
     return np.sort(pool[perm[: cfg["size"]]])
 
 
+def heldout_indices(n_pool: int, used: np.ndarray, manifest: dict, seed: int,
+                    size: int = 1000) -> np.ndarray:
+    """Clean pairs of the pool that neither the cleaning set nor the poisons use."""
+    excluded = set(used.tolist()) | {e["index"] for e in manifest["poisoned"]}
+    pool = np.array([i for i in range(n_pool) if i not in excluded], dtype=np.int64)
+    perm = torch.randperm(len(pool), generator=generator(seed, "heldout")).numpy()
+    return np.sort(pool[perm[:size]])
+
+
 def left_poisons(manifest: dict, k: int, seed: int) -> list[dict]:
     """The k poisoned pairs left inside the cleaning set (the paper's non-ideal conditions)."""
     if k > len(manifest["poisoned"]):
@@ -177,8 +186,15 @@ def clean(ctx: Context) -> None:
     data = training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
                           normalize)
     evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
+    spare = heldout_indices(len(pairs.captions), indices, manifest, cfg["seed"])
+    heldout = None
+    if len(spare) >= 2:
+        held = TrainingData(pairs, spare, list(pairs.captions), np.zeros(len(pairs.captions), bool),
+                            attack, tokenizer, normalize, min(cfg["batch_size"], len(spare)),
+                            cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0))
+        heldout = HeldOutLoss(held, ctx.device)
     fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
-         evaluate_start=True, ablations=_ablations(ctx))
+        evaluate_start=True, ablations=_ablations(ctx), heldout=heldout)
 
 
 @stage("shrink_perturb")

@@ -47,10 +47,11 @@ def ingest(workspace: Workspace, plan) -> int:
             status = run.status()
             record = node_record(node)
             con.execute(
-                "INSERT INTO nodes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                "INSERT INTO nodes (study, id, kind, name, config, deps, lineage, status, error,"
+                " updated, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
                 [plan.study, node.id, node.kind, node.name, json.dumps(record["config"]),
                  json.dumps(record["deps"]), json.dumps(record["lineage"]),
-                 status.get("state", "pending"), status.get("error")],
+                 status.get("state", "pending"), status.get("error"), json.dumps(status)],
             )
         ids = [node.id for node, _ in runs]
         con.execute("DELETE FROM metrics WHERE list_contains(?, node_id)", [ids])

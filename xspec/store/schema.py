@@ -5,7 +5,7 @@ Only the CLI process opens the database; jobs write per-run files that `ingest` 
 Tables
 - studies(name, spec_path, spec JSON, updated): one row per study ingested.
 - nodes(study, id, kind, name, config JSON, deps JSON, lineage JSON, status, error, updated):
-  one row per (study, node). `lineage` flattens the configs of the node and all its upstream
+  one row per (study, node); `detail` (migration 2) is the node's status.json. `lineage` flattens the configs of the node and all its upstream
   nodes as {"<kind>.<field>": value}, e.g. {"pretrain.objective": "mmcl", "clean.lr": 1e-4},
   so reports select runs with SQL over spec fields.
 - metrics(node_id, epoch, split, metric, value, n, step): long format. split is "eval" for
@@ -51,6 +51,12 @@ def _initial(con) -> None:
         CREATE TABLE checkpoints (node_id VARCHAR, epoch INTEGER, path VARCHAR);
         """
     )
+
+
+@migration(2)
+def _node_detail(con) -> None:
+    """status.json of each node (bad image counts, world size, timings) for reports."""
+    con.execute("ALTER TABLE nodes ADD COLUMN detail JSON")
 
 
 def migrate(con) -> None:
