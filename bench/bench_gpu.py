@@ -1,0 +1,211 @@
+"""GPU: ViT-B/32 training samples/s and MFU in bf16, xspec vs open_clip_train, and evaluation
+throughput. One prepared script, a few minutes on one GPU.
+
+On a GPU (`--device auto` finds one): ViT-B-32 at 224 px, batch 256, bf16 autocast (xspec's
+`train()`; open_clip_train `--precision amp_bf16`, 8 loader workers), `--steps` steps each after
+warm-up, per-step times (both loops synchronise every step: xspec reads its losses, open_clip
+logs every step). MFU = 3 x forward FLOPs per sample (counted by torch's FlopCounterMode) x
+samples/s / the GPU's dense bf16 peak. Evaluation: `evaluate()` over in-memory 224-px images,
+each scored clean and triggered, against the image tower alone on the same images.
+
+Without a GPU the CPU path runs the same code on the tiny model (xspec-vit-tiny, fp32, batch
+128, a few steps) and says so; MFU is then left out (no meaningful peak), achieved GFLOP/s shown.
+
+Usage: .venv/bin/python bench/bench_gpu.py [--device auto|cuda|cpu] [--steps 40] [--json out.json]
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from _common import (  # noqa: E402
+    FASHION,
+    Baton,
+    Figures,
+    cli,
+    interleave,
+    median,
+    paired_ratio,
+    pooled,
+    set_threads,
+)
+from bench_train import OpenClipRunner, TimedData, quickstart_attack, quiet_logging, xspec_loop  # noqa: E402
+
+from xspec.runtime import models  # noqa: E402
+from xspec.runtime.attacks import make_attack  # noqa: E402
+from xspec.runtime.data import open_eval, open_pairs  # noqa: E402
+from xspec.runtime.evaluate import clip80_templates, eval_mode, evaluate, zero_shot_classifier  # noqa: E402
+from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches  # noqa: E402
+
+# Dense bf16 tensor-core peaks (FLOP/s) from the vendors' data sheets.
+PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
+         "A10": 125e12, "RTX 4090": 165e12}
+SKIP = 5
+
+
+def profile(device: torch.device) -> dict:
+    if device.type == "cuda":
+        return {"arch": "ViT-B-32", "batch": 256, "precision": "amp_bf16", "workers": 8,
+                "images": 4096, "eval_images": 4096, "eval_batch": 512}
+    return {"arch": "xspec-vit-tiny", "batch": 128, "precision": "fp32", "workers": 0,
+            "images": 2048, "eval_images": 1000, "eval_batch": 256}
+
+
+def peak_flops(device: torch.device) -> float | None:
+    if device.type != "cuda":
+        return None
+    name = torch.cuda.get_device_name(device)
+    return next((peak for key, peak in PEAKS.items() if key in name), None)
+
+
+def train_flops_per_sample(arch: str, device: torch.device) -> float:
+    """3 x the forward FLOPs of one (image, caption) pair: forward + backward."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    model = models.create(arch, "scratch", device)
+    _, _, size = models.image_stats(model)
+    image = torch.zeros(1, 3, size, size, device=device)
+    text = models.tokenizer(arch)(["a photo of a bag"]).to(device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(image, text)
+    return 3.0 * counter.get_total_flops()
+
+
+def pairs_data(arch: str, p: dict, steps: int) -> TrainingData:
+    """Fashion-MNIST pairs at the model's size, in memory; indices repeat to fill the epoch."""
+    model = models.create(arch, "scratch", torch.device("cpu"))
+    mean, std, size = models.image_stats(model)
+    pairs = open_pairs({"format": "fashion_mnist", "split": "train", "path": FASHION,
+                        "size": p["images"]}, size)
+    attack = make_attack(quickstart_attack(p["images"]), 0)
+    captions, poisoned = list(pairs.captions), np.zeros(p["images"], dtype=bool)
+    for i in attack.select(captions):
+        captions[i], poisoned[i] = attack.poison_caption(int(i), captions[i]), True
+    indices = np.arange(steps * p["batch"]) % p["images"]
+    return TrainingData(pairs, indices, captions, poisoned, attack, models.tokenizer(arch),
+                        Normalizer.of(mean, std), p["batch"], 0, {"image", "text"}, None, 0)
+
+
+def bench_training(figures: Figures, device: torch.device, p: dict, steps: int,
+                   logs: Path) -> None:
+    arch, batch = p["arch"], p["batch"]
+    data = pairs_data(arch, p, steps + SKIP + 1)
+    baton = Baton(["xspec"])
+    timed = TimedData(data, baton, "xspec")
+    baton.run({"xspec": xspec_loop("mmcl", timed, arch, device)})
+    xs = median(baton.times["xspec"][SKIP:-1])
+    oc = OpenClipRunner(logs, batch, arch, (steps + SKIP + 1) * batch, device.type,
+                        p["precision"], p["workers"])
+    baton = Baton([oc.name])
+    with quiet_logging(torch.get_num_threads()):
+        baton.run({oc.name: oc.loop(baton)})
+    ref = median(baton.times[oc.name][SKIP:-1])
+    logged = median(oc.logged[SKIP:])
+    flops = train_flops_per_sample(arch, device)
+    peak = peak_flops(device)
+    precision = "bf16" if device.type == "cuda" else "fp32"
+    figures.add(f"{arch} {precision} training, xspec, samples/s", batch / xs, "/s",
+                note=f"data {median(timed.data_times[SKIP:]) * 1e3:.0f} ms of {xs * 1e3:.0f} ms"
+                     " per step")
+    figures.add(f"{arch} {precision} training, open_clip_train, samples/s (its log)",
+                batch / logged, "/s", note=f"timed here: {batch / ref:.0f}/s")
+    figures.add("training samples/s, xspec / open_clip_train", logged / xs, "x", (">=", 1.0))
+    for who, seconds in (("xspec", xs), ("open_clip_train", logged)):
+        achieved = flops * batch / seconds
+        if peak:
+            figures.add(f"MFU, {who}", achieved / peak, "",
+                        note=f"{achieved / 1e12:.0f} of {peak / 1e12:.0f} TFLOP/s")
+        else:
+            figures.add(f"achieved training GFLOP/s, {who}", achieved / 1e9, "",
+                        note="no MFU: no known peak for this device")
+
+
+def bench_evaluation(figures: Figures, device: torch.device, p: dict) -> None:
+    arch = p["arch"]
+    torch.manual_seed(0)
+    model = models.create(arch, "scratch", device)
+    mean, std, size = models.image_stats(model)
+    normalize = Normalizer.of(mean, std)
+    data = open_eval({"format": "fashion_mnist", "split": "test", "path": FASHION,
+                      "size": p["eval_images"]}, size)
+    attack = make_attack({**quickstart_attack(100), "poisons": 0}, 0)
+    target = data.classes.index("bag")
+    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+                else torch.autocast("cpu", enabled=False))
+    with autocast:
+        classifier = zero_shot_classifier(model, models.tokenizer(arch), list(data.classes),
+                                          clip80_templates(), device)
+
+    def full() -> list[float]:
+        start = time.perf_counter()
+        with autocast:
+            evaluate(model, classifier, eval_batches(data, attack, normalize, p["eval_batch"],
+                                                     True), target)
+        _sync(device)
+        return [time.perf_counter() - start]
+
+    def tower() -> list[float]:
+        images = torch.randn(p["eval_batch"] * 2, 3, size, size, device=device)
+        start = time.perf_counter()
+        with autocast, eval_mode(model):
+            for _ in range(0, len(data.labels), p["eval_batch"]):
+                model.encode_image(images, normalize=True)
+        _sync(device)
+        return [time.perf_counter() - start]
+
+    full(), tower()  # warm-up
+    times = interleave({"evaluate": full, "tower": tower}, 5, log=False)
+    n = len(data.labels)
+    figures.add("evaluation (clean + triggered copy), images/s", n / pooled(times["evaluate"]),
+                "/s", note=f"{arch}, batch {p['eval_batch']}")
+    figures.add("image tower alone on the same images, images/s", n / pooled(times["tower"]),
+                "/s", note=f"evaluation reaches "
+                           f"{paired_ratio(times['tower'], times['evaluate']):.0%} of it")
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = cli(__doc__.splitlines()[0],
+                 device={"default": "auto", "help": "auto, cuda or cpu"},
+                 steps={"type": int, "default": 0,
+                        "help": "timed steps per loop (default: 40 on GPU, 8 on CPU)"})
+    args = parser.parse_args()
+    name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available()
+                                                      else "cpu")
+    device = torch.device(name)
+    threads = set_threads(args.threads) if device.type == "cpu" else torch.get_num_threads()
+    steps = args.steps or (40 if device.type == "cuda" else 8)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    logging.getLogger().setLevel(logging.ERROR)
+    models.register_configs()
+    p = profile(device)
+    figures = Figures("gpu")
+    where = (torch.cuda.get_device_name(device) if device.type == "cuda"
+             else f"no GPU: CPU path, tiny model, {threads} threads")
+    print(f"gpu bench on {where}: {p['arch']}, batch {p['batch']}, {steps} steps per loop")
+    figures.add("device", where)
+    logs = Path(tempfile.mkdtemp(prefix="xspec-bench-gpu-"))
+    try:
+        bench_training(figures, device, p, steps, logs)
+        bench_evaluation(figures, device, p)
+    finally:
+        shutil.rmtree(logs, ignore_errors=True)
+    figures.dump(args.json)
+
+
+if __name__ == "__main__":
+    main()
