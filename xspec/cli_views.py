@@ -7,6 +7,7 @@ from pathlib import Path
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.markup import escape
 from rich.table import Table
 
 STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan",
@@ -24,19 +25,28 @@ def _varying(plan, node) -> str:
     return ", ".join(f"{k}={node.lineage.get(k)}" for k in keys)
 
 
+LARGE_PLAN = 200  # nodes; past this a plain aligned listing (a rich table takes ~0.5 s)
+
+
 def plan_table(console: Console, plan, workspace) -> None:
-    table = Table(title=f"plan of study {plan.study!r}")
-    for column in ("kind", "id", "varies", "state"):
-        table.add_column(column, overflow="fold")
-    counts: dict[str, int] = {}
-    states: dict[str, int] = {}
+    rows, counts, states = [], {}, {}
     for node in plan.ordered():
         state = workspace.state(node)
         counts[node.kind] = counts.get(node.kind, 0) + 1
         states[state] = states.get(state, 0) + 1
-        table.add_row(node.kind, node.short, _varying(plan, node),
-                      f"[{STATE_STYLE.get(state, 'white')}]{state}[/]")
-    console.print(table)
+        rows.append((node.kind, node.short, _varying(plan, node), state))
+    if len(rows) > LARGE_PLAN:
+        width = max(len(kind) for kind, *_ in rows)
+        lines = [f"{kind:<{width}}  {short}  [{STATE_STYLE.get(state, 'white')}]{state:<7}[/]  "
+                 f"{escape(varies)}" for kind, short, varies, state in rows]
+        console.print("\n".join(lines), highlight=False, soft_wrap=True)
+    else:
+        table = Table(title=f"plan of study {plan.study!r}")
+        for column in ("kind", "id", "varies", "state"):
+            table.add_column(column, overflow="fold")
+        for kind, short, varies, state in rows:
+            table.add_row(kind, short, varies, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]")
+        console.print(table)
     for note in plan.notes:
         console.print(f"[yellow]note:[/yellow] {note}")
     kinds = ", ".join(f"{v} {k}" for k, v in counts.items())

@@ -9,6 +9,7 @@ Pure: no torch, no I/O beyond stat-ing the files a spec names.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 from dataclasses import dataclass, field
 
@@ -106,7 +107,7 @@ class Chain:
     poison: Node
     pretrain: Node
 
-    @property
+    @functools.cached_property
     def matches(self) -> str | None:
         match = SELECT_POLICY.match(self.spec.pretrain.select)
         return match.group("reference") if match else None

@@ -8,6 +8,7 @@ from importlib import resources
 from pathlib import Path
 
 import open_clip
+from open_clip.modified_resnet import ModifiedResNet
 import torch
 
 from xspec.errors import DataError
@@ -29,8 +30,8 @@ def create(arch: str, init: str | dict, device: torch.device) -> torch.nn.Module
         model = open_clip.create_model(arch, pretrained=None)
         if isinstance(init, dict):
             model.load_state_dict(load_state_dict(init["path"]))
-    if any(isinstance(m, torch.nn.Conv2d) for m in model.visual.modules()) and device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+    if isinstance(model.visual, ModifiedResNet) and device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)  # faster convolutions on GPU
     return model.to(device)
 
 
