@@ -10,10 +10,8 @@ Loader variants (Fashion-MNIST pairs in memory, batch 128, `TrainingData.batches
 Step: `encode` + `total_loss` + backward + AdamW step on batches assembled beforehand, for the
 tiny model (`xspec-vit-tiny`), MMCL and MMCL+SSL. Each round takes one batch (or step) of
 every variant, in alternating order; ratios are medians of the per-round ratios.
-`--prototypes` adds the loader of `bench/prototypes.py` (a runtime fix not yet applied) next to
-the runtime's.
 
-Usage: .venv/bin/python bench/bench_data.py [--rounds 20] [--prototypes] [--json out.json]
+Usage: .venv/bin/python bench/bench_data.py [--rounds 20] [--json out.json]
 """
 
 from __future__ import annotations
@@ -107,9 +105,7 @@ class Bench:
 def main() -> None:
     parser = cli(__doc__.splitlines()[0],
                  rounds={"type": int, "default": 20,
-                         "help": "alternating rounds, one batch or step of each variant per round"},
-                 prototypes={"action": "store_true",
-                             "help": "also time the loader fix prototyped in bench/prototypes.py"})
+                         "help": "alternating rounds, one batch or step of each variant per round"})
     args = parser.parse_args()
     threads = set_threads(args.threads)
     models.register_configs()
@@ -122,13 +118,6 @@ def main() -> None:
                 "loader poisoned+ssl": bench.loader(ssl),
                 "step mmcl": bench.step("mmcl", poisoned),
                 "step mmcl+ssl": bench.step("mmcl+ssl", ssl)}
-    if args.prototypes:
-        from prototypes import check_identical, fast
-
-        for data in (plain, poisoned, ssl):
-            check_identical(data)
-        variants["prototype poisoned"] = bench.loader(fast(poisoned))
-        variants["prototype poisoned+ssl"] = bench.loader(fast(ssl))
     t = interleave(variants, args.rounds, log=False)
     for name in ("plain", "poisoned", "poisoned+ssl"):
         figures.add(f"loader {name}, images/s", BATCH / pooled(t[f"loader {name}"]), "/s")
@@ -141,10 +130,6 @@ def main() -> None:
     figures.add("loader / step time, MMCL+SSL",
                 paired_ratio(t["loader poisoned+ssl"], t["step mmcl+ssl"]), "x", ("<", 1.0),
                 note=f"step {pooled(t['step mmcl+ssl']) * 1e3:.0f} ms")
-    if args.prototypes:
-        for name in ("poisoned", "poisoned+ssl"):
-            figures.add(f"prototype loader {name}: speed-up over the runtime's",
-                        paired_ratio(t[f"loader {name}"], t[f"prototype {name}"]), "x")
     figures.dump(args.json)
 
 

@@ -11,7 +11,7 @@
    it is compared with an MMCL step at batch 2B (the same forward/backward work, without the
    augmentation). The ratio is the SSL overhead (augmentation and the extra loss terms).
 
-Usage: .venv/bin/python bench/bench_train.py [--rounds 3] [--threads 2] [--prototypes]
+Usage: .venv/bin/python bench/bench_train.py [--rounds 3] [--threads 2]
        [--json out.json]
 """
 
@@ -254,31 +254,10 @@ def bench_ssl_floor(figures: Figures, rounds: int) -> None:
                 note=f"rounds: {', '.join(f'{x:.2f}' for x in ratios)}")
 
 
-def bench_prototype(figures: Figures, rounds: int) -> None:
-    """The loader fix of bench/prototypes.py, end to end: MMCL+SSL epochs in lockstep."""
-    from prototypes import fast
-
-    from xspec.runtime.augment import SslAugmenter
-
-    data = training_data("mmcl+ssl", BATCH, SslAugmenter(None))
-    ratios = []
-    for r in range(rounds):
-        names = ["runtime", "prototype"] if r % 2 == 0 else ["prototype", "runtime"]
-        baton = Baton(names)
-        loops = {"runtime": TimedData(data, baton, "runtime"),
-                 "prototype": TimedData(fast(data), baton, "prototype")}
-        baton.run({name: xspec_loop("mmcl+ssl", timed) for name, timed in loops.items()})
-        ratios.append(baton.paired("runtime", "prototype", SKIP))
-    figures.add("prototype loader: MMCL+SSL step speed-up, end to end", median(ratios), "x",
-                note=f"rounds: {', '.join(f'{x:.2f}' for x in ratios)}")
-
-
 def main() -> None:
     parser = cli(__doc__.splitlines()[0],
                  rounds={"type": int, "default": 3, "help": "rounds per comparison"},
-                 skip_ssl={"action": "store_true", "help": "only the open_clip comparison"},
-                 prototypes={"action": "store_true",
-                             "help": "also time the loader fix prototyped in bench/prototypes.py"})
+                 skip_ssl={"action": "store_true", "help": "only the open_clip comparison"})
     args = parser.parse_args()
     threads = set_threads(args.threads)
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
@@ -290,8 +269,6 @@ def main() -> None:
         bench_against_open_clip(figures, args.rounds, threads, logs)
         if not args.skip_ssl:
             bench_ssl_floor(figures, args.rounds)
-        if args.prototypes:
-            bench_prototype(figures, args.rounds)
     finally:
         shutil.rmtree(logs, ignore_errors=True)
     figures.dump(args.json)
