@@ -124,7 +124,7 @@ def write_workspace(root: Path) -> int:
         frame = pd.DataFrame(nodes, columns=["study", "id", "kind", "name", "config", "deps",
                                              "lineage", "status", "error"])
         con.execute("INSERT INTO nodes SELECT *, now(), NULL FROM frame")
-        frame = pd.DataFrame(cols)  # read by DuckDB's replacement scan
+        frame = pd.DataFrame(cols)  # noqa: F841 (read by DuckDB's replacement scan)
         con.execute("INSERT INTO metrics SELECT node_id, epoch, split, metric, value, n, step "
                     "FROM frame")
         con.execute("INSERT INTO studies VALUES (?, ?, ?, now())",

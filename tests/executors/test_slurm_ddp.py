@@ -1,6 +1,5 @@
 """A 2-task SLURM job trains one node with DDP over gloo: both tasks train, rank 0 writes."""
 
-from pathlib import Path
 
 import pytest
 
