@@ -46,14 +46,18 @@ def read_manifest(run: RunDir) -> dict:
     return json.loads((run.path / "manifest.json").read_text())
 
 
+def _model(arch: str, init, ctx: Context):
+    """(model, tokenizer, image normaliser, image size) for an architecture and its weights."""
+    model = models.create(arch, init, ctx.device)
+    mean, std, size = models.image_stats(model)
+    return model, models.tokenizer(arch), Normalizer.of(mean, std), size
+
+
 @stage("pretrain")
 def pretrain(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
-    model = models.create(cfg["model"]["arch"], cfg["model"]["init"], ctx.device)
-    tokenizer = models.tokenizer(cfg["model"]["arch"])
-    mean, std, size = models.image_stats(model)
-    normalize = Normalizer.of(mean, std)
+    model, tokenizer, normalize, size = _model(cfg["model"]["arch"], cfg["model"]["init"], ctx)
     pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
     captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
@@ -164,10 +168,8 @@ def clean(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
     selected = start_point(ctx)
-    model = models.create(selected["arch"], {"path": selected["checkpoint"]}, ctx.device)
-    tokenizer = models.tokenizer(selected["arch"])
-    mean, std, size = models.image_stats(model)
-    normalize = Normalizer.of(mean, std)
+    model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
+                                               ctx)
     pairs = open_pairs(cfg["data"]["from"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
@@ -203,10 +205,8 @@ def shrink_perturb(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
     selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
-    model = models.create(selected["arch"], {"path": selected["checkpoint"]}, ctx.device)
-    tokenizer = models.tokenizer(selected["arch"])
-    mean, std, size = models.image_stats(model)
-    normalize = Normalizer.of(mean, std)
+    model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
+                                               ctx)
     evaluator = Evaluator(cfg["eval"], make_attack(cfg["attack"], cfg["seed"]), tokenizer,
                           normalize, size, ctx.device, ctx.settings)
     start = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
