@@ -50,8 +50,10 @@ def report_study(study: Study, workspace: Workspace) -> Path:
 
     ingest_study(study, workspace)
     out = workspace.report_dir(study.plan.study)
+    report = study.spec.report
     return build_report(workspace.db_path, study.plan.study, out,
-                        asr_threshold=study.spec.report.asr_threshold)
+                        asr_threshold=report.asr_threshold, tables=report.tables,
+                        plots=report.plots)
 
 
 def compare_studies(studies: list[Study], workspace: Workspace) -> Path:

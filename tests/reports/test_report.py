@@ -333,3 +333,11 @@ def test_sci(value: float | None, text: str) -> None:
 @pytest.mark.parametrize("value, text", [(0.05, "5%"), (0.025, "2.5%"), (0.1, "10%")])
 def test_short_pct(value: float, text: str) -> None:
     assert short_pct(value) == text
+
+
+def test_report_spec_chooses_tables_and_plots(db: Path, tmp_path: Path) -> None:
+    html = build_report(db, STUDY, tmp_path / "r", static=False, tables=["best_clean_accuracy"],
+                        plots=["pareto"]).read_text()
+    assert 'id="table2"' in html and 'id="table3"' not in html and 'id="policies"' not in html
+    assert 'id="chart-pareto"' in html
+    assert 'id="chart-trajectories"' not in html and 'id="chart-pretrain"' not in html

@@ -154,8 +154,14 @@ def _now() -> str:
     return datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
 
 
+TABLES = ("selected_models", "best_clean_accuracy", "selection_policies")
+PLOTS = {"pareto": "chart-pareto", "trajectories": "chart-trajectories",
+         "pretrain_curves": "chart-pretrain", "selection_policies": "chart-policies",
+         "losses": "chart-losses"}
+
+
 def _build(db_path: Path, studies: list[str], out_dir: Path, asr_threshold: float,
-           comparison: bool, static: bool) -> Path:
+           comparison: bool, static: bool, tables=TABLES, plots=tuple(PLOTS)) -> Path:
     db_path, out_dir = Path(db_path), Path(out_dir)
     if not studies:
         raise XspecError("no studies to report")
@@ -166,6 +172,10 @@ def _build(db_path: Path, studies: list[str], out_dir: Path, asr_threshold: floa
                                 db_path.resolve().parent, out_dir)
     finally:
         con.close()
+    wanted = {PLOTS[name] for name in plots}
+    context["charts"] = [chart for chart in context["charts"]
+                         if chart.id in wanted or chart.id not in PLOTS.values()]
+    context["tables"] = set(tables)
     out_dir.mkdir(parents=True, exist_ok=True)
     links = {m["studies"][0]: f"../{m['href']}" for m in _manifests(out_dir.parent)
              if m.get("kind") == "study"}
@@ -181,7 +191,7 @@ def _build(db_path: Path, studies: list[str], out_dir: Path, asr_threshold: floa
 
 
 def build_report(db_path: Path, study: str, out_dir: Path, asr_threshold: float = 0.05,
-                 static: bool = True) -> Path:
+                 static: bool = True, tables=TABLES, plots=tuple(PLOTS)) -> Path:
     """Write `out_dir/index.html` for `study` from the database at `db_path`; return its path.
 
     Also writes the main charts as PNG and SVG beside it (skip with static=False) and refreshes
@@ -190,7 +200,8 @@ def build_report(db_path: Path, study: str, out_dir: Path, asr_threshold: float 
     Example: build_report(Path("xspec-work/xspec.duckdb"), "table2-cc6m",
     Path("xspec-work/reports/table2-cc6m"))
     """
-    return _build(db_path, [study], out_dir, asr_threshold, comparison=False, static=static)
+    return _build(db_path, [study], out_dir, asr_threshold, comparison=False, static=static,
+                  tables=tables, plots=plots)
 
 
 def build_comparison(db_path: Path, studies: list[str], out_dir: Path,

@@ -8,6 +8,7 @@ expanded variant is an ordinary `Spec`.
 from __future__ import annotations
 
 import re
+import typing
 from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -244,8 +245,14 @@ class Evaluate(XspecModel):
     batch_size: PositiveInt = 256
 
 
+ReportTable = Literal["selected_models", "best_clean_accuracy", "selection_policies"]
+ReportPlot = Literal["pareto", "trajectories", "pretrain_curves", "selection_policies", "losses"]
+
+
 class Report(XspecModel):
     asr_threshold: Annotated[float, Field(ge=0, le=1)] = 0.05
+    tables: list[ReportTable] = list(typing.get_args(ReportTable))
+    plots: list[ReportPlot] = list(typing.get_args(ReportPlot))
 
 
 class Run(XspecModel):
