@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
 import pytest
 
+import tests_reports_support as syn  # tests/ is on sys.path (conftest.py)
 from xspec.reports.html import build_comparison, build_report
 
 
-def _load_synthetic():
-    """tests/reports/synthetic.py (tests run with --import-mode=importlib, so load by path)."""
-    spec = importlib.util.spec_from_file_location(
-        "xspec_tests_reports_synthetic", Path(__file__).with_name("synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-syn = _load_synthetic()
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [

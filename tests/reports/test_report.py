@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import re
@@ -13,22 +12,13 @@ import pytest
 from altair.utils.schemapi import validate_jsonschema
 from altair.vegalite.v6.schema.core import load_schema
 
+import tests_reports_support as syn  # tests/ is on sys.path (conftest.py)
 from xspec.errors import XspecError
 from xspec.reports import chartdata, charts, curves, load, policies, queries
 from xspec.reports.html import build_comparison, build_report, sci, short_pct
 from xspec.reports.stats import pool_seeds, t_half_width, wilson
 
 
-def _load_synthetic():
-    """tests/reports/synthetic.py (tests run with --import-mode=importlib, so load by path)."""
-    spec = importlib.util.spec_from_file_location(
-        "xspec_tests_reports_synthetic", Path(__file__).with_name("synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-syn = _load_synthetic()
 STUDY, EVIL = syn.STUDY, syn.EVIL
 
 TABLE2_BY_HAND = """

@@ -2,25 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
 from pathlib import Path
 
 import duckdb
 import pytest
 
+import tests_reports_support as syn  # tests/ is on sys.path (conftest.py)
 from xspec.errors import XspecError
 from xspec.store.results import results
 
 
-def _load_synthetic():
-    spec = importlib.util.spec_from_file_location(
-        "xspec_tests_reports_synthetic", Path(__file__).with_name("synthetic.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-syn = _load_synthetic()
 
 
 @pytest.fixture(scope="module")
