@@ -2,6 +2,7 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -38,3 +39,37 @@ def test_validate_ok(write_spec, base_spec):
     result = CliRunner().invoke(app, ["validate", str(write_spec(base_spec))])
     assert result.exit_code == 0
     assert "2 variant(s), 5 node(s)" in " ".join(result.output.split())
+
+
+def test_hints_carry_the_spec_and_a_workspace_other_than_the_default(write_spec, base_spec,
+                                                                      tmp_path):
+    from xspec.cli import follow
+
+    assert follow("status", Path("s.toml"), Path("xspec-work")) == "xspec status s.toml"
+    assert follow("status", Path("s.toml"), Path("my ws")) == "xspec status s.toml -w 'my ws'"
+    spec = write_spec(base_spec)
+    result = CliRunner().invoke(app, ["run", str(spec), "-w", str(tmp_path / "ws"),
+                                      "--executor", "slurm"])
+    assert result.exit_code == 1
+    assert f"xspec submit {spec} -w {tmp_path / 'ws'}" in str(result.exception)
+
+
+def test_status_table_fits_100_columns_with_log_paths_relative_to_the_workspace(
+        write_spec, base_spec, tmp_path):
+    from rich.console import Console
+
+    from xspec.cli_views import status_table
+    from xspec.store.workspace import Workspace
+    from xspec.study import open_study
+
+    study = open_study(write_spec(base_spec))
+    workspace = Workspace(tmp_path / "a-workspace-with-a-long-name" / "xspec-work")
+    failed = study.plan.of_kind("clean")[0]
+    workspace.run_dir(failed).set_status("failed", error="RuntimeError: CUDA out of memory "
+                                         "while training epoch 3 of 20")
+    console = Console(width=100, record=True)
+    status_table(console, study.plan, workspace)
+    lines = console.export_text().splitlines()
+    assert max(len(line) for line in lines) <= 100
+    assert any(f"log: runs/{failed.run_name}/log.txt" in line for line in lines)
+    assert not any("log: /" in line for line in lines)

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from xspec.errors import XspecError
 
@@ -22,6 +23,16 @@ Spec = Annotated[Path, typer.Argument(help="The study's TOML spec.", show_defaul
 WorkspaceOpt = Annotated[Path, typer.Option(
     "--workspace", "-w", envvar="XSPEC_WORKSPACE", help="Where runs, results and reports live.")]
 DEFAULT_WORKSPACE = Path("xspec-work")
+
+
+def follow(command: str, spec: Path, workspace: Path) -> str:
+    """A command line to follow a hint with: the same spec and, unless default, workspace."""
+    import shlex
+
+    words = ["xspec", command, str(spec)]
+    if workspace != DEFAULT_WORKSPACE:
+        words += ["-w", str(workspace)]
+    return shlex.join(words)
 
 
 def _workspace(path: Path):
@@ -73,10 +84,14 @@ def run(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     """
     from xspec.cli_views import run_with_progress
 
+    if executor == "slurm":
+        raise XspecError("`xspec run` runs here (local or debug); send a plan to SLURM with "
+                         f"`{follow('submit', spec, workspace)}`")
     outcome, report = run_with_progress(console, spec, _workspace(workspace), executor)
     if report:
         console.print(f"report: [bold]{report}[/bold]")
     if outcome.failed:
+        console.print(f"failed nodes, their errors and logs: {follow('status', spec, workspace)}")
         raise typer.Exit(1)
 
 
@@ -112,7 +127,7 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     for node, job_id in jobs:
         console.print(f"{job_id:>12}  {node.name}")
     console.print(f"submitted {len(jobs)} of {len(study.plan.nodes)} node(s); "
-                  f"follow with: xspec status {spec}")
+                  f"follow with: {follow('status', spec, workspace)}")
 
 
 @app.command()
@@ -206,7 +221,11 @@ def main() -> None:
     except typer.Exit as exc:
         sys.exit(exc.exit_code)
     except KeyboardInterrupt:
-        err.print("[red]interrupted[/red]: finished runs are kept; `xspec run` resumes the rest")
+        import shlex
+
+        again = shlex.join(["xspec", *sys.argv[1:]])
+        err.print(f"[red]interrupted[/red]: finished runs are kept; `{escape(again)}` resumes "
+                  "the rest", soft_wrap=True)
         sys.exit(130)
     except Exception as exc:  # click's usage errors
         import click

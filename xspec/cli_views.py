@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 
@@ -55,22 +56,31 @@ def plan_table(console: Console, plan, workspace) -> None:
 
 
 def status_table(console: Console, plan, workspace, states: dict | None = None) -> None:
-    """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more."""
-    table = Table(title=f"status of study {plan.study!r}")
-    for column in ("node", "id", "state", "epoch", "detail"):
-        table.add_column(column, overflow="fold")
+    """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more.
+
+    Paths in the detail column are relative to the workspace, named once in the title."""
+    table = Table(title=f"status of study {plan.study!r} in {workspace.root}")
+    free = max(console.width - 32, 40)  # less the id and state columns and the borders
+    detail_width = max(41, free * 3 // 5)  # "log: runs/shrink_perturb-<id>/log.txt" on a line
+    table.add_column("node", overflow="fold", width=max(free - detail_width, 16))
+    table.add_column("id", no_wrap=True, min_width=12)
+    table.add_column("state", no_wrap=True, min_width=7)
+    table.add_column("detail", overflow="fold", width=detail_width)
+    prefix = f"{workspace.root}{os.sep}"
     for node in plan.ordered():
         run = workspace.run_dir(node)
         status = run.status()
         state = status.get("state", "pending")
         detail = status.get("error") or ""
         if state == "failed":
-            detail += f" (log: {run.log_file})"
+            detail += f"\nlog: {run.log_file}"
         if states and node.id in states:
             state, detail = states[node.id]
         epoch = status.get("epoch")
-        table.add_row(node.name, node.short, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]",
-                      "" if epoch is None else str(epoch), detail)
+        shown = f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
+        table.add_row(escape(node.name.replace(",", ", ")), node.short,
+                      shown if epoch is None else f"{shown}\nepoch {epoch}",
+                      escape(detail.replace(prefix, "")))
     console.print(table)
 
 

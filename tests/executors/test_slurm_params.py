@@ -50,7 +50,10 @@ def test_slurm_parameters_golden():
     compare_golden("slurm_parameters.json", json.dumps(result, indent=2, sort_keys=True) + "\n")
 
 
-def test_submitit_accepts_the_parameters_and_writes_this_sbatch_script():
+def test_submitit_accepts_the_parameters_and_writes_this_sbatch_script(monkeypatch):
+    # submitit refuses to build a SLURM executor where `srun` is missing; writing the script
+    # needs no SLURM, so this runs on a laptop too.
+    monkeypatch.setattr(submitit.SlurmExecutor, "affinity", classmethod(lambda cls: 2))
     executor = submitit.AutoExecutor(folder="/ws/slurm/%j", cluster="slurm")
     for options, kind in CASES.values():
         executor.update_parameters(**slurm_parameters(options, SimpleNamespace(kind=kind)))
@@ -112,20 +115,21 @@ JOB = {"job_id": "7_1", "stderr": "/ws/slurm/7_1/7_1_0_log.err"}
     (None, JOB, {"7_1": ("PENDING", "DependencyNeverSatisfied")},
      ("pending", "blocked: job 7_1 waits on a failed dependency; resubmit to retry")),
     ({"state": "running", "epoch": 3}, JOB, {"7_1": ("RUNNING", "None")},
-     ("running", "job 7_1, epoch 3; log: RUN/log.txt")),
+     ("running", "job 7_1, epoch 3\nlog: RUN/log.txt")),
     ({"state": "running", "epoch": 3}, JOB, {"7_1": ("PENDING", "BeginTime")},
      ("queued", "job 7_1 (BeginTime)")),
     ({"state": "failed", "error": "DataError: no file"}, JOB, {"7_1": ("FAILED", "None")},
-     ("failed", "DataError: no file (log: RUN/log.txt; slurm log: /ws/slurm/7_1/7_1_0_log.err)")),
-    ({"state": "failed", "error": "boom"}, None, {}, ("failed", "boom (log: RUN/log.txt)")),
+     ("failed", "DataError: no file\nlog: RUN/log.txt\nslurm log: /ws/slurm/7_1/7_1_0_log.err")),
+    ({"state": "failed", "error": "boom"}, None, {}, ("failed", "boom\nlog: RUN/log.txt")),
     ({"state": "running"}, JOB, {"7_1": ("TIMEOUT", "None")},
-     ("failed", "job 7_1 ended TIMEOUT before the node finished; see "
-                "/ws/slurm/7_1/7_1_0_log.err")),
+     ("failed", "job 7_1 ended TIMEOUT before the node finished\n"
+                "slurm log: /ws/slurm/7_1/7_1_0_log.err")),
     ({"state": "running"}, JOB, {},
-     ("failed", "job 7_1 is gone before the node finished; see /ws/slurm/7_1/7_1_0_log.err")),
+     ("failed", "job 7_1 is gone before the node finished\n"
+                "slurm log: /ws/slurm/7_1/7_1_0_log.err")),
     (None, JOB, {"7_1": ("CANCELLED", "None")},
-     ("failed", "job 7_1 ended CANCELLED before the node finished; see "
-                "/ws/slurm/7_1/7_1_0_log.err")),
+     ("failed", "job 7_1 ended CANCELLED before the node finished\n"
+                "slurm log: /ws/slurm/7_1/7_1_0_log.err")),
     (None, JOB, {}, ("pending", "")),
     ({"state": "running", "pid": 12, "host": "h"}, None, {},
      ("running", "outside SLURM (pid 12 on h)")),
@@ -149,4 +153,4 @@ def test_a_local_run_whose_process_is_gone_is_failed(tmp_path):
                                         "host": os.uname().nodename})
     assert _state(run, None, {}) == (
         "failed", f"process {child.pid} on {os.uname().nodename} is gone before the node "
-                  f"finished (killed?); log: {run.log_file}")
+                  f"finished (killed?)\nlog: {run.log_file}")

@@ -294,7 +294,7 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
     if job is None:
         if state == "running" and _gone(status):
             return "failed", (f"process {status.get('pid')} on {status.get('host')} is gone "
-                              f"before the node finished (killed?); log: {run.log_file}")
+                              f"before the node finished (killed?)\nlog: {run.log_file}")
         if state == "running":
             return "running", f"outside SLURM (pid {status.get('pid')} on {status.get('host')})"
         return _failed(run, status) if state == "failed" else ("pending", "")
@@ -308,13 +308,13 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
     if slurm_state in RUNNING:
         epoch = status.get("epoch") if state == "running" else None
         at = f", epoch {epoch}" if epoch is not None else ""
-        return "running", f"job {job_id}{at}; log: {run.log_file}"
+        return "running", f"job {job_id}{at}\nlog: {run.log_file}"
     if state == "failed":
         return _failed(run, status, log)
     if slurm_state is None and state != "running":
         return "pending", ""
     ended = f"ended {slurm_state}" if slurm_state else "is gone"
-    return "failed", f"job {job_id} {ended} before the node finished; see {log}"
+    return "failed", f"job {job_id} {ended} before the node finished\nslurm log: {log}"
 
 
 def _gone(status: dict) -> bool:
@@ -331,8 +331,8 @@ def _gone(status: dict) -> bool:
 
 
 def _failed(run: RunDir, status: dict, slurm_log: str | None = None) -> tuple[str, str]:
-    detail = f"{status.get('error') or 'failed'} (log: {run.log_file}"
-    return "failed", detail + (f"; slurm log: {slurm_log})" if slurm_log else ")")
+    detail = f"{status.get('error') or 'failed'}\nlog: {run.log_file}"
+    return "failed", detail + (f"\nslurm log: {slurm_log}" if slurm_log else "")
 
 
 def _text(value) -> str:

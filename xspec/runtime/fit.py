@@ -61,7 +61,8 @@ def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
                                                      len(evaluator.data.labels))):
         if count > limit * total:
             raise DataError(f"{count} of {total} {name.split('_')[1]} images are unreadable, "
-                            f"more than data.max_bad_fraction = {limit}; see xspec data check")
+                            f"more than data.max_bad_fraction = {limit}; "
+                            "see `xspec data check SPEC`")
     return counts
 
 
