@@ -100,8 +100,13 @@ class Data(XspecModel):
 
 
 class Trigger(XspecModel):
+    """BadNet's patch. `cleanclip` is the paper's trigger as its code made it (channel mean plus
+    N(0, 1), wrapped modulo 256 by a byte cast: close to uniform noise); `gaussian_per_image` /
+    `gaussian_fixed` paste N(0, 1) clamped to [0, 1], fresh per image or one fixed pattern;
+    `solid` pastes `color`. docs/FIDELITY.md compares them."""
+
     size: PositiveInt = 16
-    pattern: Literal["gaussian_per_image", "gaussian_fixed", "solid"] = "gaussian_per_image"
+    pattern: Literal["cleanclip", "gaussian_per_image", "gaussian_fixed", "solid"] = "cleanclip"
     location: Literal["random", "corner", "four_corners"] = "random"
     color: tuple[float, float, float] = (1.0, 1.0, 0.0)
 

@@ -13,13 +13,19 @@ from torch import Tensor
 from xspec.errors import DataError
 from xspec.runtime.attacks.base import TemplatedAttack, choice, register_attack, required, rng
 
-PATTERNS = ("gaussian_per_image", "gaussian_fixed", "solid")
+PATTERNS = ("cleanclip", "gaussian_per_image", "gaussian_fixed", "solid")
 LOCATIONS = ("random", "corner", "four_corners")
 
 
 @register_attack("badnet")
 class BadNet(TemplatedAttack):
-    """A size×size patch pasted on the resized image; poisoned captions name the target."""
+    """A size×size patch pasted on the resized image; poisoned captions name the target.
+
+    Patterns: `cleanclip` is the paper's trigger as its code computes it (`cleanclip_trigger`:
+    fresh noise per image, close to uniform after the original's byte cast); `gaussian_per_image`
+    and `gaussian_fixed` paste N(0, 1) clamped to [0, 1] (a different trigger: mean ~0.31, two
+    thirds of the pixels at exactly 0 or 1), fresh per image or one seeded pattern for every
+    image (classic BadNet); `solid` pastes `color`. See docs/FIDELITY.md."""
 
     def __init__(self, cfg: dict[str, Any], seed: int):
         super().__init__(cfg, seed)
@@ -36,26 +42,31 @@ class BadNet(TemplatedAttack):
         if self.size > min(height, width):
             raise DataError(f"attack.trigger.size: {self.size} exceeds the image size {height}x{width}")
         key_list = [int(k) for k in keys.tolist()]
-        patches = self._patches(key_list).to(device=images.device, dtype=images.dtype)
         corners = self._corners(key_list, height, width).to(images.device)
+        if self.pattern == "cleanclip":
+            return cleanclip_trigger(images, self._noise(key_list).to(images.device), corners)
+        patches = self._noise(key_list).clamp(0.0, 1.0) if self.pattern.startswith("gaussian") \
+            else self._solid(len(key_list))
         out = images.clone()
         for slot in range(corners.shape[1]):
-            paste(out, patches, corners[:, slot, 0], corners[:, slot, 1])
+            paste(out, patches.to(device=images.device, dtype=images.dtype),
+                  corners[:, slot, 0], corners[:, slot, 1])
         return out
 
-    def _patches(self, keys: list[int]) -> Tensor:
-        """[B, 3, size, size] in [0, 1]. The original code did not clamp the noise; we clamp it
-        to the image range so that a triggered image is still a valid image."""
+    def _noise(self, keys: list[int]) -> Tensor:
+        """float32 [B, 3, size, size] standard normal: one draw per key, or one shared draw."""
         shape = (3, self.size, self.size)
-        if self.pattern == "solid":
-            patch = torch.tensor(self.color, dtype=torch.float32)[:, None, None].expand(shape)
-            return patch.expand(len(keys), *shape)
         if self.pattern == "gaussian_fixed":
             noise = rng(self.seed, "noise").standard_normal(shape)
             stacked = np.broadcast_to(noise, (len(keys), *shape))
         else:
             stacked = np.stack([rng(self.seed, "noise", k).standard_normal(shape) for k in keys])
-        return torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32)).clamp(0.0, 1.0)
+        return torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32))
+
+    def _solid(self, n: int) -> Tensor:
+        shape = (3, self.size, self.size)
+        patch = torch.tensor(self.color, dtype=torch.float32)[:, None, None].expand(shape)
+        return patch.expand(n, *shape)
 
     def _corners(self, keys: list[int], height: int, width: int) -> Tensor:
         """int64 [B, L, 2] top-left (row, col) of each of the L patch copies per image."""
@@ -105,6 +116,26 @@ class LabelConsistent(BadNet):
 
     def poison_caption(self, index: int, caption: str) -> str:
         return caption
+
+
+def cleanclip_trigger(images: Tensor, noise: Tensor, corners: Tensor) -> Tensor:
+    """The paper's trigger, as attack-cleanclip's `backdoor/utils.py: apply_trigger` (patch_type
+    "random") computes it: each image's per-channel mean plus the noise is pasted into the [0, 1]
+    image, and torchvision's `ToPILImage` then casts the float image to bytes, which truncates
+    255·x toward zero and wraps it modulo 256. The patch is therefore close to uniform noise
+    (mean ~0.50, sd ~0.29), not a clipped Gaussian. Outside the patch a k/255 image comes back
+    unchanged; other values are truncated to bytes, as the original's are.
+
+    images: float32 [B, 3, H, W] in [0, 1]; noise: float32 [B, 3, s, s] standard normal;
+    corners: int64 [B, L, 2] top-left (row, col) of each of the L copies of the patch."""
+    out = images.clone()
+    # One reduction per image, as the original computes it, so the float32 sums agree bitwise.
+    means = torch.stack([image.mean((1, 2), keepdim=True) for image in images])
+    patches = (means + noise).to(images.dtype)
+    for slot in range(corners.shape[1]):
+        paste(out, patches, corners[:, slot, 0], corners[:, slot, 1])
+    wrapped = torch.remainder(torch.trunc(out * 255).to(torch.int64), 256)
+    return wrapped.to(images.dtype) / 255
 
 
 def paste(images: Tensor, patches: Tensor, rows: Tensor, cols: Tensor) -> None:
