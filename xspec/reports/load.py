@@ -23,6 +23,7 @@ import duckdb
 import pandas as pd
 
 from xspec.errors import XspecError
+from xspec.store.db import open_duckdb
 
 KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")
 # Keys shown in their own columns (objectives, learning rate); seeds are never grouped by.
@@ -215,7 +216,7 @@ def open_store(db_path: Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection to the results database (temporary tables stay in memory)."""
     if not Path(db_path).is_file():
         raise XspecError(f"{db_path}: no results database; run or ingest the study first")
-    return duckdb.connect(str(db_path), read_only=True)
+    return open_duckdb(Path(db_path), read_only=True)
 
 
 def load(con: duckdb.DuckDBPyConnection, studies: list[str]) -> None:

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
+import re
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -14,16 +18,47 @@ from xspec.store.schema import migrate
 from xspec.store.workspace import Workspace, node_record
 
 
+WAIT_SECONDS = float(os.environ.get("XSPEC_DB_WAIT", 300))
+_HOLDER = re.compile(r"Conflicting lock is held in (\S+) \(PID (\d+)\)")
+
+
+def _holder(exc: Exception) -> str:
+    match = _HOLDER.search(str(exc))
+    return f"PID {match.group(2)} ({os.path.basename(match.group(1))})" if match else \
+        "another process"
+
+
+def open_duckdb(path: Path, read_only: bool = False,
+                wait: float | None = None) -> duckdb.DuckDBPyConnection:
+    """Connect, waiting up to `wait` seconds (default XSPEC_DB_WAIT, 300) while another process
+    holds the file (a notebook with `xspec.results()` open, a concurrent `xspec report`);
+    then raise `WorkspaceBusy` naming the holder. Says once on stderr that it waits."""
+    wait = WAIT_SECONDS if wait is None else wait
+    deadline, said, delay = time.monotonic() + wait, False, 0.05
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            holder = _holder(exc)
+            if time.monotonic() >= deadline:
+                raise WorkspaceBusy(
+                    f"workspace busy: {path} is held by {holder}; finished runs are kept in "
+                    f"their run folders: close it (e.g. a notebook's xspec.results()) and run "
+                    f"`xspec report` again") from None
+            if not said and wait >= 2:
+                print(f"xspec: waiting up to {wait:.0f} s for {holder} to release {path}",
+                      file=sys.stderr, flush=True)
+                said = True
+            time.sleep(delay)
+            delay = min(1.0, delay * 2)
+
+
 @contextlib.contextmanager
-def connect(path: Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
-    try:
-        con = duckdb.connect(str(path), read_only=read_only)
-    except duckdb.IOException as exc:
-        if "lock" in str(exc).lower():
-            raise WorkspaceBusy(
-                f"workspace busy: another xspec process has {path} open; wait for it to finish"
-            ) from None
-        raise
+def connect(path: Path, read_only: bool = False,
+            wait: float | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    con = open_duckdb(path, read_only, wait)
     try:
         if not read_only:
             migrate(con)

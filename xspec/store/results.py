@@ -153,9 +153,6 @@ def results(workspace) -> Results:
         path = path / "xspec.duckdb"
     if not path.is_file():
         raise XspecError(f"{path}: no results database; run or ingest a study first")
-    try:
-        con = duckdb.connect(str(path), read_only=True)
-    except duckdb.IOException as exc:
-        raise XspecError(f"{path}: cannot open read-only ({exc}); is xspec writing to it?") \
-            from None
-    return Results(con, path)
+    from xspec.store.db import open_duckdb
+
+    return Results(open_duckdb(path, read_only=True, wait=30), path)

@@ -13,6 +13,11 @@ Tables
   denominator) and "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...).
   Epoch 0 of a clean node is the starting model.
 - checkpoints(node_id, epoch, path).
+
+Each migration runs in one transaction with its row in `_migrations`, so a process killed
+mid-migration leaves the database as it was before it. Migrations are also idempotent
+(`IF NOT EXISTS`): a database half-created by xspec versions that ran them statement by
+statement is completed on the next open.
 """
 
 from __future__ import annotations
@@ -36,19 +41,19 @@ def migration(number: int):
 def _initial(con) -> None:
     con.execute(
         """
-        CREATE TABLE studies (
+        CREATE TABLE IF NOT EXISTS studies (
             name VARCHAR PRIMARY KEY, spec_path VARCHAR, spec JSON, updated TIMESTAMP
         );
-        CREATE TABLE nodes (
+        CREATE TABLE IF NOT EXISTS nodes (
             study VARCHAR, id VARCHAR, kind VARCHAR, name VARCHAR, config JSON, deps JSON,
             lineage JSON, status VARCHAR, error VARCHAR, updated TIMESTAMP,
             PRIMARY KEY (study, id)
         );
-        CREATE TABLE metrics (
+        CREATE TABLE IF NOT EXISTS metrics (
             node_id VARCHAR, epoch INTEGER, split VARCHAR, metric VARCHAR, value DOUBLE,
             n BIGINT, step BIGINT
         );
-        CREATE TABLE checkpoints (node_id VARCHAR, epoch INTEGER, path VARCHAR);
+        CREATE TABLE IF NOT EXISTS checkpoints (node_id VARCHAR, epoch INTEGER, path VARCHAR);
         """
     )
 
@@ -56,7 +61,7 @@ def _initial(con) -> None:
 @migration(2)
 def _node_detail(con) -> None:
     """status.json of each node (bad image counts, world size, timings) for reports."""
-    con.execute("ALTER TABLE nodes ADD COLUMN detail JSON")
+    con.execute("ALTER TABLE nodes ADD COLUMN IF NOT EXISTS detail JSON")
 
 
 def migrate(con) -> None:
@@ -64,6 +69,13 @@ def migrate(con) -> None:
     con.execute("CREATE TABLE IF NOT EXISTS _migrations (number INTEGER PRIMARY KEY)")
     done = {row[0] for row in con.execute("SELECT number FROM _migrations").fetchall()}
     for number in sorted(MIGRATIONS):
-        if number not in done:
+        if number in done:
+            continue
+        con.execute("BEGIN TRANSACTION")
+        try:
             MIGRATIONS[number](con)
             con.execute("INSERT INTO _migrations VALUES (?)", [number])
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        con.execute("COMMIT")
