@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
+from xspec.cli_views import print_notes, styled
 from xspec.errors import XspecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -50,10 +51,10 @@ def validate(spec: Spec) -> None:
     from xspec.study import open_study
 
     study = open_study(spec)
-    console.print(f"[green]ok[/green] {spec}: study {study.plan.study!r}, "
-                  f"{len(study.loaded.variants)} variant(s), {len(study.plan.nodes)} node(s)")
-    for note in study.plan.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+    console.print(styled("ok", "green", f"{spec}: study {study.plan.study!r}, "
+                         f"{len(study.loaded.variants)} variant(s), "
+                         f"{len(study.plan.nodes)} node(s)"))
+    print_notes(console, study.plan)
 
 
 @app.command()
@@ -89,9 +90,10 @@ def run(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
                          f"`{follow('submit', spec, workspace)}`")
     outcome, report = run_with_progress(console, spec, _workspace(workspace), executor)
     if report:
-        console.print(f"report: [bold]{report}[/bold]")
+        console.print(styled("report:", "", str(report)))
     if outcome.failed:
-        console.print(f"failed nodes, their errors and logs: {follow('status', spec, workspace)}")
+        console.print(f"failed nodes, their errors and logs: {follow('status', spec, workspace)}",
+                      markup=False)
         raise typer.Exit(1)
 
 
@@ -125,9 +127,9 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     study = open_study(spec)
     jobs = submit_study(study, _workspace(workspace), executor, flags)
     for node, job_id in jobs:
-        console.print(f"{job_id:>12}  {node.name}")
+        console.print(f"{job_id:>12}  {node.name}", markup=False)
     console.print(f"submitted {len(jobs)} of {len(study.plan.nodes)} node(s); "
-                  f"follow with: {follow('status', spec, workspace)}")
+                  f"follow with: {follow('status', spec, workspace)}", markup=False)
 
 
 @app.command()
@@ -141,7 +143,8 @@ def cancel(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     from xspec.study import open_study
 
     ids = SlurmExecutor().cancel(open_study(spec).plan, _workspace(workspace))
-    console.print(f"cancelled {len(ids)} job(s)" + (f": {' '.join(ids)}" if ids else ""))
+    console.print(f"cancelled {len(ids)} job(s)" + (f": {' '.join(ids)}" if ids else ""),
+                  markup=False)
 
 
 @app.command()
@@ -157,7 +160,7 @@ def status(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     study, ws = open_study(spec), _workspace(workspace)
     states, warning = node_states(study, ws)
     if warning:
-        err.print(f"[yellow]warning:[/yellow] {warning}; showing the workspace only")
+        err.print(styled("warning:", "yellow", f"{warning}; showing the workspace only"))
     status_table(console, study.plan, ws, states)
 
 
@@ -173,7 +176,7 @@ def report(specs: Annotated[list[Path], typer.Argument(help="One or more study s
 
     studies, ws = [open_study(spec) for spec in specs], _workspace(workspace)
     path = report_study(studies[0], ws) if len(studies) == 1 else compare_studies(studies, ws)
-    console.print(f"report: [bold]{path}[/bold]")
+    console.print(styled("report:", "", str(path)))
 
 
 @app.command()
@@ -214,7 +217,7 @@ def main() -> None:
         sys.exit(code if isinstance(code, int) else 0)
     except XspecError as exc:
         for line in str(exc).splitlines():
-            err.print(f"[red]error:[/red] {line}", soft_wrap=True)
+            err.print(styled("error:", "red", line), soft_wrap=True)
         if debug:
             raise
         sys.exit(1)

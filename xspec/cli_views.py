@@ -10,9 +10,25 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                "pending": "white"}
+
+
+def styled(label: str, style: str, text: str) -> Text:
+    """`label` in `style`, then `text` as plain text: user data is never read as markup."""
+    return Text.assemble((label, style), " ", text)
+
+
+def _state(state: str) -> Text:
+    return Text(state, style=STATE_STYLE.get(state, "white"))
+
+
+def print_notes(console: Console, plan) -> None:
+    for note in plan.notes:
+        label = "warning:" if note.startswith("large plan") else "note:"
+        console.print(styled(label, "yellow", note))
 
 
 def plan_json(plan) -> dict:
@@ -39,27 +55,26 @@ def plan_table(console: Console, plan, workspace) -> None:
     if len(rows) > LARGE_PLAN:
         width = max(len(kind) for kind, *_ in rows)
         lines = [f"{kind:<{width}}  {short}  [{STATE_STYLE.get(state, 'white')}]{state:<7}[/]  "
-                 f"{escape(varies)}" for kind, short, varies, state in rows]
+                 f"{escape(varies)}" for kind, short, varies, state in rows]  # escaped: data
         console.print("\n".join(lines), highlight=False, soft_wrap=True)
     else:
-        table = Table(title=f"plan of study {plan.study!r}")
+        table = Table(title=Text(f"plan of study {plan.study!r}"))
         for column in ("kind", "id", "varies", "state"):
             table.add_column(column, overflow="fold")
         for kind, short, varies, state in rows:
-            table.add_row(kind, short, varies, f"[{STATE_STYLE.get(state, 'white')}]{state}[/]")
+            table.add_row(kind, short, Text(varies), _state(state))
         console.print(table)
-    for note in plan.notes:
-        console.print(f"[yellow]note:[/yellow] {note}")
+    print_notes(console, plan)
     kinds = ", ".join(f"{v} {k}" for k, v in counts.items())
     console.print(f"{len(plan.nodes)} nodes ({kinds}); "
-                  + ", ".join(f"{v} {k}" for k, v in sorted(states.items())))
+                  + ", ".join(f"{v} {k}" for k, v in sorted(states.items())), markup=False)
 
 
 def status_table(console: Console, plan, workspace, states: dict | None = None) -> None:
     """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more.
 
     Paths in the detail column are relative to the workspace, named once in the title."""
-    table = Table(title=f"status of study {plan.study!r} in {workspace.root}")
+    table = Table(title=Text(f"status of study {plan.study!r} in {workspace.root}"))
     free = max(console.width - 32, 40)  # less the id and state columns and the borders
     detail_width = max(41, free * 3 // 5)  # "log: runs/shrink_perturb-<id>/log.txt" on a line
     table.add_column("node", overflow="fold", width=max(free - detail_width, 16))
@@ -77,10 +92,10 @@ def status_table(console: Console, plan, workspace, states: dict | None = None) 
         if states and node.id in states:
             state, detail = states[node.id]
         epoch = status.get("epoch")
-        shown = f"[{STATE_STYLE.get(state, 'white')}]{state}[/]"
-        table.add_row(escape(node.name.replace(",", ", ")), node.short,
-                      shown if epoch is None else f"{shown}\nepoch {epoch}",
-                      escape(detail.replace(prefix, "")))
+        shown = _state(state) if epoch is None else Text.assemble(
+            (state, STATE_STYLE.get(state, "white")), f"\nepoch {epoch}")
+        table.add_row(Text(node.name.replace(",", ", ")), node.short, shown,
+                      Text(detail.replace(prefix, "")))
     console.print(table)
 
 
@@ -101,7 +116,7 @@ class ProgressReporter:
             total = self.progress.tasks[self.tasks[node.id]].total
             self.progress.update(task, completed=total if state == "done" else None)
         if state == "failed":
-            self.console.print(f"[red]failed[/red] {node.name}: {reason}")
+            self.console.print(styled("failed", "red", f"{node.name}: {reason}"))
 
 
 def run_with_progress(console: Console, spec: Path, workspace, executor: str):
@@ -109,7 +124,7 @@ def run_with_progress(console: Console, spec: Path, workspace, executor: str):
 
     study = open_study(spec)
     started = time.monotonic()
-    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+    columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     with Progress(*columns, console=console) as progress:
         outcome = run_study(study, workspace, executor, ProgressReporter(progress, console))
@@ -126,11 +141,11 @@ def print_findings(console: Console, findings) -> bool:
     """Print a data check; True when nothing is fatal."""
     for finding in findings:
         facts = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in finding.facts.items())
-        console.print(f"[bold]{finding.dataset}[/bold]: {facts}")
+        console.print(Text.assemble((finding.dataset, "bold"), f": {facts}"))
         for line in finding.warnings:
-            console.print(f"  [yellow]warning:[/yellow] {line}")
+            console.print(Text.assemble("  ", ("warning:", "yellow"), " ", line))
         for line in finding.fatal:
-            console.print(f"  [red]fatal:[/red] {line}")
+            console.print(Text.assemble("  ", ("fatal:", "red"), " ", line))
     ok = not any(f.fatal for f in findings)
     console.print("[green]data ok[/green]" if ok else "[red]data check failed[/red]")
     return ok
