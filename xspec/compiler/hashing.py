@@ -6,7 +6,7 @@ import hashlib
 import json
 
 # Bump when the runtime changes what a node computes for the same config.
-RUNTIME_VERSION = "1"
+RUNTIME_VERSION = "2"  # 2: triggered images stored as uint8 (loader workers)
 
 
 def canonical_json(value) -> str:

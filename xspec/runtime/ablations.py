@@ -74,7 +74,7 @@ class DeepCluster:
         chunks = [indices[i:i + 256] for i in range(0, len(indices), 256)]
         out = []
         for _, images in iterate(self.data.pairs.images, chunks, self.data.workers):
-            x = self.data.normalize(to_unit(images)).to(self.device)
+            x = self.data.normalize(to_unit(images.to(self.device, non_blocking=True)))
             out.append(F.normalize(self.model.encode_image(x), dim=-1).float().cpu())
         self.model.train(was_training)
         return torch.cat(out).numpy()

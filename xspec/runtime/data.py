@@ -210,33 +210,27 @@ def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
     return EvalSet(FileImages(paths, size, on_bad_image), labels, classes)
 
 
-class BatchLoader(torch.utils.data.Dataset):
-    """Maps a list of index batches to decoded batches, so DataLoader workers decode in parallel."""
+class Decode:
+    """Recipe: a list of indices -> (kept indices, uint8 images); see `xspec.runtime.loader`."""
 
-    def __init__(self, images, batches: list[list[int]]):
-        self.images, self.batches = images, batches
+    def __init__(self, images):
+        self.images = images
 
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, i: int):
-        return self.images.load(self.batches[i])
+    def __call__(self, indices: list[int]):
+        return self.images.load(indices)
 
 
 def iterate(images, batches: list[list[int]], workers: int = 0,
             skipped: set[int] | None = None) -> Iterator:
-    """Yield (kept indices, uint8 images) per batch; in-memory sources skip the worker pool.
+    """Yield (kept indices, uint8 images) per batch, decoded in `workers` processes.
 
     Indices of images that could not be read (skipped under on_bad_image = "skip") are added
     to `skipped`; this works across worker processes, unlike counting inside the source."""
-    if workers == 0 or isinstance(images, InMemoryImages):
-        loaded = (images.load(batch) for batch in batches)
-    else:
-        loaded = torch.utils.data.DataLoader(
-            BatchLoader(images, batches), batch_size=None, shuffle=False, num_workers=workers,
-            persistent_workers=False, pin_memory=torch.cuda.is_available(),
-        )
-    for batch, (kept, pixels) in zip(batches, loaded):
+    from xspec.runtime.loader import Loader
+
+    loader = Loader(Decode(images), 0 if isinstance(images, InMemoryImages) else workers,
+                    persistent=False)
+    for batch, (kept, pixels) in loader.run(batches):
         if skipped is not None and len(kept) < len(batch):
             skipped.update(set(batch) - set(kept))
         yield kept, pixels

@@ -85,9 +85,11 @@ def evaluate(
     classifier: Tensor,
     batches: Iterable[Batch],
     target_index: int | None,
+    dist: Any = None,
 ) -> dict[str, tuple[float, int]]:
     """{"top1", "top5", "asr"}: (fraction, denominator); a fraction over 0 images is NaN.
-    "asr" is present only with a target and at least one triggered batch."""
+    "asr" is present only with a target and at least one triggered batch. With `dist` of
+    several ranks, each passes its share of the batches and the counts are summed over ranks."""
     counts = {"top1": 0, "top5": 0, "n": 0, "asr": 0, "n_asr": 0}
     saw_triggered = False
     device = classifier.device
@@ -104,6 +106,8 @@ def evaluate(
                 hits, n = attack_success(logits[clean.shape[0] :], labels, target_index)
                 counts["asr"] += hits
                 counts["n_asr"] += n
+    if dist is not None and dist.world > 1:
+        counts, saw_triggered = _sum_over_ranks(counts, saw_triggered, device)
     result = {
         "top1": (_fraction(counts["top1"], counts["n"]), counts["n"]),
         "top5": (_fraction(counts["top5"], counts["n"]), counts["n"]),
@@ -111,6 +115,18 @@ def evaluate(
     if saw_triggered:
         result["asr"] = (_fraction(counts["asr"], counts["n_asr"]), counts["n_asr"])
     return result
+
+
+def _sum_over_ranks(counts: dict[str, int], saw_triggered: bool, device
+                    ) -> tuple[dict[str, int], bool]:
+    import torch.distributed as td
+
+    names = list(counts)
+    totals = torch.tensor([counts[k] for k in names] + [int(saw_triggered)], dtype=torch.int64,
+                          device=device)
+    td.all_reduce(totals)
+    values = totals.tolist()
+    return dict(zip(names, values)), values[-1] > 0
 
 
 def _logits(model: Any, classifier: Tensor, clean: Tensor, triggered: Tensor | None) -> Tensor:

@@ -11,7 +11,8 @@ from xspec.runtime.data import open_eval
 from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
-from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches
+from xspec.runtime.distributed import Dist
+from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches, eval_loader
 from xspec.runtime.context import Context
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
 from xspec.runtime.objectives import mmcl
@@ -26,18 +27,25 @@ class Evaluator:
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
         self.normalize, self.device, self.settings = normalize, device, settings
         self.skipped: set[int] = set()
+        self.loader = None
         target = getattr(attack, "target", None)
         self.target_index = (self.data.classes.index(target)
                              if target and "asr" in self.metrics else None)
 
-    def __call__(self, model) -> dict[str, tuple[float, int]]:
+    def __call__(self, model, dist: Dist = Dist()) -> dict[str, tuple[float, int]]:
+        """With several ranks, each scores its share of the batches and the counts are summed:
+        every rank returns what one process scoring the whole set would."""
         classifier = zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
                                           clip80_templates(), self.device)
+        with_trigger = self.target_index is not None
+        if self.loader is None:
+            self.loader = eval_loader(self.data, self.attack, with_trigger,
+                                      self.settings.get("workers", 0), self.device)
         batches = eval_batches(self.data, self.attack, self.normalize,
-                               self.settings.get("eval_batch_size", 256),
-                               self.target_index is not None, self.settings.get("workers", 0),
-                               self.skipped)
-        scores = evaluate(model, classifier, batches, self.target_index)
+                               self.settings.get("eval_batch_size", 256), with_trigger,
+                               skipped=self.skipped, loader=self.loader, dist=dist,
+                               device=self.device)
+        scores = evaluate(model, classifier, batches, self.target_index, dist)
         return {k: v for k, v in scores.items() if k in self.metrics}
 
 
@@ -109,21 +117,25 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
         ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
     # Without last.pt nothing was finished: drop everything, epoch-0 evaluation included.
     metrics.keep_through(state.epoch if last.exists() else -1)
-    if evaluate_start and state.epoch == 0 and ctx.dist.main:
-        _log_eval(metrics, 0, 0, evaluator(model))
-        if heldout is not None:
-            metrics.add(0, "heldout", "mmcl", *heldout(model), step=0)
-        metrics.flush()
+    if evaluate_start and state.epoch == 0:
+        scores = evaluator(model, ctx.dist)
+        if ctx.dist.main:
+            _log_eval(metrics, 0, 0, scores)
+            if heldout is not None:
+                metrics.add(0, "heldout", "mmcl", *heldout(model), step=0)
+            metrics.flush()
 
     def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
+        scores = evaluator(model, ctx.dist)  # every rank scores its share of the set
         if ctx.dist.main:
-            _end_epoch(state, losses)
-        ctx.dist.barrier()  # the other ranks wait while rank 0 evaluates and writes
+            _end_epoch(state, losses, scores)
+        ctx.dist.barrier()  # the other ranks wait while rank 0 writes
 
-    def _end_epoch(state: TrainState, losses: dict[str, float]) -> None:
+    def _end_epoch(state: TrainState, losses: dict[str, float], scores: dict) -> None:
         for name, value in losses.items():
             metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
-        scores = evaluator(model)
+        for name, value in state.perf.items():
+            metrics.add(state.epoch, "perf", name, value, data.steps_per_epoch, state.step)
         if heldout is not None:
             metrics.add(state.epoch, "heldout", "mmcl", *heldout(model), step=state.step)
         _log_eval(metrics, state.epoch, state.step, scores)
@@ -160,4 +172,4 @@ def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attac
     cfg = ctx.config
     return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
                         cfg["batch_size"], cfg["seed"], needed_views(cfg["objective"]),
-                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0))
+                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0), ctx.device)

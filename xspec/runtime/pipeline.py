@@ -1,34 +1,28 @@
-"""Training and evaluation batches: decode, poison on the fly, augment, normalise, tokenise.
+"""Training and evaluation batches: built in loader workers, normalised on the device.
 
-Every random choice (data order, augmentation) derives from (node seed, purpose, epoch, index),
-so an epoch's batches are the same after a resume as they were the first time.
+A recipe (`TrainBatch`, `EvalBatch`) does all per-sample work where the loader runs it: decode,
+poison on the fly, augment, tokenise. It returns uint8 images, so the training process only moves
+them to the device and normalises them there. Every random choice (data order, augmentation)
+derives from (node seed, purpose, epoch, index), so an epoch's batches are the same whatever the
+number of workers, and the same after a resume as they were the first time.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 
-from xspec.runtime.data import EvalSet, PairSet, iterate
+from xspec.runtime.data import EvalSet, InMemoryImages, PairSet
 from xspec.runtime.distributed import Dist
+from xspec.runtime.loader import Loader
 from xspec.runtime.seeding import derive_seed, generator
 
 EVAL_KEY_OFFSET = 1 << 40  # evaluation triggers come from their own stream of keys
-TOKEN_CACHE_LIMIT = 500_000  # pairs; beyond, captions are tokenised batch by batch
-
-
-@contextmanager
-def intra_op_threads(n: int):
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
+IMAGE_VIEWS = ("image", "image_aug")
+TEXT_VIEWS = ("text", "text_aug")
 
 
 @dataclass
@@ -41,6 +35,8 @@ class Normalizer:
         return cls(torch.tensor(mean).view(1, 3, 1, 1), torch.tensor(std).view(1, 3, 1, 1))
 
     def __call__(self, images01: torch.Tensor) -> torch.Tensor:
+        if self.mean.device != images01.device:
+            self.mean, self.std = self.mean.to(images01.device), self.std.to(images01.device)
         return (images01 - self.mean) / self.std
 
 
@@ -52,11 +48,61 @@ def to_uint8(images01: torch.Tensor) -> torch.Tensor:
     return images01.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
+def poisoned_copy(images: torch.Tensor, keys: torch.Tensor, attack) -> torch.Tensor:
+    """The images with the attack's trigger, stored as uint8 as the original code's
+    `ToPILImage` stored them."""
+    return to_uint8(attack.apply(to_unit(images), keys))
+
+
+def to_device(batch: dict, device: torch.device, normalize: Normalizer) -> dict:
+    """Images moved as uint8 (asynchronously from pinned memory) and normalised on the device;
+    tokens moved; indices stay on the CPU."""
+    out = dict(batch)
+    for name in IMAGE_VIEWS:
+        if name in batch:
+            out[name] = normalize(to_unit(batch[name].to(device, non_blocking=True)))
+    for name in TEXT_VIEWS:
+        if name in batch:
+            out[name] = batch[name].to(device, non_blocking=True)
+    return out
+
+
+@dataclass
+class TrainBatch:
+    """Recipe: (epoch, pair indices) -> uint8 views, tokens and the indices actually read."""
+
+    images: object
+    captions: Sequence[str]
+    poisoned: np.ndarray
+    attack: object
+    tokenizer: object
+    seed: int
+    views: set[str]
+    augmenter: object | None = None
+
+    def __call__(self, job: tuple[int, list[int]]) -> dict[str, torch.Tensor]:
+        epoch, wanted = job
+        kept, images = self.images.load(wanted)
+        keys = torch.as_tensor(kept, dtype=torch.long)
+        hit = torch.from_numpy(self.poisoned[kept]) if kept else torch.zeros(0, dtype=torch.bool)
+        if hit.any():
+            images = images.clone()
+            images[hit] = poisoned_copy(images[hit], keys[hit], self.attack)
+        captions = [self.captions[i] for i in kept]
+        out = {"image": images, "text": self.tokenizer(captions), "index": keys}
+        if "image_aug" in self.views or "text_aug" in self.views:
+            seeds = torch.tensor([derive_seed(self.seed, "augment", epoch, i) % (1 << 62)
+                                  for i in kept], dtype=torch.long)
+            out["image_aug"], aug_captions = self.augmenter(images, captions, seeds)
+            out["text_aug"] = self.tokenizer(aug_captions)
+        return out
+
+
 @dataclass
 class TrainingData:
     pairs: PairSet
     indices: np.ndarray  # which pairs this node trains on
-    captions: list[str]  # captions of all pairs, poisoned ones already replaced
+    captions: Sequence[str]  # captions of all pairs, poisoned ones already replaced
     poisoned: np.ndarray  # bool mask over all pairs
     attack: object
     tokenizer: object
@@ -66,9 +112,9 @@ class TrainingData:
     views: set[str]
     augmenter: object | None = None
     workers: int = 0
+    device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     skipped: set[int] = field(default_factory=set)  # unreadable images, by pair index
-    _token_rows: np.ndarray | None = field(default=None, repr=False)
-    _token_cache: torch.Tensor | None = field(default=None, repr=False)
+    _loader: Loader | None = field(default=None, repr=False)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -80,58 +126,70 @@ class TrainingData:
         size = min(self.batch_size, len(chosen))
         return [chosen[i * size:(i + 1) * size].tolist() for i in range(self.steps_per_epoch)]
 
+    def recipe(self) -> TrainBatch:
+        return TrainBatch(self.pairs.images, self.captions, self.poisoned, self.attack,
+                          self.tokenizer, self.seed, self.views, self.augmenter)
+
+    @property
+    def loader(self) -> Loader:
+        """One pool of workers for the node's life, started at the first epoch."""
+        if self._loader is None:
+            self._loader = Loader(self.recipe(), self.workers, self.device.type == "cuda")
+        return self._loader
+
+    def raw_batches(self, epoch: int, dist: Dist = Dist()) -> Iterator[dict[str, torch.Tensor]]:
+        """This rank's share of each global batch of the epoch, on the CPU, images uint8."""
+        jobs = [(epoch, dist.shard(batch)) for batch in self._order(epoch)]
+        for (_, wanted), batch in self.loader.run(jobs):
+            if len(batch["index"]) < len(wanted):
+                self.skipped.update(set(wanted) - set(batch["index"].tolist()))
+            if len(batch["index"]) >= 2:
+                yield batch
+
     def batches(self, epoch: int, dist: Dist = Dist()) -> Iterator[dict[str, torch.Tensor]]:
-        """This rank's share of each global batch of the epoch."""
-        order = [dist.shard(batch) for batch in self._order(epoch)]
-        for kept, images in iterate(self.pairs.images, order, self.workers, self.skipped):
-            if len(kept) < 2:
-                continue
-            yield self._assemble(epoch, kept, images)
+        """`raw_batches` on the device, images normalised."""
+        for batch in self.raw_batches(epoch, dist):
+            yield to_device(batch, self.device, self.normalize)
 
-    def _tokens(self, kept: list[int]) -> torch.Tensor:
-        """Tokens of the pairs' captions, tokenised once per node when the set is not huge."""
-        if len(self.indices) > TOKEN_CACHE_LIMIT:
-            return self.tokenizer([self.captions[i] for i in kept])
-        if self._token_rows is None:
-            self._token_rows = np.full(len(self.captions), -1, dtype=np.int64)
-            self._token_rows[self.indices] = np.arange(len(self.indices))
-            self._token_cache = self.tokenizer([self.captions[i] for i in self.indices.tolist()])
-        return self._token_cache[torch.from_numpy(self._token_rows[kept])]
 
-    def _assemble(self, epoch: int, kept: list[int], images: torch.Tensor) -> dict:
-        # Many small tensor ops: with a second thread each waits for a core another process
-        # may hold (measured 3x slower under load); one thread is faster here.
-        with intra_op_threads(1):
-            return self._assemble_batch(epoch, kept, images)
+@dataclass
+class EvalBatch:
+    """Recipe: image indices -> (kept indices, clean uint8, triggered uint8 or None)."""
 
-    def _assemble_batch(self, epoch: int, kept: list[int], images: torch.Tensor) -> dict:
-        keys = torch.as_tensor(kept, dtype=torch.long)
-        images01 = to_unit(images)
-        hit = torch.from_numpy(self.poisoned[kept])
-        if hit.any():
-            images01[hit] = self.attack.apply(images01[hit], keys[hit])
-        captions = [self.captions[i] for i in kept]
-        out = {"image": self.normalize(images01), "text": self._tokens(kept), "index": keys}
-        if "image_aug" in self.views or "text_aug" in self.views:
-            seeds = torch.tensor([derive_seed(self.seed, "augment", epoch, i) % (1 << 62)
-                                  for i in kept])
-            aug_images, aug_captions = self.augmenter(to_uint8(images01), captions, seeds)
-            out["image_aug"] = self.normalize(to_unit(aug_images))
-            out["text_aug"] = self.tokenizer(aug_captions)
-        return out
+    images: object
+    attack: object
+    with_trigger: bool
+
+    def __call__(self, indices: list[int]):
+        kept, images = self.images.load(indices)
+        triggered = None
+        if self.with_trigger and kept:
+            keys = torch.as_tensor(kept, dtype=torch.long) + EVAL_KEY_OFFSET
+            triggered = poisoned_copy(images, keys, self.attack)
+        return kept, images, triggered
+
+
+def eval_loader(data: EvalSet, attack, with_trigger: bool, workers: int = 0,
+                device: torch.device = torch.device("cpu")) -> Loader:
+    workers = 0 if isinstance(data.images, InMemoryImages) and not with_trigger else workers
+    return Loader(EvalBatch(data.images, attack, with_trigger), workers, device.type == "cuda")
 
 
 def eval_batches(data: EvalSet, attack, normalize: Normalizer, batch_size: int,
-                 with_trigger: bool, workers: int = 0, skipped: set[int] | None = None) -> Iterator:
-    """(clean, triggered or None, labels) per batch; the same triggers at every call."""
+                 with_trigger: bool, workers: int = 0, skipped: set[int] | None = None,
+                 loader: Loader | None = None, dist: Dist = Dist(),
+                 device: torch.device = torch.device("cpu")) -> Iterator:
+    """(clean, triggered or None, labels) per batch on the device; the same triggers at every
+    call. With several ranks, each gets every world-th batch."""
+    loader = loader or eval_loader(data, attack, with_trigger, workers, device)
     order = list(range(len(data.labels)))
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
-    for kept, images in iterate(data.images, chunks, workers, skipped):
+    for chunk, (kept, images, triggered) in loader.run(chunks[dist.rank::dist.world]):
+        if skipped is not None and len(kept) < len(chunk):
+            skipped.update(set(chunk) - set(kept))
         if not kept:
             continue
-        images01 = to_unit(images)
-        triggered = None
-        if with_trigger:
-            keys = torch.as_tensor(kept, dtype=torch.long) + EVAL_KEY_OFFSET
-            triggered = normalize(attack.apply(images01, keys))
-        yield normalize(images01), triggered, torch.from_numpy(data.labels[kept])
+        clean = normalize(to_unit(images.to(device, non_blocking=True)))
+        if triggered is not None:
+            triggered = normalize(to_unit(triggered.to(device, non_blocking=True)))
+        yield clean, triggered, torch.from_numpy(data.labels[kept]).to(device)

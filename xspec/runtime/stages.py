@@ -193,7 +193,8 @@ def clean(ctx: Context) -> None:
     if len(spare) >= 2:
         held = TrainingData(pairs, spare, list(pairs.captions), np.zeros(len(pairs.captions), bool),
                             attack, tokenizer, normalize, min(cfg["batch_size"], len(spare)),
-                            cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0))
+                            cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0),
+                            device=ctx.device)
         heldout = HeldOutLoss(held, ctx.device)
     fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
         evaluate_start=True, ablations=_ablations(ctx), heldout=heldout)

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -45,6 +46,9 @@ class ExtraTerm:
 class TrainState:
     epoch: int = 0  # epochs completed
     step: int = 0
+    # The last epoch's loader figures: pairs/s (all ranks) and the share of the epoch's wall
+    # time spent waiting for the next batch (a starved device shows as a share near 1).
+    perf: dict[str, float] = field(default_factory=dict)
 
 
 def encode(net, batch: dict[str, torch.Tensor], device: torch.device,
@@ -82,8 +86,16 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
             on_epoch_start(epoch)
         model.train()
         sums: dict[str, float] = {}
-        batches = 0
-        for batch in data.batches(epoch, dist):
+        batches = pairs = 0
+        started, waited = time.perf_counter(), 0.0
+        loader = iter(data.batches(epoch, dist))
+        while True:
+            asked = time.perf_counter()
+            batch = next(loader, None)
+            waited += time.perf_counter() - asked
+            if batch is None:
+                break
+            pairs += len(batch["index"])
             set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
             with autocast:
                 features = encode(net, batch, device, dist)
@@ -105,6 +117,8 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
                 sums[name] = sums.get(name, 0.0) + float(value.detach())
             if on_step is not None:
                 on_step(state)
+        wall = max(time.perf_counter() - started, 1e-9)
+        state.perf = {"pairs_per_s": pairs * dist.world / wall, "data_wait_share": waited / wall}
         state.epoch = epoch
         on_epoch_end(state, {name: total / max(1, batches) for name, total in sums.items()})
     return state
