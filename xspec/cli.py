@@ -181,13 +181,14 @@ def report(specs: Annotated[list[Path], typer.Argument(help="One or more study s
 
 @app.command()
 def schema() -> None:
-    """Print the JSON Schema of a spec, for editor completion.
+    """Print the JSON Schema of a spec (sweeps, zip tables, [[variants]] and ${VAR} included),
+    for editor completion; README says how to wire it into an editor.
 
     Example: xspec schema > xspec.schema.json
     """
-    from xspec.spec.schema import Spec as SpecModel
+    from xspec.spec.jsonschema import spec_schema
 
-    print(json.dumps(SpecModel.model_json_schema(by_alias=True), indent=2))
+    print(json.dumps(spec_schema(), indent=2))
 
 
 data_app = typer.Typer(no_args_is_help=True, help="Check datasets before running.")

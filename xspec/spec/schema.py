@@ -27,12 +27,16 @@ SELECT_POLICY = re.compile(
 
 
 class XspecModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
+    # A docstring under a field is its description in `xspec schema` (what an editor shows).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              use_attribute_docstrings=True)
 
 
 class Study(XspecModel):
     name: Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", max_length=100)]
+    """The study's name: its report folder and its rows in the database."""
     seed: NonNegativeInt = 0
+    """Every random choice of every run derives from it."""
     notes: str = ""
 
 
@@ -167,7 +171,9 @@ Attack = Annotated[Union[BadNet, LabelConsistent, Blended, WaNet, Sig, NoAttack]
 
 class Model(XspecModel):
     arch: Annotated[str, Field(min_length=1)]
+    """An open_clip model config name (RN50, ViT-B-32, ...) or one xspec ships (xspec-vit-tiny)."""
     init: str = "scratch"
+    """"scratch", or a checkpoint file to start pre-training from (relative to the spec)."""
 
     @field_validator("arch")
     @classmethod
@@ -177,12 +183,16 @@ class Model(XspecModel):
 
 class Training(XspecModel):
     objective: Objective = "mmcl+ssl"
+    """mmcl: the CLIP loss; ssl: image-image and text-text InfoNCE on augmentations; or both."""
     mmcl_weight: NonNegativeFloat = 1.0
     ssl_weight: NonNegativeFloat = 1.0
     batch_size: PositiveInt = 128
+    """Pairs per optimiser step, over all GPUs of a run."""
     epochs: PositiveInt = 20
     lr: PositiveFloat = 1e-5
+    """Peak AdamW learning rate: linear warm-up, then cosine to 0."""
     weight_decay: NonNegativeFloat = 0.1
+    """AdamW weight decay on weights with ndim >= 2 (not biases, norms, logit_scale)."""
     warmup_steps: NonNegativeInt = 50
 
     @model_validator(mode="after")
@@ -200,6 +210,8 @@ class Pretrain(Training):
     lr: PositiveFloat = 1e-3
     warmup_steps: NonNegativeInt = 10_000
     select: str = "best_accuracy"
+    """The checkpoint cleaning starts from: best_accuracy, final, epoch(N), or
+    match_accuracy(<objective>) (the epoch whose accuracy is closest to that run's best)."""
 
     @field_validator("select")
     @classmethod
@@ -239,8 +251,10 @@ class ShrinkPerturb(XspecModel):
 
 
 class Clean(Training):
-    poisons: NonNegativeInt = 0  # poisoned pairs left inside the cleaning set
-    l2_weight: NonNegativeFloat = 0.0  # lambda * ||theta - theta_0||^2 (Zhu et al.)
+    poisons: NonNegativeInt = 0
+    """Poisoned pairs left inside the cleaning set (non-ideal cleaning)."""
+    l2_weight: NonNegativeFloat = 0.0
+    """lambda in lambda * ||theta - theta_0||^2 toward the starting weights (Zhu et al.)."""
     deep_cluster: DeepCluster | None = None
     shrink_perturb: ShrinkPerturb | None = None
 
