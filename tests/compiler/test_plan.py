@@ -68,7 +68,7 @@ def test_pinned_ids_of_the_mini_study():
     assert len(plan.nodes) == 9
 
 
-PINNED_POISON = "033df271632b"
+PINNED_POISON = "033df271632b"  # runtime salt 2
 MINI = Path(__file__).resolve().parents[2] / "specs" / "toy" / "mini.toml"
 
 

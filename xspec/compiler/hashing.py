@@ -6,7 +6,9 @@ import hashlib
 import json
 
 # Bump when the runtime changes what a node computes for the same config.
-RUNTIME_VERSION = "2"  # 2: triggered images stored as uint8 (loader workers)
+# 2: triggered images stored as uint8 (loader workers); shrink-and-perturb leaves buffers
+#    (BatchNorm statistics) alone (docs/FIDELITY.md).
+RUNTIME_VERSION = "2"
 
 
 def canonical_json(value) -> str:

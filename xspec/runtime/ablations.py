@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Collection
 
 import numpy as np
 import torch
@@ -104,14 +105,18 @@ def _read_labels(path: str) -> dict[int, int]:
     return {int(r["index"]): int(r["label"]) for r in rows}
 
 
-def perturbed(state: dict[str, torch.Tensor], shrink: float, sigma: float, noise: str,
-              fresh: dict[str, torch.Tensor] | None, seed: int) -> dict[str, torch.Tensor]:
-    """theta * shrink + sigma * eps; eps Gaussian, or the weights of a fresh initialisation."""
+def perturbed(start: dict[str, torch.Tensor], parameters: Collection[str], shrink: float,
+              sigma: float, noise: str, fresh: dict[str, torch.Tensor] | None,
+              seed: int) -> dict[str, torch.Tensor]:
+    """theta * shrink + sigma * eps on the named parameters; buffers (BatchNorm running
+    statistics, the attention mask) are kept as they are, as the original's `main.py` does.
+
+    eps is N(0, 1) (the paper's formula, p ~ N(0, sigma^2)) or, with noise = "init", the same
+    parameter of a fresh initialisation (what the original code adds)."""
     g = generator(seed, "perturb", str(shrink), str(sigma))
-    out = {}
-    for name, value in state.items():
-        if not value.is_floating_point():
-            out[name] = value
+    out = dict(start)
+    for name, value in start.items():
+        if name not in parameters:
             continue
         eps = fresh[name] if noise == "init" else torch.randn(value.shape, generator=g)
         out[name] = shrink * value + sigma * eps.to(value.dtype)

@@ -211,6 +211,7 @@ def shrink_perturb(ctx: Context) -> None:
     evaluator = Evaluator(cfg["eval"], make_attack(cfg["attack"], cfg["seed"]), tokenizer,
                           normalize, size, ctx.device, ctx.settings)
     start = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    parameters = {name for name, _ in model.named_parameters()}
     fresh = None
     if cfg["noise"] == "init":
         torch.manual_seed(cfg["seed"])
@@ -219,7 +220,8 @@ def shrink_perturb(ctx: Context) -> None:
     metrics.rows, candidates = [], []
     for shrink in cfg["shrink"]:
         for sigma in cfg["perturb"]:
-            model.load_state_dict(perturbed(start, shrink, sigma, cfg["noise"], fresh, cfg["seed"]))
+            model.load_state_dict(perturbed(start, parameters, shrink, sigma, cfg["noise"], fresh,
+                                              cfg["seed"]))
             scores = evaluator(model)
             candidates.append({"shrink": shrink, "perturb": sigma,
                                **{k: v[0] for k, v in scores.items()}})
@@ -230,8 +232,8 @@ def shrink_perturb(ctx: Context) -> None:
     eligible = [c for c in candidates if c.get("asr", 0.0) <= cfg["asr_threshold"]]
     best = max(eligible or candidates, key=lambda c: (c["top1"], -c.get("asr", 0.0)))
     chosen = candidates.index(best)
-    model.load_state_dict(perturbed(start, best["shrink"], best["perturb"], cfg["noise"], fresh,
-                                    cfg["seed"]))
+    model.load_state_dict(perturbed(start, parameters, best["shrink"], best["perturb"],
+                                    cfg["noise"], fresh, cfg["seed"]))
     save_checkpoint(ctx.run.checkpoint(0), {"model": model.state_dict(), "epoch": 0,
                                             "node_id": ctx.node["id"]})
     for row in [r for r in metrics.rows if r["step"] == chosen]:
