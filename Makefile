@@ -4,13 +4,17 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 APT_PACKAGES := dataset-fashion-mnist wordnet-base
 
-.PHONY: quickstart test install system-deps bench clean
+.PHONY: quickstart test test-fast install system-deps bench clean
 
 quickstart: install
 	$(BIN)/xspec run specs/quickstart.toml
 
 test: install
 	$(BIN)/python -m pytest
+
+# Everything but the end-to-end training and SLURM tests (marked `slow`).
+test-fast: install
+	$(BIN)/python -m pytest -m "not slow"
 
 install: $(VENV)/.installed
 

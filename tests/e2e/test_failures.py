@@ -3,6 +3,7 @@ checkpoint, and the rest of the grid goes on; a rerun retries only what is not d
 
 import json
 
+import pytest
 import torch
 
 from xspec.runtime import objectives
@@ -10,6 +11,7 @@ from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
 
 
+@pytest.mark.slow
 def test_nan_loss_fails_one_node_keeps_checkpoint_and_grid_continues(write_spec, base_spec,
                                                                      tmp_path, monkeypatch):
     text = base_spec.replace('objective = "mmcl"', 'objective = ["mmcl", "ssl"]')
@@ -151,6 +153,7 @@ def test_bad_image_policy_fail_stops_at_the_first(tmp_path):
     assert "img/0.png" in outcome.failed[node.id]
 
 
+@pytest.mark.slow
 def test_retried_node_does_not_block_its_dependents(write_spec, base_spec, tmp_path):
     """A node that failed before is retried by the local executor; while its worker starts,
     its dependents wait instead of reading the old "failed" and giving up."""

@@ -9,6 +9,9 @@ import sys
 import time
 
 import duckdb
+import pytest
+
+pytestmark = pytest.mark.slow
 
 SPEC = """
 [study]

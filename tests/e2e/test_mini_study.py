@@ -8,6 +8,8 @@ from xspec.cli import app
 from xspec.study import open_study, report_study, run_study
 from xspec.store.workspace import Workspace
 
+pytestmark = pytest.mark.slow
+
 MINI = __import__("pathlib").Path(__file__).resolve().parents[2] / "specs/toy/mini.toml"
 
 

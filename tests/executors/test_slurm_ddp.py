@@ -7,7 +7,7 @@ from tests_executors_support import finished, wait_until
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, submit_study
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 SPEC = """
 [study]

@@ -18,7 +18,7 @@ from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study
 from tests_executors_support import finished, wait_until  # noqa: E402
 
-pytestmark = pytest.mark.slurm
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
 HERE = Path(__file__).resolve().parent
 STUDY = HERE / "slurm_study.toml"

@@ -56,6 +56,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_ranks_match_one_process_on_the_whole_batch():
     model = _model()
     loss, grads = _loss_and_grads(model, model, _batch(), Dist())

@@ -18,6 +18,8 @@ import pytest
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, run_study
 
+pytestmark = pytest.mark.slow
+
 ATTACKS = {
     "badnet": 'trigger = { size = 8, pattern = "gaussian_fixed", location = "corner" }',
     # 36 of the 512 training captions name "bag" ("grey shoulder bag for sale"); 32 carry the patch.

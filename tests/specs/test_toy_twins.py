@@ -66,14 +66,17 @@ def swept(path: Path) -> tuple[int, set[str]]:
 
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
-def test_twin_has_the_shape_of_its_paper_spec(name, workspace, monkeypatch, tmp_path):
-    (tmp_path / "RN50.pt").write_bytes(b"compile only stats this file")
-    monkeypatch.setenv("CLIP_RN50", str(tmp_path / "RN50.pt"))
+def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
+    for var, file in (("CLIP_RN50", "RN50.pt"), ("XSPEC_TOY_CKPT", "toy.pt"),
+                      ("XSPEC_TOY_LABELS", "labels.csv")):
+        (tmp_path / file).write_bytes(b"compile only stats this file")
+        monkeypatch.setenv(var, str(tmp_path / file))
     paper, toy = open_study(SPECS / f"{name}.toml"), open_study(TOY / f"{name}.toml")
     assert {n.kind for n in toy.plan.nodes.values()} == {n.kind for n in paper.plan.nodes.values()}
     assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_twin_runs_end_to_end(name, workspace):
     study = open_study(TOY / f"{name}.toml")
