@@ -66,6 +66,21 @@ def test_cleaning_logs_a_heldout_loss_every_epoch(finished):
     assert rows[0][2] == 160  # 256 pairs - 64 cleaning - 16 poisoned = 176, in batches of 32
 
 
+def test_training_epochs_log_loader_figures_shown_in_the_run_table(finished):
+    study, workspace, _, report = finished
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    rows = con.execute("""SELECT n.kind, m.metric, count(*), min(m.value), max(m.value)
+        FROM metrics m JOIN nodes n ON n.id = m.node_id WHERE m.split = 'perf'
+        GROUP BY ALL ORDER BY ALL""").fetchall()
+    assert [r[:3] for r in rows] == [("clean", "data_wait_share", 8), ("clean", "pairs_per_s", 8),
+                                     ("pretrain", "data_wait_share", 4),
+                                     ("pretrain", "pairs_per_s", 4)]
+    shares = [r for r in rows if r[1] == "data_wait_share"]
+    assert all(0 <= low <= high <= 1 for *_, low, high in shares)
+    assert all(low > 0 for _, metric, _, low, _ in rows if metric == "pairs_per_s")
+    assert "pairs/s" in report.read_text() and "data wait" in report.read_text()
+
+
 def test_second_run_trains_nothing(finished):
     study, workspace, _, _ = finished
     again = run_study(open_study(MINI), workspace, "local")

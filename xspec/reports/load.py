@@ -9,9 +9,11 @@
 - xr_settings  per node, those keys' values as a label ("ssl_weight=0.5, poisons=10") and JSON;
 - xr_clean     clean nodes with their settings, the unit of Table 2, the Pareto panels, ...;
 - xr_eval      zero-shot top-1 and ASR (fractions) with their n per node and epoch;
-- xr_train     training losses per node, epoch and metric (loss, mmcl, ssl, ...).
+- xr_train     training losses per node, epoch and metric (loss, mmcl, ssl, ...);
+- xr_perf      per training node, the loader figures averaged over its epochs: pairs/s and the
+               share of epoch wall time spent waiting for data (split "perf").
 
-Only aggregated rows leave DuckDB: the metrics table (millions of rows) is read by two scans.
+Only aggregated rows leave DuckDB: the metrics table (millions of rows) is read by three scans.
 Values are bound as `?` parameters; SQL text is built from constants only.
 """
 
@@ -156,6 +158,16 @@ WHERE split = 'train' AND epoch >= 1
 GROUP BY node_id, epoch, metric
 """
 
+PERF = """
+CREATE OR REPLACE TEMP TABLE xr_perf AS
+SELECT node_id,
+    avg(value) FILTER (WHERE metric = 'pairs_per_s') AS pairs_per_s,
+    avg(value) FILTER (WHERE metric = 'data_wait_share') AS data_wait_share
+FROM metrics
+WHERE split = 'perf' AND node_id IN (SELECT node_id FROM xr_nodes)
+GROUP BY node_id
+"""
+
 # The one eval row of a select / shrink_perturb node (its last, should there be several).
 LAST_EVAL = """
 (SELECT * FROM xr_eval
@@ -237,6 +249,7 @@ def load(con: duckdb.DuckDBPyConnection, studies: list[str]) -> None:
     con.execute(CLEAN)
     con.execute(EVAL)
     con.execute(TRAIN)
+    con.execute(PERF)
 
 
 def varying(con, kind: str) -> list[str]:

@@ -125,8 +125,9 @@ SELECT n.study, n.node_id, n.kind, n.name, n.status, n.error, n.updated,
     (SELECT max(epoch) FROM xr_eval e WHERE e.node_id = n.node_id) AS last_epoch,
     (SELECT coalesce((x.detail->>'$.bad_train_images')::BIGINT, 0)
             + coalesce((x.detail->>'$.bad_eval_images')::BIGINT, 0)
-     FROM nodes x WHERE x.study = n.study AND x.id = n.node_id) AS bad_images
-FROM xr_nodes n
+     FROM nodes x WHERE x.study = n.study AND x.id = n.node_id) AS bad_images,
+    p.pairs_per_s, p.data_wait_share
+FROM xr_nodes n LEFT JOIN xr_perf p ON p.node_id = n.node_id
 ORDER BY n.study, {kind_order("n.kind")}, n.name, n.node_id
 """
 
@@ -186,7 +187,8 @@ def shrink_perturb(con) -> pd.DataFrame:
 
 
 def run_table(con) -> pd.DataFrame:
-    """Every node in pipeline order: kind, name, status, error, run folder, last eval epoch."""
+    """Every node in pipeline order: kind, name, status, error, run folder, last eval epoch and,
+    for training nodes, mean pairs/s and share of epoch time spent waiting for data."""
     return frame(con, RUN_TABLE)
 
 

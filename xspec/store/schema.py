@@ -10,7 +10,9 @@ Tables
   so reports select runs with SQL over spec fields.
 - metrics(node_id, epoch, split, metric, value, n, step): long format. split is "eval" for
   zero-shot evaluation (metrics top1, top5, asr; value is a fraction in [0, 1], n its
-  denominator) and "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...).
+  denominator), "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...) and
+  "perf" for the epoch's loader figures (pairs_per_s over all ranks; data_wait_share, the share
+  of the epoch's wall time the training loop waited for the next batch).
   Epoch 0 of a clean node is the starting model.
 - checkpoints(node_id, epoch, path).
 
