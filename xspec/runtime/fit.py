@@ -14,6 +14,7 @@ from xspec.runtime.optim import adamw
 from xspec.runtime.distributed import Dist
 from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches, eval_loader
 from xspec.runtime.context import Context
+from xspec.runtime.models import activation
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
 from xspec.runtime.objectives import mmcl
 from xspec.runtime.train import TrainConfig, TrainState, encode, train
@@ -142,7 +143,8 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
         if keep_all or state.epoch == cfg["epochs"]:
             save_checkpoint(ctx.run.checkpoint(state.epoch),
-                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"]})
+                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
+                             "activation": activation(model)})
         metrics.flush()
         save_checkpoint(last, {"model": weights, "optimizer": model_optimizer_state(optimizer),
                                "epoch": state.epoch, "step": state.step,

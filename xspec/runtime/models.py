@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import zipfile
+from collections.abc import Callable
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 import open_clip
 from open_clip.modified_resnet import ModifiedResNet
+from open_clip.transformer import QuickGELU
 import torch
 
 from xspec.errors import DataError
@@ -20,16 +22,28 @@ def register_configs() -> None:
     open_clip.add_model_config(Path(str(resources.files("xspec.data") / "model_configs")))
 
 
-def create(arch: str, init: str | dict, device: torch.device) -> torch.nn.Module:
+def create(arch: str, init: str | dict, device: torch.device,
+           log: Callable[[str], None] = print) -> torch.nn.Module:
+    """A model of `arch`, from scratch or from the weights of a local file. A file whose
+    activation is known (OpenAI's TorchScript files: QuickGELU; xspec's checkpoints say theirs)
+    must match the architecture's; for other files a mismatch can only be warned about."""
     register_configs()
     if arch not in open_clip.list_models():
         raise DataError(f"model.arch: unknown architecture {arch!r}; see `open_clip.list_models()`")
     if isinstance(init, dict) and _is_torchscript(init["path"]):
+        _check_activation(arch, QUICK_GELU, f"{init['path']} is an OpenAI TorchScript checkpoint")
         model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=init["path"])
     else:
         model = open_clip.create_model(arch, pretrained=None)
         if isinstance(init, dict):
-            model.load_state_dict(load_state_dict(init["path"]))
+            loaded = _load(init["path"])
+            if isinstance(loaded.get("activation"), str):
+                _check_activation(arch, loaded["activation"], f"{init['path']} was trained with it")
+            elif arch_activation(arch) == GELU and f"{arch}-quickgelu" in open_clip.list_models():
+                log(f"warning: model.init {init['path']} does not say which activation it was "
+                    f"trained with; {arch!r} uses nn.GELU, but OpenAI's and CleanCLIP's {arch} "
+                    f"weights use QuickGELU: for those, name model.arch '{arch}-quickgelu'")
+            model.load_state_dict(_state(loaded))
     if isinstance(model.visual, ModifiedResNet) and device.type == "cuda":
         model = model.to(memory_format=torch.channels_last)  # faster convolutions on GPU
     return model.to(device)
@@ -48,8 +62,42 @@ def _is_torchscript(path: str) -> bool:
         return False
 
 
+QUICK_GELU, GELU = "quick_gelu", "gelu"
+
+
+def arch_activation(arch: str) -> str:
+    """The text tower's activation (ModifiedResNets use ReLU in the image tower either way)."""
+    register_configs()
+    return QUICK_GELU if (open_clip.get_model_config(arch) or {}).get("quick_gelu") else GELU
+
+
+def activation(model: torch.nn.Module) -> str:
+    """The activation a built model uses, recorded in xspec's checkpoints."""
+    return QUICK_GELU if any(isinstance(m, QuickGELU) for m in model.modules()) else GELU
+
+
+def _check_activation(arch: str, found: str, why: str) -> None:
+    expected = arch_activation(arch)
+    if found == expected:
+        return
+    names = {QUICK_GELU: "QuickGELU", GELU: "nn.GELU"}
+    twin = f"{arch}-quickgelu" if found == QUICK_GELU else arch.removesuffix("-quickgelu")
+    hint = f"; name model.arch {twin!r}" if twin in open_clip.list_models() else ""
+    raise DataError(f"model.arch {arch!r} uses {names[expected]}, but the weights use "
+                    f"{names.get(found, found)} ({why}){hint}")
+
+
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     """Weights from an xspec checkpoint, an open_clip training checkpoint or a bare state dict."""
+    return _state(_load(path))
+
+
+def _state(loaded: dict) -> dict[str, torch.Tensor]:
+    state = loaded.get("model") or loaded.get("state_dict") or loaded
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load(path: str | Path) -> dict:
     try:
         loaded = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -59,8 +107,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
             f"checkpoint {path}: refused to load with weights_only=True ({type(exc).__name__}); "
             "only plain tensor checkpoints are accepted"
         ) from None
-    state = loaded.get("model") or loaded.get("state_dict") or loaded
-    return {k.removeprefix("module."): v for k, v in state.items()}
+    return loaded
 
 
 def image_stats(model) -> tuple[tuple[float, ...], tuple[float, ...], int]:

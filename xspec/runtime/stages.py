@@ -48,7 +48,7 @@ def read_manifest(run: RunDir) -> dict:
 
 def _model(arch: str, init, ctx: Context):
     """(model, tokenizer, image normaliser, image size) for an architecture and its weights."""
-    model = models.create(arch, init, ctx.device)
+    model = models.create(arch, init, ctx.device, ctx.log)
     mean, std, size = models.image_stats(model)
     return model, models.tokenizer(arch), Normalizer.of(mean, std), size
 
@@ -235,7 +235,8 @@ def shrink_perturb(ctx: Context) -> None:
     model.load_state_dict(perturbed(start, parameters, best["shrink"], best["perturb"],
                                     cfg["noise"], fresh, cfg["seed"]))
     save_checkpoint(ctx.run.checkpoint(0), {"model": model.state_dict(), "epoch": 0,
-                                            "node_id": ctx.node["id"]})
+                                            "node_id": ctx.node["id"],
+                                            "activation": models.activation(model)})
     for row in [r for r in metrics.rows if r["step"] == chosen]:
         metrics.add(0, "eval", row["metric"], row["value"], row["n"], 0)
     metrics.flush()
