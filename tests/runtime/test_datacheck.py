@@ -26,6 +26,7 @@ name = "check"
 train = {{ format = "csv", path = "{root}/train.csv" }}
 clean = {{ size = {clean} }}
 eval = {{ format = "fashion_mnist", split = "test", size = 50 }}
+max_bad_fraction = 0.2
 [attack]
 kind = "label_consistent"
 target = "bag"
@@ -59,3 +60,18 @@ def test_data_check_fails_on_a_cleaning_set_too_big(tmp_path):
     result = CliRunner().invoke(app, ["data", "check", str(spec)])
     assert result.exit_code == 1
     assert "exceed the 7 training pairs" in " ".join(result.output.split())
+
+
+def test_data_check_rejects_what_the_run_would(tmp_path):
+    """1 unreadable image of 7 is over the default max_bad_fraction (1 %): the run would stop."""
+    _dataset(tmp_path)
+    spec = tmp_path / "s.toml"
+    spec.write_text(SPEC.format(root=tmp_path, clean=1).replace("max_bad_fraction = 0.2\n", ""))
+    result = CliRunner().invoke(app, ["data", "check", str(spec)])
+    out = " ".join(result.output.split())
+    assert result.exit_code == 1, out
+    assert "fatal: 1 of 7 images are unreadable, more than data.max_bad_fraction = 0.01" in out
+    spec.write_text(SPEC.format(root=tmp_path, clean=1).replace(
+        "max_bad_fraction = 0.2", 'on_bad_image = "fail"'))
+    out = " ".join(CliRunner().invoke(app, ["data", "check", str(spec)]).output.split())
+    assert "fatal: 1 unreadable image(s) and data.on_bad_image = 'fail'" in out

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import csv
 from collections.abc import Collection
 
 import numpy as np
@@ -11,6 +10,7 @@ import torch.nn.functional as F
 
 from xspec.errors import DataError
 from xspec.runtime.data import iterate
+from xspec.textfiles import read_csv_rows
 from xspec.runtime.pipeline import TrainingData, to_unit
 from xspec.runtime.seeding import derive_seed, generator
 from xspec.runtime.train import ExtraTerm
@@ -96,13 +96,19 @@ class DeepCluster:
 
 def _read_labels(path: str) -> dict[int, int]:
     try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise DataError(f"clean.deep_cluster.labels: {path}: no such file") from None
+        rows = read_csv_rows(path, DataError)
+    except DataError as exc:
+        raise DataError(f"clean.deep_cluster.labels: {exc}") from None
     if not rows or not {"index", "label"} <= set(rows[0]):
         raise DataError(f"clean.deep_cluster.labels: {path} needs columns index,label")
-    return {int(r["index"]): int(r["label"]) for r in rows}
+    labels = {}
+    for line, row in enumerate(rows, start=2):
+        index, label = (row["index"] or "").strip(), (row["label"] or "").strip()
+        if not (index.isdigit() and label.isdigit()):
+            raise DataError(f"clean.deep_cluster.labels: {path}: line {line}: index and label "
+                            f"must be non-negative integers, got {index!r}, {label!r}")
+        labels[int(index)] = int(label)
+    return labels
 
 
 def perturbed(start: dict[str, torch.Tensor], parameters: Collection[str], shrink: float,

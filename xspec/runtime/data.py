@@ -7,7 +7,6 @@ differ from the 80 CLIP templates, so zero-shot evaluation is not a lookup of tr
 
 from __future__ import annotations
 
-import csv
 import gzip
 import os
 from functools import cache
@@ -23,6 +22,7 @@ from PIL import Image, UnidentifiedImageError
 from xspec.errors import DataError
 from xspec.runtime.seeding import derive_seed
 from xspec.spec.classes import read_classes
+from xspec.textfiles import read_csv_rows
 
 FASHION_WORDS = {
     "t-shirt": ["t-shirt", "tee", "t-shirt top"], "trouser": ["trousers", "pants", "trouser"],
@@ -148,16 +148,24 @@ def _fashion(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:
 
 
 def _read_csv(path: str, columns: Sequence[str]) -> list[dict]:
-    try:
-        with open(path, newline="") as handle:
-            rows = list(csv.DictReader(handle))
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
+    rows = read_csv_rows(path, DataError)
     missing = [c for c in columns if rows and c not in rows[0]]
     if not rows or missing:
         raise DataError(f"{path}: " + (f"missing column(s) {', '.join(missing)}; found "
                                        f"{', '.join(rows[0])}" if rows else "no rows"))
     return rows
+
+
+def _int_labels(rows: list[dict], key: str, path: str, classes: int) -> np.ndarray:
+    """Integer class indices of a labels CSV; anything else is an error naming the line."""
+    labels = []
+    for line, row in enumerate(rows, start=2):
+        text = (row[key] or "").strip()
+        if not text.isdigit() or int(text) >= classes:
+            raise DataError(f"{path}: line {line}: label {text!r} is not a class index "
+                            f"(an integer 0..{classes - 1})")
+        labels.append(int(text))
+    return np.array(labels, dtype=np.int64)
 
 
 def _paths(rows: list[dict], key: str, csv_path: str) -> list[str]:
@@ -195,7 +203,7 @@ def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
     if cfg["format"] == "labels_csv":
         rows = _read_csv(cfg["path"], [cfg["image_key"], cfg["label_key"]])[: cfg.get("size")]
         paths = _paths(rows, cfg["image_key"], cfg["path"])
-        labels = np.array([int(r[cfg["label_key"]]) for r in rows], dtype=np.int64)
+        labels = _int_labels(rows, cfg["label_key"], cfg["path"], len(classes))
     else:
         root = Path(cfg["path"])
         folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []

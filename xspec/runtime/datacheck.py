@@ -35,10 +35,24 @@ def _scan_images(images, batch: int = 256) -> tuple[int, list[str]]:
     return len(images) - len(skipped), [images.paths[i] for i in sorted(skipped)]
 
 
-def check_pairs(name: str, cfg: dict, context_length: int, target: str | None) -> Finding:
+def _bad_share(finding: Finding, bad: int, total: int, data_cfg) -> None:
+    """What the run would refuse: any bad image under on_bad_image = "fail", else more than
+    max_bad_fraction of the set (the limit `xspec.runtime.fit` enforces)."""
+    if data_cfg is None or not bad:
+        return
+    if data_cfg.on_bad_image == "fail":
+        finding.fatal.append(f"{bad} unreadable image(s) and data.on_bad_image = 'fail'")
+    elif bad > data_cfg.max_bad_fraction * total:
+        finding.fatal.append(f"{bad} of {total} images are unreadable, more than "
+                             f"data.max_bad_fraction = {data_cfg.max_bad_fraction}")
+
+
+def check_pairs(name: str, cfg: dict, context_length: int, target: str | None,
+                data_cfg=None) -> Finding:
     finding = Finding(name)
     pairs = open_pairs(cfg, size=8)
     ok, bad = _scan_images(pairs.images)
+    _bad_share(finding, len(bad), len(pairs.captions), data_cfg)
     lengths = [len(c.split()) for c in pairs.captions]
     finding.facts.update(rows=len(pairs.captions), readable_images=ok, bad_images=len(bad),
                          longest_caption_words=max(lengths, default=0))
@@ -57,10 +71,11 @@ def check_pairs(name: str, cfg: dict, context_length: int, target: str | None) -
     return finding
 
 
-def check_eval(cfg: dict, target: str | None) -> Finding:
+def check_eval(cfg: dict, target: str | None, data_cfg=None) -> Finding:
     finding = Finding("eval")
     data = open_eval(cfg, size=8)
     ok, bad = _scan_images(data.images)
+    _bad_share(finding, len(bad), len(data.labels), data_cfg)
     counts = Counter(np.asarray(data.labels).tolist())
     missing = [data.classes[i] for i in range(len(data.classes)) if i not in counts]
     finding.facts.update(rows=len(data.labels), readable_images=ok, bad_images=len(bad),
@@ -91,17 +106,18 @@ def check_study(spec) -> list[Finding]:
     context_length = context.get("text_cfg", {}).get("context_length", 77)
     target = getattr(spec.attack, "target", None)
     findings = [check_pairs("train", spec.data.train.model_dump(mode="json"), context_length,
-                            target)]
+                            target, spec.data)]
     source = spec.data.clean.source
     if source != "train":
-        findings.append(check_pairs("clean", source.model_dump(mode="json"), context_length, None))
+        findings.append(check_pairs("clean", source.model_dump(mode="json"), context_length, None,
+                                    spec.data))
     elif spec.clean is not None:
         rows = findings[0].facts["rows"]
         needed = spec.data.clean.size + getattr(spec.attack, "poisons", 0)
         if spec.data.clean.overlap == "disjoint" and needed > rows:
             findings[0].fatal.append(f"data.clean.size {spec.data.clean.size} + the poisoned "
                                      f"pairs exceed the {rows} training pairs")
-    findings.append(check_eval(spec.data.eval.model_dump(mode="json"), target))
+    findings.append(check_eval(spec.data.eval.model_dump(mode="json"), target, spec.data))
     if spec.attack.kind == "label_consistent":
         named = findings[0].facts.get("captions_naming_target", 0)
         if named < spec.attack.poisons:

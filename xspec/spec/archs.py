@@ -4,18 +4,40 @@ from __future__ import annotations
 
 import difflib
 import importlib.util
+import json
 from functools import cache
 from importlib import resources
 from pathlib import Path
 
 
 @cache
-def known_archs() -> frozenset[str]:
-    names = {p.stem for p in Path(str(resources.files("xspec.data") / "model_configs")).glob("*.json")}
+def _config_files() -> dict[str, Path]:
+    files = {}
     spec = importlib.util.find_spec("open_clip")
     for location in (spec.submodule_search_locations or []) if spec else []:
-        names |= {p.stem for p in (Path(location) / "model_configs").glob("*.json")}
-    return frozenset(names)
+        files.update({p.stem: p for p in (Path(location) / "model_configs").glob("*.json")})
+    ours = Path(str(resources.files("xspec.data") / "model_configs")).glob("*.json")
+    files.update({p.stem: p for p in ours})
+    return files
+
+
+@cache
+def known_archs() -> frozenset[str]:
+    return frozenset(_config_files())
+
+
+@cache
+def image_size(arch: str) -> int | None:
+    """The side of the square images `arch` takes, from its config file (None if unknown)."""
+    path = _config_files().get(arch)
+    if path is None:
+        return None
+    try:
+        size = json.loads(path.read_text()).get("vision_cfg", {}).get("image_size")
+    except (OSError, ValueError):
+        return None
+    size = size[0] if isinstance(size, (list, tuple)) else size
+    return size if isinstance(size, int) else None
 
 
 def check_arch(arch: str) -> str:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from pathlib import Path
 
 from xspec.errors import SpecError
+from xspec.textfiles import read_utf8
 
 BUILTIN = ("fashion_mnist", "imagenet1k")
 
@@ -18,10 +18,9 @@ def read_classes(name: str) -> tuple[str, ...]:
         text = resources.files("xspec.data").joinpath(f"classes/{name}.txt").read_text()
     else:
         try:
-            text = Path(name).read_text()
-        except OSError as exc:
-            raise SpecError(f"class list {name!r}: {exc.strerror}; built-in lists: "
-                            f"{', '.join(BUILTIN)}") from None
+            text = read_utf8(name, SpecError)
+        except SpecError as exc:
+            raise SpecError(f"class list {exc}; built-in lists: {', '.join(BUILTIN)}") from None
     classes = tuple(line.strip() for line in text.splitlines() if line.strip())
     if not classes:
         raise SpecError(f"class list {name!r} is empty")

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from xspec.errors import SpecError
 from xspec.spec.classes import class_names
+from xspec.textfiles import decode_utf8
 from xspec.spec.schema import Spec
 from xspec.spec.sweep import Axis, branch, expand, unwrap
 
@@ -41,9 +42,10 @@ class LoadedSpec:
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     try:
-        text = path.read_text()
+        data = path.read_bytes()
     except OSError as exc:
         raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
+    text = decode_utf8(data, str(path), SpecError)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
@@ -59,6 +61,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         all_axes += axes
         specs += _validate(path, variants, where)
     _check_targets(path, specs)
+    _check_files(path, specs)
     return LoadedSpec(path, raw, all_axes, specs)
 
 
@@ -200,3 +203,19 @@ def _check_targets(path: Path, specs) -> None:
                 f"{path}: attack.target: {spec.attack.target!r} is not a class of the evaluation "
                 f"set ({len(classes)} classes, e.g. {', '.join(classes[:5])})"
             )
+
+
+def _check_files(path: Path, specs) -> None:
+    """Files that must be files: a directory there can only fail later, in a job."""
+    for spec, _ in specs:
+        files = {"model.init": spec.model.init if spec.model.init != "scratch" else None,
+                 "data.train.path": spec.data.train.path if spec.data.train.format == "csv"
+                 else None,
+                 "data.eval.path": spec.data.eval.path if spec.data.eval.format == "labels_csv"
+                 else None}
+        cluster = spec.clean.deep_cluster if spec.clean is not None else None
+        if cluster is not None and cluster.labels != "kmeans":
+            files["clean.deep_cluster.labels"] = cluster.labels
+        for key, value in files.items():
+            if value is not None and os.path.isdir(value):
+                raise SpecError(f"{path}: {key}: {value} is a directory; expected a file")

@@ -11,16 +11,30 @@ import re
 import typing
 from typing import Annotated, Literal, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
+                      model_validator)
 
-from xspec.spec.archs import check_arch
+from xspec.spec.archs import check_arch, image_size
 
 Objective = Literal["mmcl", "ssl", "mmcl+ssl"]
 Metric = Literal["top1", "top5", "asr"]
-PositiveInt = Annotated[int, Field(gt=0)]
-NonNegativeInt = Annotated[int, Field(ge=0)]
-PositiveFloat = Annotated[float, Field(gt=0)]
-NonNegativeFloat = Annotated[float, Field(ge=0)]
+
+
+def _not_bool(value):
+    """TOML's `true` is not a number (pydantic would read it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+PositiveInt = Annotated[int, NotBool, Field(gt=0)]
+NonNegativeInt = Annotated[int, NotBool, Field(ge=0)]
+PositiveFloat = Annotated[float, NotBool, Field(gt=0, allow_inf_nan=False)]
+NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
+Fraction = Annotated[float, NotBool, Field(ge=0, le=1)]
+MAX_SEED = 2**64 - 1
+FASHION_SIZES = {"train": 60_000, "test": 10_000}
 
 SELECT_POLICY = re.compile(
     r"^(best_accuracy|final|epoch\((?P<epoch>\d+)\)|match_accuracy\((?P<reference>[a-z+]+)\))$")
@@ -38,6 +52,22 @@ class Study(XspecModel):
     seed: NonNegativeInt = 0
     """Every random choice of every run derives from it."""
     notes: str = ""
+
+    @field_validator("seed")
+    @classmethod
+    def _fits_64_bits(cls, value: int) -> int:
+        if value > MAX_SEED:
+            raise ValueError(f"must fit in 64 bits (at most 2**64 - 1 = {MAX_SEED}), got {value}")
+        return value
+
+    @field_validator("name")
+    @classmethod
+    def _not_a_report_file(cls, value: str) -> str:
+        if value.lower().endswith(".html") or value.lower().startswith("compare-"):
+            raise ValueError(f"'{value}' would collide with the report index or comparison "
+                             "folders under reports/; choose a name not ending in .html nor "
+                             "starting with compare-")
+        return value
 
 
 class FashionMnist(XspecModel):
@@ -100,7 +130,7 @@ class Data(XspecModel):
     # Missing or undecodable images: skipped and counted (in status.json) up to this fraction
     # of a dataset, or fatal at the first one.
     on_bad_image: Literal["skip", "fail"] = "skip"
-    max_bad_fraction: Annotated[float, Field(ge=0, le=1)] = 0.01
+    max_bad_fraction: Fraction = 0.01
 
 
 class Trigger(XspecModel):
@@ -112,7 +142,7 @@ class Trigger(XspecModel):
     size: PositiveInt = 16
     pattern: Literal["cleanclip", "gaussian_per_image", "gaussian_fixed", "solid"] = "cleanclip"
     location: Literal["random", "corner", "four_corners"] = "random"
-    color: tuple[float, float, float] = (1.0, 1.0, 0.0)
+    color: tuple[Fraction, Fraction, Fraction] = (1.0, 1.0, 0.0)
 
 
 class BadNet(XspecModel):
@@ -137,7 +167,7 @@ class Blended(XspecModel):
     kind: Literal["blended"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    alpha: Annotated[float, Field(gt=0, lt=1)] = 0.2
+    alpha: Annotated[float, NotBool, Field(gt=0, lt=1)] = 0.2
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
 
@@ -147,7 +177,7 @@ class WaNet(XspecModel):
     kind: Literal["wanet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    grid: Annotated[int, Field(ge=2)] = 4
+    grid: Annotated[int, NotBool, Field(ge=2)] = 4
     strength: PositiveFloat = 0.5
 
 
@@ -157,7 +187,7 @@ class Sig(XspecModel):
     kind: Literal["sig"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    amplitude: Annotated[float, Field(gt=0, le=1)] = 0.1
+    amplitude: Annotated[float, NotBool, Field(gt=0, le=1)] = 0.1
     frequency: PositiveFloat = 6.0
 
 
@@ -237,10 +267,10 @@ class ShrinkPerturb(XspecModel):
     """theta <- shrink * theta + perturb * eps for every (shrink, perturb) candidate; cleaning
     starts from the most accurate candidate whose ASR is at most `asr_threshold`."""
 
-    shrink: list[Annotated[float, Field(gt=0, le=1)]]
+    shrink: list[Annotated[float, NotBool, Field(gt=0, le=1)]]
     perturb: list[NonNegativeFloat]
     noise: Literal["gaussian", "init"] = "gaussian"
-    asr_threshold: Annotated[float, Field(ge=0, le=1)] = 0.05
+    asr_threshold: Fraction = 0.05
 
     @field_validator("shrink", "perturb")
     @classmethod
@@ -260,7 +290,7 @@ class Clean(Training):
 
 
 class Evaluate(XspecModel):
-    metrics: list[Metric] = ["top1", "top5", "asr"]
+    metrics: Annotated[list[Metric], Field(min_length=1)] = ["top1", "top5", "asr"]
     batch_size: PositiveInt = 256
 
 
@@ -269,7 +299,7 @@ ReportPlot = Literal["pareto", "trajectories", "pretrain_curves", "selection_pol
 
 
 class Report(XspecModel):
-    asr_threshold: Annotated[float, Field(ge=0, le=1)] = 0.05
+    asr_threshold: Fraction = 0.05
     tables: list[ReportTable] = list(typing.get_args(ReportTable))
     plots: list[ReportPlot] = list(typing.get_args(ReportPlot))
 
@@ -330,6 +360,39 @@ class Spec(XspecModel):
     report: Report = Report()
     run: Run = Run()
     cluster: Cluster = Cluster()
+
+    @model_validator(mode="after")
+    def _metrics_cover_selection(self):
+        policy = self.pretrain.select.split("(")[0]
+        needs = []
+        if policy in ("best_accuracy", "match_accuracy"):
+            needs.append(("top1", f"pretrain.select = '{self.pretrain.select}'"))
+        if self.clean is not None and self.clean.shrink_perturb is not None:
+            needs.append(("top1", "clean.shrink_perturb"))
+            if self.attack.kind != "none":
+                needs.append(("asr", "clean.shrink_perturb"))
+        for metric, reason in needs:
+            if metric not in self.evaluate.metrics:
+                raise ValueError(f"evaluate.metrics must include '{metric}': {reason} "
+                                 "selects by it")
+        return self
+
+    @model_validator(mode="after")
+    def _attack_fits_data(self):
+        if self.attack.kind == "none":
+            return self
+        train = self.data.train
+        known = train.size if train.format == "csv" else min(
+            train.size or FASHION_SIZES[train.split], FASHION_SIZES[train.split])
+        if known is not None and self.attack.poisons > known:
+            raise ValueError(f"attack.poisons = {self.attack.poisons} exceeds the "
+                             f"{known} training pairs (data.train)")
+        trigger = getattr(self.attack, "trigger", None)
+        side = image_size(self.model.arch)
+        if trigger is not None and side is not None and trigger.size > side:
+            raise ValueError(f"attack.trigger.size = {trigger.size} exceeds the "
+                             f"{side}x{side} images of model.arch '{self.model.arch}'")
+        return self
 
     @model_validator(mode="after")
     def _epoch_policy_in_range(self):
