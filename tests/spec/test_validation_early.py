@@ -19,7 +19,7 @@ def _error(write_spec, text: str) -> str:
      "clean.weight_decay: input should be a finite number"),
     ("[clean]\n", "[clean]\nssl_weight = inf\n",
      "clean.ssl_weight: input should be a finite number"),
-    ("[pretrain]\n", "[pretrain]\nlr = nan\n", "pretrain.lr: input should be greater than 0"),
+    ("[pretrain]\n", "[pretrain]\nlr = nan\n", "pretrain.lr: input should be a finite number"),
     ("seed = 0", "seed = 18446744073709551616",
      "study.seed: must fit in 64 bits (at most 2**64 - 1 = 18446744073709551615), got "
      "18446744073709551616"),

@@ -28,11 +28,11 @@ def _not_bool(value):
 
 
 NotBool = BeforeValidator(_not_bool)
-PositiveInt = Annotated[int, NotBool, Field(gt=0)]
-NonNegativeInt = Annotated[int, NotBool, Field(ge=0)]
-PositiveFloat = Annotated[float, NotBool, Field(gt=0, allow_inf_nan=False)]
-NonNegativeFloat = Annotated[float, NotBool, Field(ge=0, allow_inf_nan=False)]
-Fraction = Annotated[float, NotBool, Field(ge=0, le=1)]
+PositiveInt = Annotated[int, Field(gt=0), NotBool]
+NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), NotBool]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBool]
+Fraction = Annotated[float, Field(ge=0, le=1), NotBool]
 MAX_SEED = 2**64 - 1
 FASHION_SIZES = {"train": 60_000, "test": 10_000}
 
@@ -167,7 +167,7 @@ class Blended(XspecModel):
     kind: Literal["blended"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    alpha: Annotated[float, NotBool, Field(gt=0, lt=1)] = 0.2
+    alpha: Annotated[float, Field(gt=0, lt=1), NotBool] = 0.2
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
 
@@ -177,7 +177,7 @@ class WaNet(XspecModel):
     kind: Literal["wanet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    grid: Annotated[int, NotBool, Field(ge=2)] = 4
+    grid: Annotated[int, Field(ge=2), NotBool] = 4
     strength: PositiveFloat = 0.5
 
 
@@ -187,7 +187,7 @@ class Sig(XspecModel):
     kind: Literal["sig"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    amplitude: Annotated[float, NotBool, Field(gt=0, le=1)] = 0.1
+    amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
     frequency: PositiveFloat = 6.0
 
 
@@ -267,7 +267,7 @@ class ShrinkPerturb(XspecModel):
     """theta <- shrink * theta + perturb * eps for every (shrink, perturb) candidate; cleaning
     starts from the most accurate candidate whose ASR is at most `asr_threshold`."""
 
-    shrink: list[Annotated[float, NotBool, Field(gt=0, le=1)]]
+    shrink: list[Annotated[float, Field(gt=0, le=1), NotBool]]
     perturb: list[NonNegativeFloat]
     noise: Literal["gaussian", "init"] = "gaussian"
     asr_threshold: Fraction = 0.05
