@@ -6,6 +6,7 @@ are content-addressed and run once.
 """
 
 import json
+import math
 import tomllib
 from pathlib import Path
 
@@ -73,6 +74,10 @@ def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
         monkeypatch.setenv(var, str(tmp_path / file))
     paper, toy = open_study(SPECS / f"{name}.toml"), open_study(TOY / f"{name}.toml")
     assert {n.kind for n in toy.plan.nodes.values()} == {n.kind for n in paper.plan.nodes.values()}
+    # The paper's ResNet-50 experiments train the tiny ModifiedResNet, its ViT experiment a ViT.
+    resnet = {n.config["model"]["arch"].startswith("RN50") for n in paper.plan.of_kind("pretrain")}
+    assert {n.config["model"]["arch"] == "xspec-rn-tiny"
+            for n in toy.plan.of_kind("pretrain")} == resnet
     assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
 
 
@@ -93,9 +98,18 @@ def test_twin_runs_end_to_end(name, workspace):
             WHERE n.study = ? AND m.split = 'eval' AND m.metric IN ('top1', 'asr')
             GROUP BY n.id HAVING count(DISTINCT m.metric) = 2""",
             [study.plan.study]).fetchall())
+        candidates = {node.id: con.execute(
+            "SELECT value FROM metrics WHERE node_id = ? AND split = 'candidate'",
+            [node.id]).fetchall() for node in study.plan.of_kind("shrink_perturb")}
     finally:
         con.close()
     assert states == [("done",)]
+    # Shrink-and-perturb of the ResNet twin (BatchNorm) scores every candidate with finite values.
+    for node in study.plan.of_kind("shrink_perturb"):
+        grid = len(node.config["shrink"]) * len(node.config["perturb"])
+        values = [v for (v,) in candidates[node.id]]
+        assert len(values) == grid * len(node.config["eval"]["metrics"]), node.name
+        assert all(math.isfinite(v) for v in values), node.name
     # Top-1 and ASR for every cleaning epoch, 0 (before cleaning) included, and every
     # pre-training epoch.
     for node in study.plan.of_kind("clean"):
