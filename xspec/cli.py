@@ -60,19 +60,27 @@ def validate(spec: Spec) -> None:
 @app.command()
 def plan(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
          as_json: Annotated[bool, typer.Option("--json", help="Machine-readable plan.")] = False,
+         every: Annotated[bool, typer.Option("--all", help="Every node and its lineage.")] = False,
+         gpu: Annotated[str, typer.Option(help="GPU class for the compute estimate.")] = "A100",
          ) -> None:
-    """Compile a spec and show its DAG of runs, with their content ids and state.
+    """Compile a spec and show its DAG of runs grouped by kind: what varies, the state, and
+    the compute it needs (GPU-hours on --gpu, or CPU-minutes for CPU specs).
 
-    Example: xspec plan specs/table2.toml --json
+    Example: xspec plan specs/table2.toml --gpu A100
     """
+    from xspec.cli_plan import overview_json, plan_overview
     from xspec.cli_views import plan_json, plan_table
+    from xspec.compiler.estimate import estimate
     from xspec.study import open_study
 
     study = open_study(spec)
+    cost = estimate(study.plan, gpu, study.spec.run.device)
     if as_json:
-        print(json.dumps(plan_json(study.plan), indent=2))
-    else:
+        print(json.dumps({**plan_json(study.plan), **overview_json(study.plan, cost)}, indent=2))
+    elif every:
         plan_table(console, study.plan, _workspace(workspace))
+    else:
+        plan_overview(console, study.plan, _workspace(workspace), cost)
 
 
 @app.command()

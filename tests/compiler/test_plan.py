@@ -75,7 +75,7 @@ MINI = Path(__file__).resolve().parents[2] / "specs" / "toy" / "mini.toml"
 def test_names_are_deterministic_and_json_plan_is_complete(write_spec, base_spec):
     plan = _plan(write_spec, base_spec)
     names = [n.name for n in plan.of_kind("clean")]
-    assert names == ["clean@lr=1e-05", "clean@lr=2e-05"]
+    assert names == ["clean@lr=1e-5", "clean@lr=2e-5"]
     dumped = json.loads(json.dumps([{"id": n.id, "deps": n.deps, "config": n.config}
                                     for n in plan.ordered()]))
     assert all(len(n["id"]) == 64 for n in dumped)

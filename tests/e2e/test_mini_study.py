@@ -91,6 +91,8 @@ def test_cli_plan_shows_done_and_json(finished):
     _, workspace, _, _ = finished
     result = CliRunner().invoke(app, ["plan", str(MINI), "-w", str(workspace.root)])
     assert result.exit_code == 0, result.output
+    assert "9 nodes: 9 done; compute ~" in result.output
+    result = CliRunner().invoke(app, ["plan", str(MINI), "-w", str(workspace.root), "--all"])
     assert "9 nodes (1 poison, 2 pretrain, 2 select, 4 clean); 9 done" in result.output
     result = CliRunner().invoke(app, ["plan", str(MINI), "--json"])
     plan = __import__("json").loads(result.output)

@@ -14,6 +14,7 @@ import os
 from dataclasses import dataclass, field
 
 from xspec.compiler.hashing import node_id
+from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
 from xspec.spec.load import LoadedSpec
 from xspec.spec.schema import SELECT_POLICY, Spec
@@ -49,6 +50,7 @@ class Plan:
     spec_path: str
     nodes: dict[str, Node] = field(default_factory=dict)
     varying: dict[str, list[str]] = field(default_factory=dict)
+    facts: dict[str, list[Fact]] = field(default_factory=dict)  # per kind: what tells apart
     notes: list[str] = field(default_factory=list)
 
     def ordered(self) -> list[Node]:
@@ -188,12 +190,11 @@ def _name_nodes(plan: Plan) -> None:
     for kind in KINDS:
         nodes = plan.of_kind(kind)
         keys = sorted({k for n in nodes for k in n.lineage})
-        varying = [k for k in keys if len({repr(n.lineage.get(k)) for n in nodes}) > 1]
-        plan.varying[kind] = varying
+        plan.varying[kind] = [k for k in keys if len({repr(n.lineage.get(k)) for n in nodes}) > 1]
+        plan.facts[kind] = facts(kind, nodes)
         for node in nodes:
-            parts = [f"{k.removeprefix(kind + '.')}={node.lineage.get(k)}" for k in varying]
-            name = f"{kind}@{','.join(parts)}" if parts else kind
-            plan.nodes[node.id] = dataclasses.replace(node, name=name)
+            plan.nodes[node.id] = dataclasses.replace(
+                node, name=node_name(kind, node, plan.facts[kind]))
 
 
 def compile_spec(loaded: LoadedSpec) -> Plan:
