@@ -22,7 +22,8 @@ class Study:
     def settings(self) -> dict:
         run = self.spec.run
         return {"device": run.device, "threads": run.threads, "workers": run.workers,
-                "concurrency": run.concurrency, "eval_batch_size": self.spec.evaluate.batch_size,
+                "concurrency": run.concurrency, "pack": run.pack,
+                "eval_batch_size": self.spec.evaluate.batch_size,
                 "keep_checkpoints": run.keep_checkpoints,
                 "on_bad_image": self.spec.data.on_bad_image,
                 "max_bad_fraction": self.spec.data.max_bad_fraction}

@@ -60,3 +60,10 @@ def ready(node, plan, workspace: Workspace, doomed: set[str]) -> str:
 def total_steps(node) -> int | None:
     cfg = node.config
     return cfg.get("epochs") if node.kind in ("pretrain", "clean") else None
+
+
+def pack_jobs(nodes, settings: dict) -> dict[str, list]:
+    """{node id: the nodes of its job}: siblings packed `run.pack` to a job (`[run] pack`)."""
+    from xspec.compiler.packing import packs
+
+    return {node.id: job for job in packs(nodes, int(settings.get("pack", 1))) for node in job}

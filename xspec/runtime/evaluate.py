@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import torch
@@ -90,24 +90,51 @@ def evaluate(
     """{"top1", "top5", "asr"}: (fraction, denominator); a fraction over 0 images is NaN.
     "asr" is present only with a target and at least one triggered batch. With `dist` of
     several ranks, each passes its share of the batches and the counts are summed over ranks."""
-    counts = {"top1": 0, "top5": 0, "n": 0, "asr": 0, "n_asr": 0}
+    return evaluate_many([model], [classifier], batches, target_index, dist)[0]
+
+
+def evaluate_many(
+    models: Sequence[Any],
+    classifiers: Sequence[Tensor],
+    batches: Iterable[Batch],
+    target_index: int | None,
+    dist: Any = None,
+) -> list[dict[str, tuple[float, int]]]:
+    """`evaluate` for several models on one pass over the batches: each batch is decoded and
+    triggered once and scored by every model (a packed grid's members)."""
+    counts = [{"top1": 0, "top5": 0, "n": 0, "asr": 0, "n_asr": 0} for _ in models]
     saw_triggered = False
-    device = classifier.device
-    with eval_mode(model):
+    with ExitStack() as stack:
+        for model in models:
+            stack.enter_context(eval_mode(model))
         for clean, triggered, labels in batches:
-            labels = labels.to(device)
-            logits = _logits(model, classifier, clean, triggered)
-            clean_logits = logits[: clean.shape[0]]
-            counts["top1"] += topk_correct(clean_logits, labels, 1)
-            counts["top5"] += topk_correct(clean_logits, labels, 5)
-            counts["n"] += clean.shape[0]
-            if triggered is not None and target_index is not None:
-                saw_triggered = True
-                hits, n = attack_success(logits[clean.shape[0] :], labels, target_index)
-                counts["asr"] += hits
-                counts["n_asr"] += n
-    if dist is not None and dist.world > 1:
-        counts, saw_triggered = _sum_over_ranks(counts, saw_triggered, device)
+            saw_triggered |= triggered is not None and target_index is not None
+            for model, classifier, count in zip(models, classifiers, counts):
+                _score(model, classifier, clean, triggered, labels, target_index, count)
+    results = []
+    for count, classifier in zip(counts, classifiers):
+        seen = saw_triggered
+        if dist is not None and dist.world > 1:
+            count, seen = _sum_over_ranks(count, saw_triggered, classifier.device)
+        results.append(_result(count, seen))
+    return results
+
+
+def _score(model, classifier: Tensor, clean: Tensor, triggered: Tensor | None, labels: Tensor,
+           target_index: int | None, counts: dict) -> None:
+    labels = labels.to(classifier.device)
+    logits = _logits(model, classifier, clean, triggered)
+    clean_logits = logits[: clean.shape[0]]
+    counts["top1"] += topk_correct(clean_logits, labels, 1)
+    counts["top5"] += topk_correct(clean_logits, labels, 5)
+    counts["n"] += clean.shape[0]
+    if triggered is not None and target_index is not None:
+        hits, n = attack_success(logits[clean.shape[0] :], labels, target_index)
+        counts["asr"] += hits
+        counts["n_asr"] += n
+
+
+def _result(counts: dict, saw_triggered: bool) -> dict[str, tuple[float, int]]:
     result = {
         "top1": (_fraction(counts["top1"], counts["n"]), counts["n"]),
         "top5": (_fraction(counts["top5"], counts["n"]), counts["n"]),

@@ -8,7 +8,7 @@ import torch
 
 from xspec.errors import DataError
 from xspec.runtime.data import open_eval
-from xspec.runtime.evaluate import clip80_templates, evaluate, zero_shot_classifier
+from xspec.runtime.evaluate import clip80_templates, evaluate_many, zero_shot_classifier
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
 from xspec.runtime.distributed import Dist
@@ -36,8 +36,12 @@ class Evaluator:
     def __call__(self, model, dist: Dist = Dist()) -> dict[str, tuple[float, int]]:
         """With several ranks, each scores its share of the batches and the counts are summed:
         every rank returns what one process scoring the whole set would."""
-        classifier = zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
-                                          clip80_templates(), self.device)
+        return self.many([model], dist)[0]
+
+    def many(self, models: list, dist: Dist = Dist()) -> list[dict[str, tuple[float, int]]]:
+        """Scores of several models from one pass over the evaluation images."""
+        classifiers = [zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
+                                            clip80_templates(), self.device) for model in models]
         with_trigger = self.target_index is not None
         if self.loader is None:
             self.loader = eval_loader(self.data, self.attack, with_trigger,
@@ -46,8 +50,8 @@ class Evaluator:
                                self.settings.get("eval_batch_size", 256), with_trigger,
                                skipped=self.skipped, loader=self.loader, dist=dist,
                                device=self.device)
-        scores = evaluate(model, classifier, batches, self.target_index, dist)
-        return {k: v for k, v in scores.items() if k in self.metrics}
+        scores = evaluate_many(models, classifiers, batches, self.target_index, dist)
+        return [{k: v for k, v in s.items() if k in self.metrics} for s in scores]
 
 
 def model_optimizer_state(optimizer) -> dict:
@@ -87,78 +91,110 @@ class HeldOutLoss:
     def __init__(self, data: TrainingData, device: torch.device):
         self.data, self.device = data, device
 
-    @torch.no_grad()
     def __call__(self, model) -> tuple[float, int]:
-        was_training = model.training
-        model.eval()
-        total, n = 0.0, 0
+        return self.many([model])[0]
+
+    @torch.no_grad()
+    def many(self, models: list) -> list[tuple[float, int]]:
+        """(mean loss, pairs) of each model, from one pass over the held-out pairs."""
+        modes = [model.training for model in models]
+        for model in models:
+            model.eval()
+        totals, n = [0.0] * len(models), 0
         for batch in self.data.batches(epoch=0):
-            features = encode(model, batch, self.device)
-            total += float(mmcl(features, model.logit_scale.exp())) * len(batch["image"])
+            for i, model in enumerate(models):
+                features = encode(model, batch, self.device)
+                totals[i] += float(mmcl(features, model.logit_scale.exp())) * len(batch["image"])
             n += len(batch["image"])
-        model.train(was_training)
-        return total / max(1, n), n
+        for model, mode in zip(models, modes):
+            model.train(mode)
+        return [(total / max(1, n), n) for total in totals]
+
+
+class Member:
+    """One training node's side of `fit`: its optimiser, metrics, resume state and what it
+    records at each epoch's end. `fit` drives one; `xspec.runtime.packed` drives several
+    that share their data and evaluation passes."""
+
+    def __init__(self, ctx: Context, model, keep_all: bool):
+        cfg = ctx.config
+        self.ctx, self.model, self.keep_all = ctx, model, keep_all
+        self.train_cfg = TrainConfig(cfg["objective"],
+                                     {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
+                                     cfg["epochs"], cfg["lr"], cfg["warmup_steps"])
+        self.optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
+        self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+        self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
+        if self.last.exists():
+            saved = load_checkpoint(self.last)
+            model.load_state_dict(saved["model"])
+            self.optimizer.load_state_dict(_first_groups(saved["optimizer"]))
+            self.state = TrainState(saved["epoch"], saved["step"])
+            ctx.log(f"resuming after epoch {self.state.epoch} (step {self.state.step})")
+        # Without last.pt nothing was finished: drop everything, epoch-0 evaluation included.
+        self.metrics.keep_through(self.state.epoch if self.last.exists() else -1)
+
+    def log_start(self, scores: dict, heldout: tuple[float, int] | None) -> None:
+        """The starting model's evaluation, as epoch 0."""
+        _log_eval(self.metrics, 0, 0, scores)
+        if heldout is not None:
+            self.metrics.add(0, "heldout", "mmcl", *heldout, step=0)
+        self.metrics.flush()
+
+    def end_epoch(self, losses: dict[str, float], scores: dict,
+                  heldout: tuple[float, int] | None, data: TrainingData,
+                  evaluator: Evaluator) -> None:
+        ctx, cfg, state, model = self.ctx, self.ctx.config, self.state, self.model
+        for name, value in losses.items():
+            self.metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
+        for name, value in state.perf.items():
+            self.metrics.add(state.epoch, "perf", name, value, data.steps_per_epoch, state.step)
+        if heldout is not None:
+            self.metrics.add(state.epoch, "heldout", "mmcl", *heldout, step=state.step)
+        _log_eval(self.metrics, state.epoch, state.step, scores)
+        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if self.keep_all or state.epoch == cfg["epochs"]:
+            save_checkpoint(ctx.run.checkpoint(state.epoch),
+                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
+                             "activation": activation(model)})
+        self.metrics.flush()
+        save_checkpoint(self.last, {"model": weights,
+                                    "optimizer": model_optimizer_state(self.optimizer),
+                                    "epoch": state.epoch, "step": state.step,
+                                    "node_id": ctx.node["id"], "config": ctx.config})
+        ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
+        summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
+        ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss "
+                f"{losses.get('loss', float('nan')):.4f}, {summary}")
+
+    def finish(self) -> None:
+        if not self.ctx.settings.get("keep_resume_state", False):
+            self.last.unlink(missing_ok=True)
 
 
 def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
         evaluate_start: bool, ablations: Callable | None = None,
         heldout: HeldOutLoss | None = None) -> None:
     """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
-    cfg = ctx.config
-    train_cfg = TrainConfig(cfg["objective"], {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
-                            cfg["epochs"], cfg["lr"], cfg["warmup_steps"])
-    optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
-    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
-    state, last = TrainState(), ctx.run.checkpoints / "last.pt"
-    if last.exists():
-        saved = load_checkpoint(last)
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(_first_groups(saved["optimizer"]))
-        state = TrainState(saved["epoch"], saved["step"])
-        ctx.log(f"resuming after epoch {state.epoch} (step {state.step})")
-    # Without last.pt nothing was finished: drop everything, epoch-0 evaluation included.
-    metrics.keep_through(state.epoch if last.exists() else -1)
-    if evaluate_start and state.epoch == 0:
+    member = Member(ctx, model, keep_all)
+    if evaluate_start and member.state.epoch == 0:
         scores = evaluator(model, ctx.dist)
         if ctx.dist.main:
-            _log_eval(metrics, 0, 0, scores)
-            if heldout is not None:
-                metrics.add(0, "heldout", "mmcl", *heldout(model), step=0)
-            metrics.flush()
+            member.log_start(scores, heldout(model) if heldout is not None else None)
 
     def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
         scores = evaluator(model, ctx.dist)  # every rank scores its share of the set
         if ctx.dist.main:
-            _end_epoch(state, losses, scores)
+            member.end_epoch(losses, scores, heldout(model) if heldout is not None else None,
+                             data, evaluator)
         ctx.dist.barrier()  # the other ranks wait while rank 0 writes
 
-    def _end_epoch(state: TrainState, losses: dict[str, float], scores: dict) -> None:
-        for name, value in losses.items():
-            metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
-        for name, value in state.perf.items():
-            metrics.add(state.epoch, "perf", name, value, data.steps_per_epoch, state.step)
-        if heldout is not None:
-            metrics.add(state.epoch, "heldout", "mmcl", *heldout(model), step=state.step)
-        _log_eval(metrics, state.epoch, state.step, scores)
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if keep_all or state.epoch == cfg["epochs"]:
-            save_checkpoint(ctx.run.checkpoint(state.epoch),
-                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
-                             "activation": activation(model)})
-        metrics.flush()
-        save_checkpoint(last, {"model": weights, "optimizer": model_optimizer_state(optimizer),
-                               "epoch": state.epoch, "step": state.step,
-                               "node_id": ctx.node["id"], "config": ctx.config})
-        ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
-        summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
-        ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss {losses.get('loss', float('nan')):.4f}, "
-                f"{summary}")
-
-    terms, on_epoch_start = ablations(model, data, optimizer) if ablations else ((), None)
-    train(train_cfg, model, data, optimizer, state, on_epoch_end, ctx.device,
-          on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start, dist=ctx.dist)
-    if ctx.dist.main and not ctx.settings.get("keep_resume_state", False):
-        last.unlink(missing_ok=True)
+    terms, on_epoch_start = ablations(model, data, member.optimizer) if ablations else ((), None)
+    train(member.train_cfg, model, data, member.optimizer, member.state, on_epoch_end,
+          ctx.device, on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start,
+          dist=ctx.dist)
+    if ctx.dist.main:
+        member.finish()
 
 
 def _augmenter(objective: str):

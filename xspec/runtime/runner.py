@@ -26,6 +26,33 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def configure_process(settings: dict) -> torch.device:
+    """Threads, TF32 and log level for this process; returns the device nodes run on."""
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
+    return pick_device(settings.get("device", "auto"))
+
+
+def node_logger(run: RunDir, name: str, echo: bool = False):
+    """(log function, handle to close): timestamped lines in the run's log.txt."""
+    handle = open(run.log_file, "a", buffering=1)
+
+    def log(message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {name}: {message}"
+        handle.write(line + "\n")
+        if echo:
+            print(line, flush=True)
+
+    return log, handle
+
+
+def failure_reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
+
+
 def execute_node(record: dict, workspace_root: str, settings: dict, progress=None,
                  echo: bool = False) -> str:
     """Run the node described by `record` (node.json); returns its final state."""
@@ -33,33 +60,21 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
     run = RunDir(workspace.runs / record["run_name"])
     if run.done:
         return "done"
-    if settings.get("threads"):
-        torch.set_num_threads(settings["threads"])
-    torch.backends.cuda.matmul.allow_tf32 = True
-    torch.backends.cudnn.allow_tf32 = True
-    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
-    device = pick_device(settings.get("device", "auto"))
+    device = configure_process(settings)
     dist = setup(device)
     if not dist.main:  # helper ranks train alongside rank 0, which writes everything
         if record["kind"] in TRAINING_KINDS:
             STAGES[record["kind"]](Context(record, run, workspace, settings, device,
                                            log=lambda message: None, dist=dist))
         return "done"
-    log_handle = open(run.log_file, "a", buffering=1)
-
-    def log(message: str) -> None:
-        line = f"{time.strftime('%H:%M:%S')} {record['name']}: {message}"
-        log_handle.write(line + "\n")
-        if echo:
-            print(line, flush=True)
-
+    log, log_handle = node_logger(run, record["name"], echo)
     run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
                    error=None, world_size=dist.world)
     ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
     try:
         STAGES[record["kind"]](ctx)
     except Exception as exc:
-        reason = str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
+        reason = failure_reason(exc)
         log_handle.write(traceback.format_exc())
         run.set_status("failed", error=reason, log=str(run.log_file))
         raise ExecutionError(record["id"][:12], reason) from exc

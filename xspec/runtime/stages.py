@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -144,7 +145,7 @@ def start_point(ctx: Context) -> dict:
     return json.loads((ctx.dep(kind).path / "selected.json").read_text())
 
 
-def _ablations(ctx: Context):
+def clean_ablations(ctx: Context):
     cfg = ctx.config
     if not cfg.get("l2_weight") and not cfg.get("deep_cluster"):
         return None
@@ -163,8 +164,17 @@ def _ablations(ctx: Context):
     return build
 
 
-@stage("clean")
-def clean(ctx: Context) -> None:
+@dataclass
+class CleanInputs:
+    """What a cleaning node trains and evaluates with; packed siblings share all but the model."""
+
+    model: torch.nn.Module
+    data: TrainingData
+    evaluator: Evaluator
+    heldout: HeldOutLoss | None
+
+
+def clean_inputs(ctx: Context) -> CleanInputs:
     cfg = ctx.config
     set_seed(cfg["seed"])
     selected = start_point(ctx)
@@ -196,8 +206,18 @@ def clean(ctx: Context) -> None:
                             cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0),
                             device=ctx.device)
         heldout = HeldOutLoss(held, ctx.device)
-    fit(ctx, model, data, evaluator, keep_all=ctx.settings.get("keep_checkpoints") == "all",
-        evaluate_start=True, ablations=_ablations(ctx), heldout=heldout)
+    return CleanInputs(model, data, evaluator, heldout)
+
+
+def keep_all_checkpoints(ctx: Context) -> bool:
+    return ctx.settings.get("keep_checkpoints") == "all"
+
+
+@stage("clean")
+def clean(ctx: Context) -> None:
+    inputs = clean_inputs(ctx)
+    fit(ctx, inputs.model, inputs.data, inputs.evaluator, keep_all=keep_all_checkpoints(ctx),
+        evaluate_start=True, ablations=clean_ablations(ctx), heldout=inputs.heldout)
 
 
 @stage("shrink_perturb")

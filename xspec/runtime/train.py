@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 
@@ -71,6 +71,44 @@ def encode(net, batch: dict[str, torch.Tensor], device: torch.device,
     return features
 
 
+def autocast_for(device: torch.device):
+    return (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
+            else nullcontext())
+
+
+def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: TrainState,
+               total_steps: int, device: torch.device, extra_terms: Sequence[ExtraTerm] = (),
+               dist: Dist = Dist()) -> dict[str, torch.Tensor]:
+    """One optimiser step on one batch; returns the loss and its parts (detached)."""
+    set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
+    with autocast_for(device):
+        features = encode(net, batch, device, dist)
+        loss, parts = total_loss(cfg.objective, cfg.weights, features, model.logit_scale.exp())
+        for term in extra_terms:
+            parts[term.name] = term.fn(model, batch, features)
+            loss = loss + term.weight * parts[term.name]
+    if not torch.isfinite(loss):
+        raise NonFiniteLoss(f"loss is {loss.item()} at epoch {state.epoch + 1}, step {state.step}")
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    with torch.no_grad():
+        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+    state.step += 1
+    return {name: value.detach() for name, value in {"loss": loss, **parts}.items()}
+
+
+def timed(batches: Iterator[dict]) -> Iterator[tuple[dict, float]]:
+    """Each batch with the seconds spent waiting for it."""
+    loader = iter(batches)
+    while True:
+        asked = time.perf_counter()
+        batch = next(loader, None)
+        if batch is None:
+            return
+        yield batch, time.perf_counter() - asked
+
+
 def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainState,
           on_epoch_end: Callable[[TrainState, dict[str, float]], None],
           device: torch.device, on_step: Callable[[TrainState], None] | None = None,
@@ -78,8 +116,6 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
           on_epoch_start: Callable[[int], None] | None = None, dist: Dist = Dist()) -> TrainState:
     total_steps = cfg.epochs * data.steps_per_epoch
     net = wrap(model, dist, device)
-    autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-                else nullcontext())
     while state.epoch < cfg.epochs:
         epoch = state.epoch + 1
         if on_epoch_start is not None:
@@ -88,33 +124,14 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
         sums: dict[str, float] = {}
         batches = pairs = 0
         started, waited = time.perf_counter(), 0.0
-        loader = iter(data.batches(epoch, dist))
-        while True:
-            asked = time.perf_counter()
-            batch = next(loader, None)
-            waited += time.perf_counter() - asked
-            if batch is None:
-                break
+        for batch, wait in timed(data.batches(epoch, dist)):
+            waited += wait
             pairs += len(batch["index"])
-            set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
-            with autocast:
-                features = encode(net, batch, device, dist)
-                loss, parts = total_loss(cfg.objective, cfg.weights, features,
-                                         model.logit_scale.exp())
-                for term in extra_terms:
-                    parts[term.name] = term.fn(model, batch, features)
-                    loss = loss + term.weight * parts[term.name]
-            if not torch.isfinite(loss):
-                raise NonFiniteLoss(f"loss is {loss.item()} at epoch {epoch}, step {state.step}")
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            with torch.no_grad():
-                model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
-            state.step += 1
+            losses = train_step(cfg, model, net, optimizer, batch, state, total_steps, device,
+                                extra_terms, dist)
             batches += 1
-            for name, value in {"loss": loss, **parts}.items():
-                sums[name] = sums.get(name, 0.0) + float(value.detach())
+            for name, value in losses.items():
+                sums[name] = sums.get(name, 0.0) + float(value)
             if on_step is not None:
                 on_step(state)
         wall = max(time.perf_counter() - started, 1e-9)

@@ -311,6 +311,10 @@ class Run(XspecModel):
     threads: PositiveInt | None = None
     workers: NonNegativeInt = 0
     concurrency: PositiveInt = 1
+    # Train up to this many sibling cleaning nodes (same start, data and evaluation; other
+    # learning rates, weight decays or loss weights) in one job that decodes, augments and
+    # evaluates once for all of them. Each stays its own node.
+    pack: PositiveInt = 1
     # Pre-training keeps every epoch's weights (selection needs them); cleaning keeps the
     # final epoch's unless "all" (an RN50 grid of 85 learning rates x 20 epochs is ~700 GB).
     keep_checkpoints: Literal["final", "all"] = "final"

@@ -1,0 +1,166 @@
+"""Grid packing (`[run] pack = K`): a cleaning grid trained side by side in one process gives
+the same metric rows as its points run one by one; each point stays its own node."""
+
+import shutil
+
+import pyarrow.parquet as pq
+import pytest
+import torch
+
+from xspec.compiler.packing import packs
+from xspec.runtime import packed
+from xspec.store.workspace import Workspace
+from xspec.study import open_study, run_study
+
+GRID = """
+[clean]
+objective = "mmcl+ssl"
+lr = [1e-5, 1e-4, 1e-3]
+epochs = 2
+batch_size = 32
+warmup_steps = 1
+"""
+
+
+def _spec(base_spec: str, pack: int, lrs: str = "[1e-5, 1e-4, 1e-3]") -> str:
+    head = base_spec.split("[clean]")[0]
+    return head + GRID.replace("[1e-5, 1e-4, 1e-3]", lrs) + f"\n[run]\npack = {pack}\n"
+
+
+def _rows(workspace: Workspace, node) -> list[dict]:
+    """The node's metric rows but the loader's timings (split "perf")."""
+    table = pq.read_table(workspace.run_dir(node).metrics_file).to_pylist()
+    return sorted((r for r in table if r["split"] != "perf"),
+                  key=lambda r: (r["epoch"], r["split"], r["metric"]))
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The grid run unpacked: the upstream nodes once, each cleaning point in turn."""
+    from tests_support import BASE
+
+    root = tmp_path_factory.mktemp("unpacked")
+    path = root / "spec.toml"
+    path.write_text(_spec(BASE, 1))
+    study, workspace = open_study(path), Workspace(root / "ws")
+    outcome = run_study(study, workspace, "debug")
+    assert not outcome.failed
+    return study, workspace
+
+
+def _packed_copy(reference, tmp_path, pack: int = 3):
+    """The reference workspace with its cleaning runs removed, and the spec with run.pack."""
+    study, workspace = reference
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(workspace.root, copy.root)
+    for node in study.plan.of_kind("clean"):
+        shutil.rmtree(copy.run_dir(node).path)
+    path = tmp_path / "spec.toml"
+    path.write_text(_spec(open(study.plan.spec_path).read().split("[clean]")[0], pack))
+    return open_study(path), copy
+
+
+def test_packed_grid_gives_the_unpacked_metric_rows(reference, tmp_path):
+    study, copy = _packed_copy(reference, tmp_path)
+    outcome = run_study(study, copy, "debug")
+    cleans = study.plan.of_kind("clean")
+    assert sorted(outcome.ran) == sorted(n.id for n in cleans)
+    for node in cleans:
+        rows = _rows(copy, node)
+        assert rows == _rows(reference[1], node)
+        assert {r["split"] for r in rows} == {"train", "eval", "heldout"}
+        status = copy.run_dir(node).status()
+        assert status["state"] == "done"
+        assert sorted(status["packed_with"]) == sorted(n.id for n in cleans if n is not node)
+        assert copy.run_dir(node).checkpoint(2).exists()
+
+
+def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
+    study, copy = _packed_copy(reference, tmp_path)
+    real = packed.train_step
+
+    def diverge_at_lr_1e3(cfg, model, net, optimizer, batch, state, *args):
+        if cfg.lr == 1e-3 and state.step == 2:  # epoch 2 (two steps per epoch)
+            with torch.no_grad():
+                model.logit_scale.fill_(float("nan"))
+        return real(cfg, model, net, optimizer, batch, state, *args)
+
+    monkeypatch.setattr(packed, "train_step", diverge_at_lr_1e3)
+    outcome = run_study(study, copy, "debug")
+    cleans = study.plan.of_kind("clean")
+    failed = [n for n in cleans if n.id in outcome.failed]
+    assert [n.config["lr"] for n in failed] == [1e-3]
+    status = copy.run_dir(failed[0]).status()
+    assert status["state"] == "failed" and "loss is nan at epoch 2" in status["error"]
+    assert [r["epoch"] for r in _rows(copy, failed[0]) if r["metric"] == "top1"] == [0, 1]
+    for node in cleans:
+        if node not in failed:
+            assert copy.run_dir(node).status()["state"] == "done"
+            assert _rows(copy, node) == _rows(reference[1], node)
+
+
+def test_a_killed_pack_resumes_every_member(reference, tmp_path, monkeypatch):
+    """Killed right after the first member saved epoch 2 (the others are one epoch behind):
+    the rerun resumes each member from its own last.pt and ends with the unpacked rows."""
+    study, copy = _packed_copy(reference, tmp_path)
+    original = packed.Member.end_epoch.__globals__["save_checkpoint"]
+
+    class Killed(BaseException):
+        pass
+
+    def kill_after_first_epoch_two(path, payload):
+        original(path, payload)
+        if path.name == "last.pt" and payload["epoch"] == 2:
+            raise Killed
+
+    monkeypatch.setitem(packed.Member.end_epoch.__globals__, "save_checkpoint",
+                        kill_after_first_epoch_two)
+    with pytest.raises(Killed):
+        run_study(study, copy, "debug")
+    monkeypatch.setitem(packed.Member.end_epoch.__globals__, "save_checkpoint", original)
+    cleans = study.plan.of_kind("clean")
+    assert all(copy.run_dir(n).status()["state"] == "running" for n in cleans)
+    outcome = run_study(study, copy, "debug")
+    assert sorted(outcome.ran) == sorted(n.id for n in cleans)
+    logs = [copy.run_dir(n).log_file.read_text() for n in cleans]
+    assert sum("resuming after epoch 2" in log for log in logs) == 1
+    assert sum("resuming after epoch 1" in log for log in logs) == 2
+    for node in cleans:
+        assert _rows(copy, node) == _rows(reference[1], node)
+
+
+def test_one_more_learning_rate_runs_only_the_new_point(reference, tmp_path):
+    study, workspace = reference
+    copy = Workspace(tmp_path / "ws")
+    shutil.copytree(workspace.root, copy.root)
+    path = tmp_path / "spec.toml"
+    head = open(study.plan.spec_path).read().split("[clean]")[0]
+    path.write_text(_spec(head, 4, "[1e-5, 1e-4, 1e-3, 3e-4]"))
+    bigger = open_study(path)
+    outcome = run_study(bigger, copy, "debug")
+    assert [bigger.plan.nodes[i].config["lr"] for i in outcome.ran] == [3e-4]
+
+
+def test_a_pack_too_large_for_memory_is_refused_naming_run_pack(reference, tmp_path,
+                                                                monkeypatch):
+    study, copy = _packed_copy(reference, tmp_path)
+    monkeypatch.setattr(packed, "available_memory", lambda device: 1000)
+    outcome = run_study(study, copy, "debug")
+    cleans = study.plan.of_kind("clean")
+    assert sorted(outcome.failed) == sorted(n.id for n in cleans)
+    error = copy.run_dir(cleans[0]).status()["error"]
+    assert error.startswith("run.pack = 3: 3 packed models")
+    assert "lower run.pack" in error
+
+
+def test_packs_group_only_siblings_that_share_their_inputs(write_spec, base_spec):
+    text = _spec(base_spec, 2).replace("lr = [1e-5, 1e-4, 1e-3]",
+                                       "lr = [1e-5, 1e-4, 1e-3]\nbatch_size = [16, 32]")
+    text = text.replace("batch_size = 32\n", "")
+    cleans = open_study(write_spec(text)).plan.of_kind("clean")
+    jobs = packs(cleans, 2)
+    assert sorted(len(job) for job in jobs) == [1, 1, 2, 2]
+    for job in jobs:
+        assert len({n.config["batch_size"] for n in job}) == 1
+        assert len({n.config["lr"] for n in job}) == len(job)
+    assert [len(job) for job in packs(cleans, 1)] == [1] * 6
