@@ -93,3 +93,26 @@ def test_fashion_captions_are_web_style_not_clip_templates():
                  for w in ws}
     assert not templates & set(pairs.captions)
     assert pairs.captions == open_pairs(FASHION, 32).captions  # deterministic
+
+
+def test_string_columns_read_rows_across_chunks_and_edits_override_rows():
+    import pyarrow as pa
+
+    from xspec.runtime.columns import Edited, Strings
+
+    column = pa.chunked_array([pa.array(["a", "bé", ""]), pa.array(["d"], pa.string()),
+                               pa.array(["x", "e", "f"]).slice(1)])
+    strings = Strings(column)
+    assert len(strings) == 6 and strings[1] == "bé" and strings[3] == "d" and strings[-1] == "f"
+    assert list(strings) == ["a", "bé", "", "d", "e", "f"] == strings[:]
+    with pytest.raises(IndexError):
+        strings[6]
+    edited = Edited(strings)
+    edited[3] = "poisoned"
+    assert edited[3] == "poisoned" and strings[3] == "d" and list(edited)[3] == "poisoned"
+
+
+def test_csv_whitespace_caption_names_its_line(tmp_path):
+    (tmp_path / "c.csv").write_text('image,caption\nx.png,fine\ny.png,"  "\n')
+    with pytest.raises(DataError, match="line 3: empty caption"):
+        open_pairs(_csv_cfg(tmp_path / "c.csv"), 16)

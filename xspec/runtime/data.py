@@ -15,11 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from xspec.errors import DataError
+from xspec.runtime.columns import JoinedPaths, Strings
 from xspec.runtime.seeding import derive_seed
 from xspec.spec.classes import read_classes
 from xspec.textfiles import read_csv_rows
@@ -75,7 +77,7 @@ class InMemoryImages:
 class FileImages:
     """Images decoded from files on demand; unreadable ones are skipped and counted, or fatal."""
 
-    paths: list[str]
+    paths: Sequence[str]
     size: int
     on_bad_image: str = "skip"
 
@@ -109,7 +111,7 @@ class FileImages:
 @dataclass
 class PairSet:
     images: InMemoryImages | FileImages
-    captions: list[str]
+    captions: Sequence[str]  # a `Strings` column
 
 
 @dataclass
@@ -173,26 +175,61 @@ def _paths(rows: list[dict], key: str, csv_path: str) -> list[str]:
     return [os.path.join(base, row[key]) for row in rows]
 
 
-def pair_captions(cfg: dict) -> list[str]:
+def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
+    """(image paths relative to the CSV, captions) read with Arrow's columnar CSV reader."""
+    import pyarrow as pa
+    from pyarrow import csv as pacsv
+
+    path, columns = cfg["path"], [cfg["image_key"], cfg["caption_key"]]
+    options = pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=False,
+                                   column_types={c: pa.large_string() for c in columns})
+    try:
+        table = pacsv.read_csv(path, convert_options=options)
+    except FileNotFoundError:
+        raise DataError(f"{path}: no such file") from None
+    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        header = _read_header(path)
+        missing = [c for c in columns if c not in header]
+        if header and missing:
+            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found "
+                            f"{', '.join(header)}") from None
+        if not header:
+            raise DataError(f"{path}: no rows") from None
+        raise DataError(f"{path}: {exc}") from None
+    table = table.slice(0, cfg.get("size") or table.num_rows)
+    if table.num_rows == 0:
+        raise DataError(f"{path}: no rows")
+    captions = table.column(cfg["caption_key"])
+    empty = pc.match_substring_regex(captions, r"^\s*$")  # a mask; trimming would copy
+    if pc.any(empty).as_py():
+        first = pc.index(empty, True).as_py()
+        raise DataError(f"{path}: line {first + 2}: empty caption")
+    return Strings(table.column(cfg["image_key"])), Strings(captions)
+
+
+def _read_header(path: str) -> list[str]:
+    with open(path, newline="") as handle:
+        return next(csv.reader(handle), [])
+
+
+def pair_captions(cfg: dict) -> Sequence[str]:
     """The captions of a pair source, without decoding any image (what poisoning needs)."""
     if cfg["format"] == "fashion_mnist":
         prefix = "train" if cfg["split"] == "train" else "t10k"
         labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
         labels = labels[: cfg.get("size") or len(labels)]
-        return [fashion_caption(int(y), i) for i, y in enumerate(labels)]
-    return open_pairs(cfg, size=1).captions
+        return Strings.of([fashion_caption(int(y), i) for i, y in enumerate(labels)])
+    return _read_pair_columns(cfg)[1]
 
 
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
     if cfg["format"] == "fashion_mnist":
         images, labels = _fashion(cfg, size)
-        return PairSet(images, [fashion_caption(int(y), i) for i, y in enumerate(labels)])
-    rows = _read_csv(cfg["path"], [cfg["image_key"], cfg["caption_key"]])[: cfg.get("size")]
-    for line, row in enumerate(rows, start=2):
-        if not (row[cfg["caption_key"]] or "").strip():
-            raise DataError(f"{cfg['path']}: line {line}: empty caption")
-    paths = _paths(rows, cfg["image_key"], cfg["path"])
-    return PairSet(FileImages(paths, size, on_bad_image), [r[cfg["caption_key"]] for r in rows])
+        return PairSet(images, Strings.of([fashion_caption(int(y), i)
+                                           for i, y in enumerate(labels)]))
+    relative, captions = _read_pair_columns(cfg)
+    paths = JoinedPaths(os.path.dirname(os.path.abspath(cfg["path"])), relative)
+    return PairSet(FileImages(paths, size, on_bad_image), captions)
 
 
 def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:

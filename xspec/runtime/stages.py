@@ -14,6 +14,7 @@ from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
+from xspec.runtime.columns import Edited
 from xspec.runtime.context import STAGES, Context, stage
 from xspec.runtime.data import open_pairs, pair_captions
 from xspec.runtime.fit import Evaluator, HeldOutLoss, fit, training_data
@@ -61,7 +62,7 @@ def pretrain(ctx: Context) -> None:
     model, tokenizer, normalize, size = _model(cfg["model"]["arch"], cfg["model"]["init"], ctx)
     pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
-    captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
+    captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:
         captions[entry["index"]] = entry["caption"]
         poisoned[entry["index"]] = True
@@ -111,8 +112,8 @@ def select(ctx: Context) -> None:
 
 
 def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.ndarray:
-    excluded = {e["index"] for e in manifest["poisoned"]} if cfg["overlap"] == "disjoint" else set()
-    pool = np.array([i for i in range(n_pool) if i not in excluded], dtype=np.int64)
+    excluded = [e["index"] for e in manifest["poisoned"]] if cfg["overlap"] == "disjoint" else []
+    pool = np.setdiff1d(np.arange(n_pool, dtype=np.int64), np.array(excluded, dtype=np.int64))
     if cfg["size"] > len(pool):
         raise DataError(f"clean.size = {cfg['size']} but only {len(pool)} eligible pairs "
                         f"({cfg['overlap']} from the poisoned ones)")
@@ -123,8 +124,8 @@ def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.nd
 def heldout_indices(n_pool: int, used: np.ndarray, manifest: dict, seed: int,
                     size: int = 1000) -> np.ndarray:
     """Clean pairs of the pool that neither the cleaning set nor the poisons use."""
-    excluded = set(used.tolist()) | {e["index"] for e in manifest["poisoned"]}
-    pool = np.array([i for i in range(n_pool) if i not in excluded], dtype=np.int64)
+    excluded = np.union1d(used, np.array([e["index"] for e in manifest["poisoned"]], np.int64))
+    pool = np.setdiff1d(np.arange(n_pool, dtype=np.int64), excluded)
     perm = torch.randperm(len(pool), generator=generator(seed, "heldout")).numpy()
     return np.sort(pool[perm[:size]])
 
@@ -185,7 +186,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
     indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg["seed"])
-    captions, poisoned = list(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
+    captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     if cfg.get("poisons"):
         if not same_pool:
             raise DataError("clean.poisons needs the cleaning set drawn from the training pool")
@@ -201,7 +202,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     spare = heldout_indices(len(pairs.captions), indices, manifest, cfg["seed"])
     heldout = None
     if len(spare) >= 2:
-        held = TrainingData(pairs, spare, list(pairs.captions), np.zeros(len(pairs.captions), bool),
+        held = TrainingData(pairs, spare, pairs.captions, np.zeros(len(pairs.captions), bool),
                             attack, tokenizer, normalize, min(cfg["batch_size"], len(spare)),
                             cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0),
                             device=ctx.device)
