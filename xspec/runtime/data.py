@@ -185,16 +185,8 @@ def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
                                    column_types={c: pa.large_string() for c in columns})
     try:
         table = pacsv.read_csv(path, convert_options=options)
-    except FileNotFoundError:
-        raise DataError(f"{path}: no such file") from None
-    except (pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-        header = _read_header(path)
-        missing = [c for c in columns if c not in header]
-        if header and missing:
-            raise DataError(f"{path}: missing column(s) {', '.join(missing)}; found "
-                            f"{', '.join(header)}") from None
-        if not header:
-            raise DataError(f"{path}: no rows") from None
+    except (OSError, pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        _read_csv(path, columns)  # the slow reader names the file, line or missing column
         raise DataError(f"{path}: {exc}") from None
     table = table.slice(0, cfg.get("size") or table.num_rows)
     if table.num_rows == 0:
@@ -205,11 +197,6 @@ def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
         first = pc.index(empty, True).as_py()
         raise DataError(f"{path}: line {first + 2}: empty caption")
     return Strings(table.column(cfg["image_key"])), Strings(captions)
-
-
-def _read_header(path: str) -> list[str]:
-    with open(path, newline="") as handle:
-        return next(csv.reader(handle), [])
 
 
 def pair_captions(cfg: dict) -> Sequence[str]:
