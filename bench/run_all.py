@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Figure, load_figures, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-BENCHES = ("train", "eval", "data", "compiler", "report", "gpu", "quickstart")
+BENCHES = ("train", "eval", "data", "compiler", "report", "gpu", "estimate", "quickstart")
 REPORT_LINE = re.compile(r"^(?P<what>build_\w+.*?): (?P<s>[\d.]+) s(?: wall)?"
                          r"(?:, (?P<cpu>[\d.]+) s CPU)?", re.MULTILINE)
 REPORT_GOAL_S = 5.0
@@ -94,7 +94,8 @@ def main() -> None:
         if name == "report":
             rows += run_report_bench()
         else:
-            threads = [] if name == "quickstart" else ["--threads", str(args.threads)]
+            threads = [] if name in ("quickstart", "estimate") else ["--threads",
+                                                                       str(args.threads)]
             rows += run_json_bench(name, threads)
         print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
         load.append(os.getloadavg()[0])
