@@ -144,7 +144,7 @@ SELECT node_id, epoch,
     max(n) FILTER (WHERE metric = 'asr') AS asr_n
 FROM metrics
 WHERE split = 'eval' AND metric IN ('top1', 'asr')
-    AND node_id IN (SELECT node_id FROM xr_nodes)
+    AND node_id IN (SELECT node_id FROM xr_nodes WHERE status <> 'failed')
 GROUP BY node_id, epoch
 HAVING top1 IS NOT NULL
 """
@@ -154,7 +154,8 @@ CREATE OR REPLACE TEMP TABLE xr_train AS
 SELECT node_id, epoch, metric, avg(value) AS value
 FROM metrics
 WHERE split = 'train' AND epoch >= 1
-    AND node_id IN (SELECT node_id FROM xr_nodes WHERE kind IN ('pretrain', 'clean'))
+    AND node_id IN (SELECT node_id FROM xr_nodes WHERE kind IN ('pretrain', 'clean')
+                    AND status <> 'failed')
 GROUP BY node_id, epoch, metric
 """
 

@@ -122,7 +122,8 @@ ORDER BY n.study, n.pretrain_objective, n.node_id
 RUN_TABLE = f"""
 SELECT n.study, n.node_id, n.kind, n.name, n.status, n.error, n.updated,
     n.kind || '-' || n.node_id[1:12] AS run_dir,
-    (SELECT max(epoch) FROM xr_eval e WHERE e.node_id = n.node_id) AS last_epoch,
+    (SELECT max(epoch) FROM metrics m WHERE m.node_id = n.node_id AND m.split = 'eval')
+        AS last_epoch,
     (SELECT coalesce((x.detail->>'$.bad_train_images')::BIGINT, 0)
             + coalesce((x.detail->>'$.bad_eval_images')::BIGINT, 0)
      FROM nodes x WHERE x.study = n.study AND x.id = n.node_id) AS bad_images,

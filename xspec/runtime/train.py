@@ -24,6 +24,16 @@ class NonFiniteLoss(XspecError):
     pass
 
 
+def check_finite(model, epoch: int, step: int) -> None:
+    """Raise when a parameter holds NaN or inf: the loss of the last step was finite, but the
+    update it made can still overflow, and a NaN model scores chance accuracy with ASR 0."""
+    bad = [name for name, p in model.named_parameters() if not bool(torch.isfinite(p).all())]
+    if bad:
+        raise NonFiniteLoss(f"parameters became non-finite at epoch {epoch}, step {step} "
+                            f"({len(bad)} tensor(s), e.g. {bad[0]}); the run diverged: "
+                            "lower the learning rate")
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     objective: str
@@ -137,5 +147,6 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
         wall = max(time.perf_counter() - started, 1e-9)
         state.perf = {"pairs_per_s": pairs * dist.world / wall, "data_wait_share": waited / wall}
         state.epoch = epoch
+        check_finite(model, epoch, state.step)  # before anything evaluates or saves it
         on_epoch_end(state, {name: total / max(1, batches) for name, total in sums.items()})
     return state
