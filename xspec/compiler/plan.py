@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import hashlib
 import os
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from xspec.compiler.hashing import node_id
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
+from xspec.spec.archs import is_config_file
 from xspec.spec.load import LoadedSpec
 from xspec.spec.schema import SELECT_POLICY, Spec
 
@@ -127,6 +130,8 @@ def _chain(plan: Plan, spec: Spec) -> Chain:
     model = spec.model.model_dump(mode="json")
     if spec.model.init != "scratch":
         model["init"] = _fingerprint(plan, spec.model.init, "model.init")
+    if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
+        model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
     pre = spec.pretrain
     pretrain = _add(plan, "pretrain", {
         "model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, "train": train,

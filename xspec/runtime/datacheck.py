@@ -97,12 +97,11 @@ def check_eval(cfg: dict, target: str | None, data_cfg=None) -> Finding:
 
 def check_study(spec) -> list[Finding]:
     """Scan the training, cleaning and evaluation sets of a validated spec."""
-    from xspec.runtime.models import register_configs
+    from xspec.runtime.models import resolve
 
     import open_clip
 
-    register_configs()
-    context = open_clip.get_model_config(spec.model.arch) or {}
+    context = open_clip.get_model_config(resolve(spec.model.arch)) or {}
     context_length = context.get("text_cfg", {}).get("context_length", 77)
     target = getattr(spec.attack, "target", None)
     findings = [check_pairs("train", spec.data.train.model_dump(mode="json"), context_length,

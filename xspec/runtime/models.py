@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
+import os
+import tempfile
 import zipfile
 from collections.abc import Callable
 from functools import cache
@@ -14,6 +17,7 @@ from open_clip.transformer import QuickGELU
 import torch
 
 from xspec.errors import DataError
+from xspec.spec.archs import is_config_file, read_config_file
 
 
 @cache
@@ -22,12 +26,36 @@ def register_configs() -> None:
     open_clip.add_model_config(Path(str(resources.files("xspec.data") / "model_configs")))
 
 
+def resolve(arch: str, sha256: str | None = None) -> str:
+    """open_clip's name for `arch`: a config name as it is; a model-config JSON file registered
+    under a name from its content (so two files with one stem never collide). `sha256`, the
+    file's digest when the study was planned, must still match."""
+    register_configs()
+    if not is_config_file(arch):
+        return arch
+    try:
+        _, data = read_config_file(arch)
+    except ValueError as exc:
+        raise DataError(f"model.arch: {exc}") from None
+    if sha256 is not None and hashlib.sha256(data).hexdigest() != sha256:
+        raise DataError(f"model.arch: {arch} changed since the study was planned; plan and "
+                        "run it again (the new content gets new node ids)")
+    name = f"xspec-custom-{hashlib.sha256(data).hexdigest()[:12]}"
+    if name not in open_clip.list_models():
+        folder = Path(tempfile.gettempdir()) / f"xspec-model-configs-{os.getuid()}"
+        folder.mkdir(exist_ok=True)
+        copy = folder / f"{name}.json"
+        copy.write_bytes(data)
+        open_clip.add_model_config(copy)
+    return name
+
+
 def create(arch: str, init: str | dict, device: torch.device,
            log: Callable[[str], None] = print) -> torch.nn.Module:
     """A model of `arch`, from scratch or from the weights of a local file. A file whose
     activation is known (OpenAI's TorchScript files: QuickGELU; xspec's checkpoints say theirs)
     must match the architecture's; for other files a mismatch can only be warned about."""
-    register_configs()
+    arch = resolve(arch)
     if arch not in open_clip.list_models():
         raise DataError(f"model.arch: unknown architecture {arch!r}; see `open_clip.list_models()`")
     if isinstance(init, dict) and _is_torchscript(init["path"]):
@@ -50,8 +78,7 @@ def create(arch: str, init: str | dict, device: torch.device,
 
 
 def tokenizer(arch: str):
-    register_configs()
-    return open_clip.get_tokenizer(arch)
+    return open_clip.get_tokenizer(resolve(arch))
 
 
 def _is_torchscript(path: str) -> bool:
@@ -67,8 +94,7 @@ QUICK_GELU, GELU = "quick_gelu", "gelu"
 
 def arch_activation(arch: str) -> str:
     """The text tower's activation (ModifiedResNets use ReLU in the image tower either way)."""
-    register_configs()
-    return QUICK_GELU if (open_clip.get_model_config(arch) or {}).get("quick_gelu") else GELU
+    return QUICK_GELU if (open_clip.get_model_config(resolve(arch)) or {}).get("quick_gelu") else GELU
 
 
 def activation(model: torch.nn.Module) -> str:

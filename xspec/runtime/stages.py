@@ -59,6 +59,7 @@ def _model(arch: str, init, ctx: Context):
 def pretrain(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
+    models.resolve(cfg["model"]["arch"], cfg["model"].get("arch_sha256"))
     model, tokenizer, normalize, size = _model(cfg["model"]["arch"], cfg["model"]["init"], ctx)
     pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))

@@ -1,4 +1,5 @@
-"""Model architectures known without importing open_clip (and so torch): config file names."""
+"""Model architectures known without importing open_clip (and so torch): config file names, or a
+local open_clip model-config JSON file named by its path (ending in .json)."""
 
 from __future__ import annotations
 
@@ -26,10 +27,32 @@ def known_archs() -> frozenset[str]:
     return frozenset(_config_files())
 
 
-@cache
+CONFIG_KEYS = ("embed_dim", "vision_cfg", "text_cfg")
+
+
+def is_config_file(arch: str) -> bool:
+    return arch.endswith(".json")
+
+
+def read_config_file(path: str) -> tuple[dict, bytes]:
+    """(config, raw bytes) of a model-config JSON; ValueError naming what is wrong."""
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise ValueError(f"{path}: {exc.strerror or 'cannot read'}") from None
+    try:
+        config = json.loads(data)
+    except ValueError as exc:
+        raise ValueError(f"{path}: not valid JSON ({exc})") from None
+    missing = [k for k in CONFIG_KEYS if not isinstance(config, dict) or k not in config]
+    if missing:
+        raise ValueError(f"{path}: not an open_clip model config; missing {', '.join(missing)}")
+    return config, data
+
+
 def image_size(arch: str) -> int | None:
     """The side of the square images `arch` takes, from its config file (None if unknown)."""
-    path = _config_files().get(arch)
+    path = Path(arch) if is_config_file(arch) else _config_files().get(arch)
     if path is None:
         return None
     try:
@@ -41,6 +64,9 @@ def image_size(arch: str) -> int | None:
 
 
 def check_arch(arch: str) -> str:
+    if is_config_file(arch):
+        read_config_file(arch)
+        return arch
     archs = known_archs()
     if archs and arch not in archs:
         close = difflib.get_close_matches(arch, sorted(archs), n=3)

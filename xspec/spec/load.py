@@ -107,8 +107,9 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
         raise SpecError(f"{_dotted(keys)}: environment variable {name} is not set")
 
     value = ENV_VAR.sub(substitute, value)
-    if (keys and keys[-1] in PATH_KEYS and value != PATH_KEYS[keys[-1]]
-            and not os.path.isabs(value)):
+    is_path = keys and (keys[-1] in PATH_KEYS and value != PATH_KEYS[keys[-1]]
+                        or keys[-1] == "arch" and value.endswith(".json"))
+    if is_path and not os.path.isabs(value):
         value = str(base / value)
     return value
 
