@@ -72,18 +72,19 @@ def test_csv_missing_column_and_empty_caption(tmp_path):
 
 def test_imagefolder_and_labels_csv(tmp_path):
     classes = tmp_path / "classes.txt"
-    classes.write_text("cat\ndog\n")
-    for k, name in enumerate(["a_cat", "b_dog"]):
+    classes.write_text("dog\ncat\n")
+    for k, name in enumerate(["cat", "dog"]):
         (tmp_path / "val" / name).mkdir(parents=True)
         _image(tmp_path / "val" / name / "0.png", 100 * k)
     folder = open_eval({"format": "imagefolder", "path": str(tmp_path / "val"),
                         "classes": str(classes), "size": None}, 8)
-    assert folder.classes == ("cat", "dog") and folder.labels.tolist() == [0, 1]
-    (tmp_path / "labels.csv").write_text("image,label\nval/b_dog/0.png,1\nval/a_cat/0.png,0\n")
+    # Labels by folder name, not by sorted folder order.
+    assert folder.classes == ("dog", "cat") and folder.labels.tolist() == [1, 0]
+    (tmp_path / "labels.csv").write_text("image,label\nval/dog/0.png,0\nval/cat/0.png,1\n")
     table = open_eval({"format": "labels_csv", "path": str(tmp_path / "labels.csv"),
                        "image_key": "image", "label_key": "label", "classes": str(classes),
                        "size": None}, 8)
-    assert table.labels.tolist() == [1, 0]
+    assert table.labels.tolist() == [0, 1]
 
 
 def test_fashion_captions_are_web_style_not_clip_templates():

@@ -100,8 +100,13 @@ def _fingerprint(plan: Plan, path: str, key: str) -> dict:
 
 
 def _eval_config(spec: Spec) -> dict:
-    return {"source": spec.data.eval.model_dump(mode="json"), "templates": spec.data.templates,
-            "metrics": list(spec.evaluate.metrics)}
+    config = {"source": spec.data.eval.model_dump(mode="json"),
+              "templates": spec.data.templates, "metrics": list(spec.evaluate.metrics)}
+    if spec.data.eval.format == "imagefolder":
+        # Labels come from folder names (they came from sorted folder order): new ids for
+        # ImageFolder studies only.
+        config["folder_labels"] = "by_name"
+    return config
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ from PIL import Image, UnidentifiedImageError
 from xspec.errors import DataError
 from xspec.runtime.columns import JoinedPaths, Strings
 from xspec.runtime.seeding import derive_seed
-from xspec.spec.classes import read_classes
+from xspec.spec.classes import folder_labels, read_classes
 from xspec.textfiles import read_csv_rows
 
 FASHION_WORDS = {
@@ -230,11 +230,13 @@ def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
         labels = _int_labels(rows, cfg["label_key"], cfg["path"], len(classes))
     else:
         root = Path(cfg["path"])
-        folders = sorted(p for p in root.iterdir() if p.is_dir()) if root.is_dir() else []
-        if len(folders) != len(classes):
-            raise DataError(f"{root}: {len(folders)} class folders, but class list "
-                            f"{cfg['classes']!r} has {len(classes)} classes")
-        pairs = [(str(f), i) for i, d in enumerate(folders) for f in sorted(d.iterdir())]
+        folders = sorted(p for p in root.iterdir() if p.is_dir()
+                         and not p.name.startswith(".")) if root.is_dir() else []
+        if not folders:
+            raise DataError(f"{root}: no class folders (one folder of images per class)")
+        indices = folder_labels(str(root), [f.name for f in folders], cfg["classes"])
+        pairs = [(str(f), i) for i, d in zip(indices, folders) for f in sorted(d.iterdir())
+                 if not f.name.startswith(".")]
         pairs = pairs[: cfg.get("size")]
         paths, labels = [p for p, _ in pairs], np.array([y for _, y in pairs], dtype=np.int64)
     if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):

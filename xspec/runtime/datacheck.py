@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from xspec.errors import DataError
 from xspec.runtime.attacks.patch import target_pattern
 from xspec.runtime.data import FileImages, iterate, open_eval, open_pairs
 
@@ -73,7 +74,11 @@ def check_pairs(name: str, cfg: dict, context_length: int, target: str | None,
 
 def check_eval(cfg: dict, target: str | None, data_cfg=None) -> Finding:
     finding = Finding("eval")
-    data = open_eval(cfg, size=8)
+    try:
+        data = open_eval(cfg, size=8)
+    except DataError as exc:  # e.g. a folder that matches no class
+        finding.fatal.append(str(exc))
+        return finding
     ok, bad = _scan_images(data.images)
     _bad_share(finding, len(bad), len(data.labels), data_cfg)
     counts = Counter(np.asarray(data.labels).tolist())
