@@ -164,3 +164,13 @@ def test_packs_group_only_siblings_that_share_their_inputs(write_spec, base_spec
         assert len({n.config["batch_size"] for n in job}) == 1
         assert len({n.config["lr"] for n in job}) == len(job)
     assert [len(job) for job in packs(cleans, 1)] == [1] * 6
+
+
+def test_the_local_executor_runs_a_pack_in_one_child_process(reference, tmp_path):
+    study, copy = _packed_copy(reference, tmp_path)
+    outcome = run_study(study, copy, "local")
+    cleans = study.plan.of_kind("clean")
+    assert sorted(outcome.ran) == sorted(n.id for n in cleans) and not outcome.failed
+    assert len({copy.run_dir(n).status()["pid"] for n in cleans}) == 1
+    for node in cleans:
+        assert _rows(copy, node) == _rows(reference[1], node)

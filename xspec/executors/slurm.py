@@ -25,6 +25,7 @@ from pathlib import Path
 import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
+from xspec.compiler.packing import packs
 from xspec.errors import XspecError
 from xspec.executors.base import prepare
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
@@ -140,11 +141,43 @@ class NodeJob(Checkpointable):
         return execute_node(self.record, self.workspace_root, self.settings)
 
     def checkpoint(self) -> DelayedSubmission:
-        run = RunDir(Path(self.workspace_root) / "runs" / self.record["run_name"])
-        with open(run.log_file, "a") as log:
-            log.write(f"{time.strftime('%H:%M:%S')} {self.record['name']}: timed out or "
-                      "preempted; requeued, resumes from its last epoch checkpoint\n")
+        _note_requeue(self.record, self.workspace_root)
         return DelayedSubmission(self)
+
+
+def _note_requeue(record: dict, workspace_root: str) -> None:
+    run = RunDir(Path(workspace_root) / "runs" / record["run_name"])
+    with open(run.log_file, "a") as log:
+        log.write(f"{time.strftime('%H:%M:%S')} {record['name']}: timed out or "
+                  "preempted; requeued, resumes from its last epoch checkpoint\n")
+
+
+class PackJob(Checkpointable):
+    """What a SLURM job runs for packed siblings (`[run] pack`): one process trains them all;
+    each resumes from its own `last.pt` when the job is requeued."""
+
+    def __init__(self, records: list[dict], workspace_root: str, settings: dict):
+        self.records, self.workspace_root, self.settings = records, workspace_root, settings
+
+    def __call__(self) -> str:
+        from xspec.runtime.packed import run_pack
+
+        result = run_pack(self.records, self.workspace_root, self.settings)
+        failed = [f"{r['name']}: {result[r['id']]}" for r in self.records if result[r["id"]]]
+        if failed:
+            raise XspecError("packed members failed:\n" + "\n".join(failed))
+        return "done"
+
+    def checkpoint(self) -> DelayedSubmission:
+        for record in self.records:
+            _note_requeue(record, self.workspace_root)
+        return DelayedSubmission(self)
+
+
+def _job(nodes: list, workspace: Workspace, settings: dict):
+    if len(nodes) == 1:
+        return NodeJob(node_record(nodes[0]), str(workspace.root), settings)
+    return PackJob([node_record(n) for n in nodes], str(workspace.root), settings)
 
 
 def layers(plan) -> dict[str, int]:
@@ -212,8 +245,8 @@ class SlurmExecutor:
         pending = prepare(workspace, plan)
         current = self.states(plan, workspace)
         todo = [n for n in pending if current[n.id][0] not in ("queued", "running")]
-        stuck = [read_job(workspace.run_dir(n))["job_id"] for n in todo
-                 if current[n.id][1].startswith("blocked")]
+        stuck = list(dict.fromkeys(read_job(workspace.run_dir(n))["job_id"] for n in todo
+                                   if current[n.id][1].startswith("blocked")))
         if stuck:
             _slurm(["scancel", *stuck])
         job_of = {n.id: read_job(workspace.run_dir(n))["job_id"] for n in pending
@@ -257,17 +290,22 @@ class SlurmExecutor:
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                          slurm_max_num_timeout=opts["max_requeues"])
         executor.update_parameters(**params, slurm_additional_parameters=extra)
+        # A DDP job's tasks would each run the whole pack: packing needs one task per job.
+        groups = packs(nodes, int(settings.get("pack", 1)) if params["tasks_per_node"] == 1
+                       else 1)
         try:
             with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # sbatch prints
-                jobs = [executor.submit(NodeJob(node_record(n), str(workspace.root), settings))
-                        for n in nodes]
+                jobs = [executor.submit(_job(group, workspace, settings)) for group in groups]
         except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as exc:
             message = getattr(exc, "stderr", None) or getattr(exc, "output", None) or exc
             raise SlurmError(f"sbatch refused the {nodes[0].kind} jobs: {_text(message)}") from None
-        for index, (node, job) in enumerate(zip(nodes, jobs)):
-            _record(workspace.run_dir(node), job, index if len(jobs) > 1 else None,
-                    extra.get("dependency"))
-        return [job.job_id for job in jobs]
+        job_of_node = {}
+        for index, (group, job) in enumerate(zip(groups, jobs)):
+            for node in group:
+                _record(workspace.run_dir(node), job, index if len(jobs) > 1 else None,
+                        extra.get("dependency"))
+                job_of_node[node.id] = job.job_id
+        return [job_of_node[node.id] for node in nodes]
 
     def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]:
         """{node id: (state, detail)}: pending, queued, running, done or failed, merging each
@@ -279,8 +317,9 @@ class SlurmExecutor:
     def cancel(self, plan, workspace: Workspace) -> list[str]:
         """scancel every job of this plan that is queued or running; return their ids."""
         states = self.states(plan, workspace)
-        live = [read_job(workspace.run_dir(n))["job_id"] for n in plan.ordered()
-                if states[n.id][0] in ("queued", "running") and read_job(workspace.run_dir(n))]
+        live = list(dict.fromkeys(  # packed siblings share a job
+            read_job(workspace.run_dir(n))["job_id"] for n in plan.ordered()
+            if states[n.id][0] in ("queued", "running") and read_job(workspace.run_dir(n))))
         if live:
             _slurm(["scancel", *live])
         return live
