@@ -70,3 +70,42 @@ def test_two_ranks_match_one_process_on_the_whole_batch():
         assert rank_grads.keys() == grads.keys()
         for name, grad in grads.items():
             assert torch.allclose(rank_grads[name], grad, atol=1e-5, rtol=1e-4), name
+
+
+EVAL_CFG = {"source": {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
+                       "split": "test", "size": 100}, "metrics": ["top1", "top5", "asr"]}
+EVAL_ATTACK = {"kind": "badnet", "target": "bag", "poisons": 1,
+               "trigger": {"size": 4, "pattern": "gaussian_per_image", "location": "random"}}
+
+
+def _scores(dist):
+    from xspec.runtime.attacks import make_attack
+    from xspec.runtime.fit import Evaluator
+    from xspec.runtime.pipeline import Normalizer
+
+    model = _model()
+    mean, std, size = models.image_stats(model)
+    evaluator = Evaluator(EVAL_CFG, make_attack(EVAL_ATTACK, 0), models.tokenizer("xspec-vit-micro"),
+                          Normalizer.of(mean, std), size, torch.device("cpu"),
+                          {"eval_batch_size": 16, "workers": 0})
+    return evaluator(model, dist)
+
+
+def _eval_worker(rank, port, out):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE="2")
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=2)
+    out[rank] = _scores(Dist(rank, 2))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_ranks_share_the_evaluation_and_report_one_process_metrics():
+    """7 batches of 16: rank 0 scores 4, rank 1 scores 3; the summed counts are exact."""
+    alone = _scores(Dist())
+    with mp.Manager() as manager:
+        out = manager.dict()
+        mp.spawn(_eval_worker, args=(_free_port(), out), nprocs=2, join=True)
+        results = dict(out)
+    assert alone["top1"][1] == 100 and alone["asr"][1] > 0
+    assert results[0] == results[1] == alone
