@@ -68,19 +68,20 @@ def plan(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 
     Example: xspec plan specs/table2.toml --gpu A100
     """
-    from xspec.cli_plan import overview_json, plan_overview
+    from xspec.cli_plan import overview_json, pack_summary, plan_overview
     from xspec.cli_views import plan_json, plan_table
     from xspec.compiler.estimate import estimate
     from xspec.study import open_study
 
-    study = open_study(spec)
-    cost = estimate(study.plan, gpu, study.spec.run.device)
+    study, ws = open_study(spec), _workspace(workspace)
+    cost, pack = estimate(study.plan, gpu, study.spec.run.device), study.spec.run.pack
     if as_json:
-        print(json.dumps({**plan_json(study.plan), **overview_json(study.plan, cost)}, indent=2))
+        print(json.dumps({**plan_json(study.plan), **overview_json(
+            study.plan, cost, pack_summary(study.plan, ws, pack))}, indent=2))
     elif every:
-        plan_table(console, study.plan, _workspace(workspace))
+        plan_table(console, study.plan, ws)
     else:
-        plan_overview(console, study.plan, _workspace(workspace), cost)
+        plan_overview(console, study.plan, ws, cost, pack)
 
 
 @app.command()

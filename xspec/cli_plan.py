@@ -9,6 +9,7 @@ from rich.text import Text
 
 from xspec.cli_views import STATE_STYLE, print_notes
 from xspec.compiler.estimate import Estimate
+from xspec.compiler.packing import packed_count
 from xspec.compiler.naming import show
 
 
@@ -33,7 +34,14 @@ def _cost(estimate: Estimate, kind: str) -> str:
         else "~0"
 
 
-def plan_overview(console: Console, plan, workspace, estimate: Estimate) -> None:
+def pack_summary(plan, workspace, pack: int) -> dict | None:
+    """Jobs `[run] pack` makes of the nodes not done yet, or None when nothing is packed."""
+    pending = [n for n in plan.ordered() if workspace.state(n) != "done"]
+    jobs, nodes = packed_count(pending, pack)
+    return {"pack": pack, "packed_jobs": jobs, "packed_nodes": nodes} if jobs else None
+
+
+def plan_overview(console: Console, plan, workspace, estimate: Estimate, pack: int = 1) -> None:
     kinds = [k for k in dict.fromkeys(n.kind for n in plan.ordered())]
     total_states: dict[str, int] = {}
     console.print(Text(f"plan of study {plan.study!r} ({plan.spec_path})", style="bold"))
@@ -58,6 +66,13 @@ def plan_overview(console: Console, plan, workspace, estimate: Estimate) -> None
             facts.add_row(Text("    no estimate", style="yellow"), Text(reason))
         if facts.row_count:
             console.print(facts)
+    packed = pack_summary(plan, workspace, pack)
+    if packed:
+        console.print(Text(
+            f"packed: {packed['packed_nodes']} pending nodes in {packed['packed_jobs']} "
+            f"job{'s' if packed['packed_jobs'] > 1 else ''} "
+            f"(run.pack = {pack}): each job decodes, augments and evaluates once for its "
+            "members; the estimate counts each member's model time, which packing keeps"))
     print_notes(console, plan)
     unknown = any(c.unknown for c in estimate.kinds.values())
     console.print(Text(
@@ -70,7 +85,8 @@ def plan_overview(console: Console, plan, workspace, estimate: Estimate) -> None
                        "queueing not counted. --all lists every node.", style="dim"))
 
 
-def overview_json(plan, estimate: Estimate) -> dict:
+def overview_json(plan, estimate: Estimate, packed: dict | None = None) -> dict:
     kinds = dict.fromkeys(n.kind for n in plan.ordered())
     return {"kinds": {k: {"nodes": len(plan.of_kind(k)), "varies": fact_values(plan, k)}
-                      for k in kinds}, "estimate": estimate.as_json()}
+                      for k in kinds}, "estimate": estimate.as_json(),
+            "packing": packed or {"packed_jobs": 0, "packed_nodes": 0}}

@@ -1,16 +1,21 @@
 """Grid packing (`[run] pack = K`): a cleaning grid trained side by side in one process gives
 the same metric rows as its points run one by one; each point stays its own node."""
 
+import json
 import shutil
 
+import duckdb
 import pyarrow.parquet as pq
 import pytest
 import torch
+from typer.testing import CliRunner
 
+from xspec.cli import app
 from xspec.compiler.packing import packs
 from xspec.runtime import packed
 from xspec.store.workspace import Workspace
-from xspec.study import open_study, run_study
+from xspec.reports import load, queries
+from xspec.study import ingest_study, open_study, run_study
 
 GRID = """
 [clean]
@@ -174,3 +179,20 @@ def test_the_local_executor_runs_a_pack_in_one_child_process(reference, tmp_path
     assert len({copy.run_dir(n).status()["pid"] for n in cleans}) == 1
     for node in cleans:
         assert _rows(copy, node) == _rows(reference[1], node)
+    ingest_study(study, copy)
+    con = duckdb.connect(str(copy.db_path), read_only=True)
+    load.load(con, [study.plan.study])
+    table = queries.run_table(con)
+    packed_runs = {kind: sorted(table[table["kind"] == kind]["packed"].fillna(0).astype(int))
+                   for kind in set(table["kind"])}
+    assert packed_runs == {"poison": [0], "pretrain": [0], "select": [0], "clean": [3, 3, 3]}
+
+
+def test_plan_counts_the_packed_jobs_of_pending_nodes(reference, tmp_path):
+    study, copy = _packed_copy(reference, tmp_path)
+    shown = CliRunner().invoke(app, ["plan", study.plan.spec_path, "-w", str(copy.root)])
+    assert shown.exit_code == 0, shown.output
+    assert "packed: 3 pending nodes in 1 job (run.pack = 3)" in " ".join(shown.output.split())
+    as_json = CliRunner().invoke(app, ["plan", study.plan.spec_path, "-w", str(reference[1].root),
+                                       "--json"])
+    assert json.loads(as_json.output)["packing"] == {"packed_jobs": 0, "packed_nodes": 0}
