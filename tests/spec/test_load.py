@@ -57,7 +57,7 @@ def test_repeated_values_are_deduplicated(write_spec, base_spec):
      "pretrain.objective: unknown value 'clip'; allowed: mmcl, ssl, mmcl+ssl"),
     ('epochs = 2\n', 'epochs = 2\nepoch = 3\n',
      "pretrain.epoch: unknown key; allowed: batch_size, epochs, lr, mmcl_weight, objective, "
-     "select, ssl_weight, warmup_steps, weight_decay"),
+     "schedule, select, ssl_weight, text_augment, warmup_steps, weight_decay"),
     ('kind = "badnet"', 'kind = "trojan"',
      "attack: unknown kind 'trojan'; allowed: badnet, label_consistent, blended, wanet, sig, none"),
     ('poisons = 16', 'poisons = -3', "attack.poisons: input should be greater than 0 (got -3)"),

@@ -15,7 +15,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from xspec.compiler.hashing import node_id
+from xspec.compiler.hashing import canonical_json, node_id
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
 from xspec.spec.archs import is_config_file
@@ -25,7 +25,10 @@ from xspec.spec.schema import SELECT_POLICY, Spec
 KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")
 TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epochs", "lr",
                    "weight_decay", "warmup_steps")
-CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster")
+CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster", "optimizer")
+# Fidelity options (docs/FIDELITY.md): in a config only when not the default, so that adding one
+# kept existing ids.
+OPTION_FIELDS = ("schedule", "text_augment")
 
 
 @dataclass(frozen=True)
@@ -128,20 +131,41 @@ def _shared(spec: Spec) -> dict:
             "seed": spec.study.seed}
 
 
-def _chain(plan: Plan, spec: Spec) -> Chain:
-    train = spec.data.train.model_dump(mode="json")
-    poison = _add(plan, "poison", {**spec.attack.model_dump(mode="json"), "train": train,
-                                   "seed": spec.study.seed}, ())
+def _options(section) -> dict:
+    fields = type(section).model_fields
+    chosen = {f: getattr(section, f) for f in OPTION_FIELDS
+              if getattr(section, f) != fields[f].default}
+    if "ssl" not in section.objective.split("+"):
+        chosen.pop("text_augment", None)  # no caption augmentation without SSL
+    return chosen
+
+
+def _pretrain_config(plan: Plan, spec: Spec) -> dict:
     model = spec.model.model_dump(mode="json")
     if spec.model.init != "scratch":
         model["init"] = _fingerprint(plan, spec.model.init, "model.init")
     if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
         model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
     pre = spec.pretrain
-    pretrain = _add(plan, "pretrain", {
-        "model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, "train": train,
-        **_shared(spec)}, (poison,))
-    return Chain(spec, poison, pretrain)
+    return {"model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, **_options(pre),
+            "train": spec.data.train.model_dump(mode="json"), **_shared(spec)}
+
+
+def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
+    """`keep_optimizer`: pre-training configs (canonical JSON) whose checkpoints must carry the
+    optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
+    train = spec.data.train.model_dump(mode="json")
+    poison = _add(plan, "poison", {**spec.attack.model_dump(mode="json"), "train": train,
+                                   "seed": spec.study.seed}, ())
+    config = _pretrain_config(plan, spec)
+    if canonical_json(config) in keep_optimizer:
+        config["save_optimizer"] = True
+    return Chain(spec, poison, _add(plan, "pretrain", config, (poison,)))
+
+
+def _keep_optimizer(plan: Plan, specs: list[Spec]) -> set[str]:
+    return {canonical_json(_pretrain_config(plan, spec)) for spec in specs
+            if spec.clean is not None and spec.clean.optimizer == "pretrain"}
 
 
 def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> Node:
@@ -184,12 +208,15 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
     data = spec.data.clean.model_dump(mode="json", by_alias=True)
     if data["from"] == "train":
         data["from"] = chain.pretrain.config["train"]
-    config = {**{f: getattr(clean, f) for f in TRAINING_FIELDS}, "data": data, **_shared(spec)}
+    config = {**{f: getattr(clean, f) for f in TRAINING_FIELDS}, **_options(clean), "data": data,
+              **_shared(spec)}
     # Ablation fields enter the config only when used, so adding one keeps existing ids.
     for name in CLEAN_FIELDS:
         value = getattr(clean, name)
         if value != type(clean).model_fields[name].default:
             config[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+    if clean.poisons:
+        config["poison_source"] = clean.poison_source
     if clean.deep_cluster and clean.deep_cluster.labels != "kmeans":
         config["deep_cluster"]["labels"] = _fingerprint(plan, clean.deep_cluster.labels,
                                                         "clean.deep_cluster.labels")
@@ -211,7 +238,8 @@ def compile_spec(loaded: LoadedSpec) -> Plan:
     plan = Plan(study=loaded.study, spec_path=str(loaded.path))
     if len({spec.study.name for spec, _ in loaded.variants}) > 1:
         raise CompileError("study.name cannot be a sweep axis")
-    chains = [_chain(plan, spec) for spec, _ in loaded.variants]
+    keep_optimizer = _keep_optimizer(plan, [spec for spec, _ in loaded.variants])
+    chains = [_chain(plan, spec, keep_optimizer) for spec, _ in loaded.variants]
     selects: dict[str, Node] = {}
     for chain in sorted(chains, key=lambda c: c.matches is not None):
         selects[chain.pretrain.id] = _select(plan, chain, chains, selects)

@@ -28,13 +28,20 @@ def l2_to_start(model: torch.nn.Module, weight: float) -> ExtraTerm:
 
 
 class DeepCluster:
-    """Each epoch: pseudo-labels for the cleaning set, a fresh linear head, CE on the labels."""
+    """Pseudo-labels for the cleaning set, a linear head on the image features, CE on the labels.
+
+    k-means labels are recomputed every epoch: each image's cluster at the epoch start
+    (`assign = "epoch"`), or the nearest epoch-start centroid of its current embedding at every
+    step (`"online"`, the original's src/train.py:71). Labels from a file never change. The head
+    (initialised N(0, 0.01), bias 0, as the original's) is re-initialised whenever labels are
+    recomputed (`head_reset = "new_labels"`) or at every epoch (`"every_epoch"`)."""
 
     def __init__(self, cfg: dict, model, data: TrainingData, optimizer, device, seed: int,
                  log=print):
         self.cfg, self.model, self.data, self.optimizer = cfg, model, data, optimizer
         self.device, self.seed, self.log = device, seed, log
         self.labels: dict[int, int] = {}
+        self.centroids: torch.Tensor | None = None
         self.head: torch.nn.Linear | None = None
         labels = cfg["labels"]  # "kmeans", or the fingerprint {"path", ...} of a labels CSV
         self.fixed = None if labels == "kmeans" else _read_labels(labels["path"])
@@ -52,11 +59,23 @@ class DeepCluster:
                                 f"(and {len(missing) - 1} more) of the cleaning set")
             labels = np.array([self.fixed[i] for i in indices])
         else:
-            labels = self._kmeans(self._embed(indices), epoch)
+            labels, centroids = self._kmeans(self._embed(indices), epoch)
+            self.centroids = torch.from_numpy(centroids).to(self.device)
         self.labels = dict(zip(indices, labels.tolist()))
-        k = int(labels.max()) + 1
-        torch.manual_seed(derive_seed(self.seed, "cluster-head", epoch) % (1 << 63))
-        self.head = torch.nn.Linear(self.model.visual.output_dim, k).to(self.device)
+        reset = self.cfg.get("head_reset", "new_labels") == "every_epoch" or self.fixed is None
+        if self.head is None or reset:
+            k = len(self.centroids) if self.fixed is None else int(labels.max()) + 1
+            self._new_head(k, epoch)
+
+    def _new_head(self, k: int, epoch: int) -> None:
+        generator_ = torch.Generator().manual_seed(derive_seed(self.seed, "cluster-head", epoch)
+                                                   % (1 << 63))
+        self.head = torch.nn.Linear(self.model.visual.output_dim, k)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(self.head.weight.shape, generator=generator_)
+                                   * 0.01)
+            self.head.bias.zero_()
+        self.head.to(self.device)
         for group in self.optimizer.param_groups[2:]:
             for param in group["params"]:
                 self.optimizer.state.pop(param, None)
@@ -65,8 +84,14 @@ class DeepCluster:
                                         "weight_decay": 0.0})
 
     def loss(self, model, batch, features) -> torch.Tensor:
-        targets = torch.tensor([self.labels[int(i)] for i in batch["index"]], device=self.device)
-        return F.cross_entropy(self.head(features["image"]), targets)
+        image = features["image"]
+        if self.fixed is None and self.cfg.get("assign", "epoch") == "online":
+            distances = torch.cdist(image.detach().float(), self.centroids.float())
+            targets = distances.argmin(dim=1)
+        else:
+            targets = torch.tensor([self.labels[int(i)] for i in batch["index"]],
+                                   device=self.device)
+        return F.cross_entropy(self.head(image), targets)
 
     @torch.no_grad()
     def _embed(self, indices: list[int]) -> np.ndarray:
@@ -80,7 +105,8 @@ class DeepCluster:
         self.model.train(was_training)
         return torch.cat(out).numpy()
 
-    def _kmeans(self, embeddings: np.ndarray, epoch: int) -> np.ndarray:
+    def _kmeans(self, embeddings: np.ndarray, epoch: int) -> tuple[np.ndarray, np.ndarray]:
+        """(each embedding's cluster, the centroids [k, d])."""
         import faiss
 
         k = min(self.cfg["k"], len(embeddings))
@@ -91,7 +117,8 @@ class DeepCluster:
                               verbose=False)
         kmeans.train(np.ascontiguousarray(embeddings, dtype=np.float32))
         _, assigned = kmeans.index.search(np.ascontiguousarray(embeddings, dtype=np.float32), 1)
-        return assigned[:, 0].astype(np.int64)
+        return assigned[:, 0].astype(np.int64), np.ascontiguousarray(kmeans.centroids,
+                                                                     dtype=np.float32)
 
 
 def _read_labels(path: str) -> dict[int, int]:

@@ -164,7 +164,9 @@ class SslAugmenter:
     def __post_init__(self) -> None:
         self.wordnet = WordNet(self.wordnet_dir)
 
-    def __call__(self, images_uint8: torch.Tensor, captions: list[str],
-                 seeds: torch.Tensor) -> tuple[torch.Tensor, list[str]]:
+    def __call__(self, images_uint8: torch.Tensor, captions: list[str], seeds: torch.Tensor,
+                 text_seeds: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
+        """`text_seeds` (default: `seeds`) draw the captions' EDA apart from the images'."""
         images = augment_images(images_uint8, seeds)
-        return images, augment_captions(captions, seeds.tolist(), self.wordnet, self.alpha)
+        text_seeds = seeds if text_seeds is None else text_seeds
+        return images, augment_captions(captions, text_seeds.tolist(), self.wordnet, self.alpha)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 
@@ -121,10 +122,13 @@ class Member:
         self.ctx, self.model, self.keep_all = ctx, model, keep_all
         self.train_cfg = TrainConfig(cfg["objective"],
                                      {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
-                                     cfg["epochs"], cfg["lr"], cfg["warmup_steps"])
+                                     cfg["epochs"], cfg["lr"], cfg["warmup_steps"],
+                                     cfg.get("schedule", "paper"))
         self.optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
+        if cfg.get("optimizer") == "pretrain" and not self.last.exists():
+            _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
         if self.last.exists():
             saved = load_checkpoint(self.last)
             model.load_state_dict(saved["model"])
@@ -157,6 +161,9 @@ class Member:
             save_checkpoint(ctx.run.checkpoint(state.epoch),
                             {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
                              "activation": activation(model)})
+        if self.keep_all and cfg.get("save_optimizer"):  # a cleaning run continues with it
+            save_checkpoint(ctx.run.checkpoints / f"optimizer_{state.epoch}.pt",
+                            model_optimizer_state(self.optimizer))
         self.metrics.flush()
         save_checkpoint(self.last, {"model": weights,
                                     "optimizer": model_optimizer_state(self.optimizer),
@@ -197,6 +204,29 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
         member.finish()
 
 
+def pretrain_optimizer(ctx: Context) -> dict:
+    """The AdamW state saved with the pre-training checkpoint cleaning starts from."""
+    from xspec.runtime.stages import start_point  # stages imports this module
+
+    path = start_point(ctx).get("optimizer")
+    if not path:
+        raise DataError("clean.optimizer = 'pretrain': the selected pre-training checkpoint has "
+                        "no optimizer state (compile the spec again: its pre-training run keeps it)")
+    return load_checkpoint(Path(path))
+
+
+def _continue_optimizer(ctx: Context, optimizer, saved: dict) -> None:
+    """Continue with the pre-training AdamW state, as the original code does (src/main.py:131).
+    `load_state_dict` also restores each group's hyper-parameters: the learning rate is set
+    again at every step, but the weight decay stays the pre-training run's."""
+    asked = [group["weight_decay"] for group in optimizer.param_groups]
+    optimizer.load_state_dict(_first_groups(saved))
+    kept = [group["weight_decay"] for group in optimizer.param_groups]
+    if kept != asked:
+        ctx.log(f"optimizer continued from pre-training: weight decay {kept[0]:g} restored from "
+                f"its checkpoint (clean.weight_decay = {asked[0]:g} has no effect)")
+
+
 def _augmenter(objective: str):
     if "image_aug" not in needed_views(objective):
         return None
@@ -210,4 +240,5 @@ def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attac
     cfg = ctx.config
     return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
                         cfg["batch_size"], cfg["seed"], needed_views(cfg["objective"]),
-                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0), ctx.device)
+                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0), ctx.device,
+                        text_once=cfg.get("text_augment") == "once")

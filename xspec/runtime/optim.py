@@ -28,6 +28,19 @@ def lr_at(step: int, base_lr: float, warmup_steps: int, total_steps: int) -> flo
     return 0.5 * (1 + math.cos(math.pi * progress)) * base_lr
 
 
+def cleanclip_lr(step: int, base_lr: float, warmup_steps: int, total_steps: int,
+                 steps_per_epoch: int) -> float:
+    """The original schedule (attack-cleanclip src/scheduler.py) at the original's step index:
+    src/train.py:279 calls it with num_batches * epoch + index, epochs counted from 1, so the
+    first step is already `steps_per_epoch` in, past any shorter warm-up, and the last epoch
+    runs beyond the cosine's end (the rate rises again slightly, as there)."""
+    current = steps_per_epoch + step
+    if current < warmup_steps:
+        return base_lr * (current + 1) / warmup_steps
+    n, d = current - warmup_steps, max(1, total_steps - warmup_steps)
+    return 0.5 * (1 + math.cos(math.pi * n / d)) * base_lr
+
+
 def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
     for group in optimizer.param_groups:
         group["lr"] = lr

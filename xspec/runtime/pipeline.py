@@ -79,6 +79,7 @@ class TrainBatch:
     seed: int
     views: set[str]
     augmenter: object | None = None
+    text_once: bool = False  # one EDA draw per pair for the whole run (the original's)
 
     def __call__(self, job: tuple[int, list[int]]) -> dict[str, torch.Tensor]:
         epoch, wanted = job
@@ -93,7 +94,11 @@ class TrainBatch:
         if "image_aug" in self.views or "text_aug" in self.views:
             seeds = torch.tensor([derive_seed(self.seed, "augment", epoch, i) % (1 << 62)
                                   for i in kept], dtype=torch.long)
-            out["image_aug"], aug_captions = self.augmenter(images, captions, seeds)
+            text_seeds = None
+            if self.text_once:
+                text_seeds = torch.tensor([derive_seed(self.seed, "augment-text", i) % (1 << 62)
+                                           for i in kept], dtype=torch.long)
+            out["image_aug"], aug_captions = self.augmenter(images, captions, seeds, text_seeds)
             out["text_aug"] = self.tokenizer(aug_captions)
         return out
 
@@ -113,6 +118,7 @@ class TrainingData:
     augmenter: object | None = None
     workers: int = 0
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    text_once: bool = False
     skipped: set[int] = field(default_factory=set)  # unreadable images, by pair index
     _loader: Loader | None = field(default=None, repr=False)
 
@@ -128,7 +134,7 @@ class TrainingData:
 
     def recipe(self) -> TrainBatch:
         return TrainBatch(self.pairs.images, self.captions, self.poisoned, self.attack,
-                          self.tokenizer, self.seed, self.views, self.augmenter)
+                          self.tokenizer, self.seed, self.views, self.augmenter, self.text_once)
 
     @property
     def loader(self) -> Loader:

@@ -100,9 +100,11 @@ def select(ctx: Context) -> None:
     if epoch not in top1 or not source.checkpoint(epoch).exists():
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
     pre = source.read_node()["config"]
+    optimizer = source.checkpoints / f"optimizer_{epoch}.pt"
     atomic_write_json(ctx.run.path / "selected.json", {
         "epoch": epoch, "checkpoint": str(source.checkpoint(epoch)),
-        "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"]})
+        "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"],
+        "optimizer": str(optimizer) if optimizer.exists() else None})
     metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
     metrics.rows = []
     for r in rows:
@@ -188,15 +190,10 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg["seed"])
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
-    if cfg.get("poisons"):
-        if not same_pool:
-            raise DataError("clean.poisons needs the cleaning set drawn from the training pool")
-        left = left_poisons(manifest, cfg["poisons"], cfg["seed"])
-        for entry in left:
-            captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
-        indices = np.union1d(indices, [e["index"] for e in left])
-        ctx.log(f"{len(left)} poisoned pairs left in the cleaning set of {len(indices)}")
     attack = make_attack(cfg["attack"], cfg["seed"])
+    if cfg.get("poisons"):
+        indices = _poison_cleaning_set(ctx, indices, captions, poisoned, attack, manifest,
+                                       same_pool)
     data = training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
                           normalize)
     evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
@@ -209,6 +206,42 @@ def clean_inputs(ctx: Context) -> CleanInputs:
                             device=ctx.device)
         heldout = HeldOutLoss(held, ctx.device)
     return CleanInputs(model, data, evaluator, heldout)
+
+
+def fresh_poisons(indices: np.ndarray, k: int, attack, captions, seed: int) -> np.ndarray:
+    """k pairs of the cleaning set to poison afresh, as the original code's cleaning sets with
+    5 or 10 poisons were made (backdoor/create_backdoor_data.py run on the clean set); a
+    label-consistent attack picks among pairs whose caption names its target."""
+    names_target = getattr(attack, "names_target", None)
+    pool = indices if names_target is None else np.array(
+        [i for i in indices.tolist() if names_target.search(captions[i])], dtype=np.int64)
+    if k > len(pool):
+        raise DataError(f"clean.poisons = {k} but the cleaning set has only {len(pool)} pairs "
+                        "that can be poisoned")
+    perm = torch.randperm(len(pool), generator=generator(seed, "clean-poisons")).numpy()
+    return np.sort(pool[perm[:k]])
+
+
+def _poison_cleaning_set(ctx: Context, indices: np.ndarray, captions, poisoned: np.ndarray,
+                         attack, manifest: dict, same_pool: bool) -> np.ndarray:
+    """Poisoned pairs inside the cleaning set (non-ideal conditions); updates captions and
+    the poisoned mask in place and returns the cleaning set's indices."""
+    cfg = ctx.config
+    if cfg.get("poison_source", "pretrain") == "fresh":
+        chosen = fresh_poisons(indices, cfg["poisons"], attack, captions, cfg["seed"])
+        for i in chosen.tolist():
+            captions[i], poisoned[i] = attack.poison_caption(i, captions[i]), True
+        ctx.log(f"{len(chosen)} pairs of the cleaning set of {len(indices)} poisoned afresh")
+        return indices
+    if not same_pool:
+        raise DataError("clean.poison_source = 'pretrain' needs the cleaning set drawn from the "
+                        "training pool")
+    left = left_poisons(manifest, cfg["poisons"], cfg["seed"])
+    for entry in left:
+        captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
+    indices = np.union1d(indices, [e["index"] for e in left])
+    ctx.log(f"{len(left)} poisoned pairs left in the cleaning set of {len(indices)}")
+    return indices
 
 
 def keep_all_checkpoints(ctx: Context) -> bool:

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from xspec.errors import XspecError
 from xspec.runtime.distributed import Dist, gather, wrap
 from xspec.runtime.objectives import total_loss
-from xspec.runtime.optim import lr_at, set_lr
+from xspec.runtime.optim import cleanclip_lr, lr_at, set_lr
 from xspec.runtime.pipeline import TrainingData
 
 MAX_LOGIT_SCALE = math.log(100)
@@ -41,6 +41,13 @@ class TrainConfig:
     epochs: int
     lr: float
     warmup_steps: int
+    schedule: str = "paper"  # or "cleanclip": the original's step indexing (optim.cleanclip_lr)
+
+    def lr_at(self, step: int, total_steps: int) -> float:
+        if self.schedule == "cleanclip":
+            return cleanclip_lr(step, self.lr, self.warmup_steps, total_steps,
+                                total_steps // self.epochs)
+        return lr_at(step, self.lr, self.warmup_steps, total_steps)
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
                total_steps: int, device: torch.device, extra_terms: Sequence[ExtraTerm] = (),
                dist: Dist = Dist()) -> dict[str, torch.Tensor]:
     """One optimiser step on one batch; returns the loss and its parts (detached)."""
-    set_lr(optimizer, lr_at(state.step, cfg.lr, cfg.warmup_steps, total_steps))
+    set_lr(optimizer, cfg.lr_at(state.step, total_steps))
     with autocast_for(device):
         features = encode(net, batch, device, dist)
         loss, parts = total_loss(cfg.objective, cfg.weights, features, model.logit_scale.exp())

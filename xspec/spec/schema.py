@@ -224,6 +224,13 @@ class Training(XspecModel):
     weight_decay: NonNegativeFloat = 0.1
     """AdamW weight decay on weights with ndim >= 2 (not biases, norms, logit_scale)."""
     warmup_steps: NonNegativeInt = 50
+    schedule: Literal["paper", "cleanclip"] = "paper"
+    """paper: warm-up from the first step, then cosine to 0 over the run. cleanclip: the original
+    code's step index (epoch x steps per epoch + batch, epochs from 1), which starts past any
+    warm-up shorter than an epoch and runs the cosine one epoch late (docs/FIDELITY.md)."""
+    text_augment: Literal["per_epoch", "once"] = "per_epoch"
+    """EDA caption augmentation for SSL: drawn afresh every epoch, or once per pair for the whole
+    run, as the original code does (it augments every caption once when loading)."""
 
     @model_validator(mode="after")
     def _weights_match_objective(self):
@@ -261,6 +268,13 @@ class DeepCluster(XspecModel):
     weight: PositiveFloat = 1.0
     labels: str = "kmeans"
     iterations: PositiveInt = 20
+    assign: Literal["epoch", "online"] = "epoch"
+    """k-means labels: each image's cluster from the epoch-start embedding (Caron et al.), or,
+    as the original code does, the nearest epoch-start centroid of the batch's current
+    embedding, recomputed at every step."""
+    head_reset: Literal["new_labels", "every_epoch"] = "new_labels"
+    """Re-initialise the linear head whenever labels are recomputed (the paper's text; with
+    labels from a file: once, as the original code does), or at every epoch regardless."""
 
 
 class ShrinkPerturb(XspecModel):
@@ -283,6 +297,14 @@ class ShrinkPerturb(XspecModel):
 class Clean(Training):
     poisons: NonNegativeInt = 0
     """Poisoned pairs left inside the cleaning set (non-ideal cleaning)."""
+    poison_source: Literal["fresh", "pretrain"] = "fresh"
+    """fresh: `poisons` pairs of the cleaning set get the trigger and a target caption, the set
+    keeps its size (the original code's 100K with 5 or 10 poisons); pretrain: copies of
+    pre-training poisons are added to the set."""
+    optimizer: Literal["fresh", "pretrain"] = "fresh"
+    """fresh: a new AdamW. pretrain: the pre-training checkpoint's AdamW state, as the original
+    code loads it; PyTorch then also restores that run's weight decay, so `weight_decay` here
+    has no effect (docs/FIDELITY.md)."""
     l2_weight: NonNegativeFloat = 0.0
     """lambda in lambda * ||theta - theta_0||^2 toward the starting weights (Zhu et al.)."""
     deep_cluster: DeepCluster | None = None

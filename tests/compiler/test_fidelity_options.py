@@ -1,0 +1,68 @@
+"""Every fidelity option (docs/FIDELITY.md) changes the id of the nodes it affects, and only theirs;
+at its default it stays out of the config, so ids of specs that do not use it are kept."""
+
+import pytest
+
+from xspec.compiler.plan import compile_spec
+from xspec.spec.load import load_spec
+
+DEEP = "\n[clean.deep_cluster]\nk = 4\n"
+
+
+def plan(write_spec, text):
+    return compile_spec(load_spec(write_spec(text)))
+
+
+def ids(p, kind):
+    return {n.id for n in p.of_kind(kind)}
+
+
+@pytest.mark.parametrize(("section", "line", "kinds"), [
+    ("[pretrain]", 'schedule = "cleanclip"', {"pretrain", "select", "clean"}),
+    ("[pretrain]", 'text_augment = "once"', {"pretrain", "select", "clean"}),
+    ("[clean]", 'schedule = "cleanclip"', {"clean"}),
+    ("[clean]", 'text_augment = "once"', {"clean"}),
+    ("[clean]", 'optimizer = "pretrain"', {"pretrain", "select", "clean"}),
+])
+def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, base_spec, section,
+                                                                 line, kinds):
+    before = plan(write_spec, base_spec)
+    after = plan(write_spec, base_spec.replace(section, f"{section}\n{line}", 1))
+    key, value = (part.strip().strip('"') for part in line.split("="))
+    changed = {kind for kind in ("poison", "pretrain", "select", "clean")
+               if ids(before, kind) != ids(after, kind)}
+    assert changed == kinds
+    node = after.of_kind("clean" if section == "[clean]" else "pretrain")[0]
+    assert node.config[key] == value
+    if key == "optimizer":  # the pre-training run keeps its optimizer state for the cleaning run
+        assert after.of_kind("pretrain")[0].config["save_optimizer"] is True
+    assert key not in before.of_kind("clean")[0].config
+
+
+def test_variants_that_continue_and_do_not_continue_the_optimizer_share_one_pretraining(
+        write_spec, base_spec):
+    text = base_spec.replace("[clean]", '[clean]\noptimizer = ["fresh", "pretrain"]', 1)
+    p = plan(write_spec, text)
+    assert len(p.of_kind("pretrain")) == 1 and len(p.of_kind("clean")) == 4
+    assert {n.config.get("optimizer", "fresh") for n in p.of_kind("clean")} == {"fresh",
+                                                                                 "pretrain"}
+
+
+def test_poison_source_enters_the_config_with_poisons(write_spec, base_spec):
+    fresh = plan(write_spec, base_spec.replace("[clean]", "[clean]\npoisons = 2", 1))
+    copies = plan(write_spec, base_spec.replace(
+        "[clean]", '[clean]\npoisons = 2\npoison_source = "pretrain"', 1))
+    assert {n.config["poison_source"] for n in fresh.of_kind("clean")} == {"fresh"}
+    assert ids(fresh, "clean").isdisjoint(ids(copies, "clean"))
+    assert ids(fresh, "pretrain") == ids(copies, "pretrain")
+    clean = plan(write_spec, base_spec)
+    assert all("poison_source" not in n.config for n in clean.of_kind("clean"))
+
+
+@pytest.mark.parametrize("line", ['assign = "online"', 'head_reset = "every_epoch"'])
+def test_deep_cluster_variants_change_the_cleaning_ids(write_spec, base_spec, line):
+    default = plan(write_spec, base_spec + DEEP)
+    variant = plan(write_spec, base_spec + DEEP + line + "\n")
+    assert ids(default, "clean").isdisjoint(ids(variant, "clean"))
+    key, value = (part.strip().strip('"') for part in line.split("="))
+    assert {n.config["deep_cluster"][key] for n in variant.of_kind("clean")} == {value}
