@@ -17,6 +17,9 @@ def ids(p, kind):
     return {n.id for n in p.of_kind(kind)}
 
 
+SSL_PRETRAIN = ('objective = "mmcl"', 'objective = "mmcl+ssl"')  # captions augmented only with SSL
+
+
 @pytest.mark.parametrize(("section", "line", "kinds"), [
     ("[pretrain]", 'schedule = "cleanclip"', {"pretrain", "select", "clean"}),
     ("[pretrain]", 'text_augment = "once"', {"pretrain", "select", "clean"}),
@@ -26,6 +29,7 @@ def ids(p, kind):
 ])
 def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, base_spec, section,
                                                                  line, kinds):
+    base_spec = base_spec.replace(*SSL_PRETRAIN, 1)
     before = plan(write_spec, base_spec)
     after = plan(write_spec, base_spec.replace(section, f"{section}\n{line}", 1))
     key, value = (part.strip().strip('"') for part in line.split("="))
@@ -66,3 +70,9 @@ def test_deep_cluster_variants_change_the_cleaning_ids(write_spec, base_spec, li
     assert ids(default, "clean").isdisjoint(ids(variant, "clean"))
     key, value = (part.strip().strip('"') for part in line.split("="))
     assert {n.config["deep_cluster"][key] for n in variant.of_kind("clean")} == {value}
+
+
+def test_caption_augmentation_does_not_enter_mmcl_only_configs(write_spec, base_spec):
+    before = plan(write_spec, base_spec)
+    after = plan(write_spec, base_spec.replace("[pretrain]", '[pretrain]\ntext_augment = "once"', 1))
+    assert ids(before, "pretrain") == ids(after, "pretrain")
