@@ -42,12 +42,12 @@ def test_cleanclip_schedule_is_the_originals_at_its_step_index(num_batches, warm
         for index in range(num_batches):
             scheduler(num_batches * epoch + index)
     cfg = TrainConfig("mmcl", {"mmcl": 1.0}, epochs, base, warmup, "cleanclip")
-    got = [cfg.lr_at(step, num_batches) for step in range(epochs * num_batches)]
+    got = [cfg.lr_at(step, epochs * num_batches) for step in range(epochs * num_batches)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     assert got[0] == pytest.approx(cleanclip_lr(0, base, warmup, epochs * num_batches,
                                                 num_batches))
     paper = TrainConfig("mmcl", {"mmcl": 1.0}, epochs, base, warmup)
-    assert paper.lr_at(0, num_batches) == base / warmup  # the warm-up the original skipped
+    assert paper.lr_at(0, epochs * num_batches) == base / warmup  # the warm-up the original skipped
 
 
 class RecordingAugmenter:
