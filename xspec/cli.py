@@ -200,7 +200,8 @@ def schema() -> None:
     print(json.dumps(spec_schema(), indent=2))
 
 
-data_app = typer.Typer(no_args_is_help=True, help="Check datasets before running.")
+data_app = typer.Typer(no_args_is_help=True,
+                       help="Check datasets before running; pack pairs as WebDataset shards.")
 app.add_typer(data_app, name="data")
 
 
@@ -216,6 +217,33 @@ def data_check(spec: Spec) -> None:
 
     if not print_findings(console, check_study(load_spec(spec).first)):
         raise typer.Exit(1)
+
+
+@data_app.command("pack")
+def data_pack(
+    out: Annotated[Path, typer.Argument(help="Folder to write the shards into.")],
+    csv: Annotated[Optional[Path], typer.Option(help="A CSV of image,caption pairs.")] = None,
+    fashion_mnist: Annotated[Optional[str], typer.Option(
+        help="Fashion-MNIST split to pack instead: train or test.")] = None,
+    size: Annotated[Optional[int], typer.Option(help="Pack only the first N pairs.")] = None,
+    shard_size: Annotated[int, typer.Option(help="Samples per shard.")] = 1000,
+    image_key: str = "image", caption_key: str = "caption",
+) -> None:
+    """Write CSV or Fashion-MNIST pairs as WebDataset shards (img2dataset layout) and print the
+    `data.train` line that reads them.
+
+    Example: xspec data pack shards/ --fashion-mnist train --size 8000
+    """
+    from xspec.runtime.pack import pack
+
+    if (csv is None) == (fashion_mnist is None):
+        raise XspecError("data pack: give exactly one of --csv PATH or --fashion-mnist SPLIT")
+    cfg = ({"format": "csv", "path": str(csv), "image_key": image_key, "caption_key": caption_key}
+           if csv else {"format": "fashion_mnist", "split": fashion_mnist})
+    done = pack({**cfg, "size": size}, out, shard_size)
+    console.print(styled("packed:", "", f"{done.samples} pairs in {done.shards} shard(s), "
+                         f"{done.skipped} skipped; use data.train = {{ format = \"webdataset\", "
+                         f"path = \"{done.pattern}\" }}"), soft_wrap=True)
 
 
 def main() -> None:

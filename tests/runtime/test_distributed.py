@@ -100,6 +100,7 @@ def _eval_worker(rank, port, out):
     torch.distributed.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_ranks_share_the_evaluation_and_report_one_process_metrics():
     """7 batches of 16: rank 0 scores 4, rank 1 scores 3; the summed counts are exact."""
     alone = _scores(Dist())

@@ -139,6 +139,14 @@ def _size(source: dict) -> int:
         if rows is None:
             raise _Unknown(f"{source['path']} is not readable here: give its size = N")
         return rows
+    if fmt == "webdataset":
+        from xspec.shards import declared_size, shard_paths
+
+        declared = declared_size(shard_paths(source["path"]))
+        if declared is None:
+            raise _Unknown(f"{source['path']}: shards without sizes.json or _stats.json: "
+                           "give its size = N")
+        return declared
     if fmt == "imagefolder" and source.get("classes") == "imagenet1k":
         return IMAGENET_VAL
     raise _Unknown(f"size of {source.get('path', fmt)} unknown: give its size = N")

@@ -88,7 +88,7 @@ class FileImages:
         kept, pixels = [], []
         for index in indices:
             try:
-                pixels.append(self._decode(self.paths[index]))
+                pixels.append(self._decode(self._source(index)))
                 kept.append(index)
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 if self.on_bad_image == "fail":
@@ -97,7 +97,11 @@ class FileImages:
             return [], torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         return kept, torch.stack(pixels)
 
-    def _decode(self, path: str) -> torch.Tensor:
+    def _source(self, index: int):
+        """What PIL opens for image `index`: its path (shards hand a file-like object)."""
+        return self.paths[index]
+
+    def _decode(self, path) -> torch.Tensor:
         with Image.open(path) as image:
             image = image.convert("RGB")
             scale = self.size / min(image.size)
@@ -112,6 +116,7 @@ class FileImages:
 class PairSet:
     images: InMemoryImages | FileImages
     captions: Sequence[str]  # a `Strings` column
+    keys: Sequence[str] | None = None  # sample identities where the source has them (shards)
 
 
 @dataclass
@@ -199,6 +204,16 @@ def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
     return Strings(table.column(cfg["image_key"])), Strings(captions)
 
 
+def pair_keys_and_captions(cfg: dict) -> tuple[Sequence[str] | None, Sequence[str]]:
+    """(sample keys or None, captions) of a pair source, without decoding any image."""
+    if cfg["format"] == "webdataset":
+        from xspec.runtime.shards import open_shards
+
+        pairs = open_shards(cfg, 1)
+        return pairs.keys, pairs.captions
+    return None, pair_captions(cfg)
+
+
 def pair_captions(cfg: dict) -> Sequence[str]:
     """The captions of a pair source, without decoding any image (what poisoning needs)."""
     if cfg["format"] == "fashion_mnist":
@@ -206,6 +221,8 @@ def pair_captions(cfg: dict) -> Sequence[str]:
         labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
         labels = labels[: cfg.get("size") or len(labels)]
         return Strings.of([fashion_caption(int(y), i) for i, y in enumerate(labels)])
+    if cfg["format"] == "webdataset":
+        return pair_keys_and_captions(cfg)[1]
     return _read_pair_columns(cfg)[1]
 
 
@@ -214,6 +231,10 @@ def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
         images, labels = _fashion(cfg, size)
         return PairSet(images, Strings.of([fashion_caption(int(y), i)
                                            for i, y in enumerate(labels)]))
+    if cfg["format"] == "webdataset":
+        from xspec.runtime.shards import open_shards
+
+        return open_shards(cfg, size, on_bad_image)
     relative, captions = _read_pair_columns(cfg)
     paths = JoinedPaths(os.path.dirname(os.path.abspath(cfg["path"])), relative)
     return PairSet(FileImages(paths, size, on_bad_image), captions)

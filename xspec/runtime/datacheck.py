@@ -61,6 +61,10 @@ def check_pairs(name: str, cfg: dict, context_length: int, target: str | None,
         finding.warnings.append(f"{len(bad)} missing or undecodable image(s), e.g. {bad[0]}")
     if ok == 0:
         finding.fatal.append("no readable image")
+    incomplete = getattr(pairs.images, "incomplete", 0)
+    if incomplete:
+        finding.warnings.append(f"{incomplete} shard sample(s) without an image or a caption "
+                                "are left out")
     too_long = sum(n > context_length - 2 for n in lengths)
     if too_long:
         finding.warnings.append(f"{too_long} caption(s) longer than the model's context of "

@@ -16,7 +16,7 @@ from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.context import STAGES, Context, stage
-from xspec.runtime.data import open_pairs, pair_captions
+from xspec.runtime.data import PairSet, open_pairs, pair_keys_and_captions
 from xspec.runtime.fit import Evaluator, HeldOutLoss, fit, training_data
 from xspec.runtime.pipeline import Normalizer, TrainingData
 from xspec.runtime.records import MetricsLog, save_checkpoint
@@ -30,13 +30,14 @@ __all__ = ["STAGES", "Context"]
 def poison(ctx: Context) -> None:
     """The poison manifest: which pairs carry the trigger and their new captions."""
     cfg = ctx.config
-    captions = pair_captions(cfg["train"])
+    keys, captions = pair_keys_and_captions(cfg["train"])
     attack = make_attack(cfg, cfg["seed"])
     indices = attack.select(captions)
     atomic_write_json(ctx.run.path / "manifest.json", {
         "n_pairs": len(captions), "target": attack.target,
         "poisoned": [{"index": int(i), "caption": attack.poison_caption(int(i), captions[i]),
-                      "original": captions[i]} for i in indices],
+                      "original": captions[i], **({"key": keys[i]} if keys is not None else {})}
+                     for i in indices],
     })
     ctx.log(f"poisoned {len(indices)} of {len(captions)} pairs")
     if attack.shortfall:
@@ -44,8 +45,19 @@ def poison(ctx: Context) -> None:
                 f"{attack.shortfall} fewer poisons than attack.poisons asks for")
 
 
-def read_manifest(run: RunDir) -> dict:
-    return json.loads((run.path / "manifest.json").read_text())
+def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:
+    """The poison manifest; with the pairs it poisons, checked to name the same samples (a
+    shard set that changed since poisoning would otherwise poison other pairs silently)."""
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    if pairs is not None and pairs.keys is not None:
+        for entry in manifest["poisoned"]:
+            index, key = entry["index"], entry.get("key")
+            found = pairs.keys[index] if index < len(pairs.keys) else None
+            if key != found:
+                raise DataError(f"poison manifest {run.path}: pair {index} was sample {key!r} "
+                                f"but the data now has {found!r} there; the shards changed "
+                                "since poisoning")
+    return manifest
 
 
 def _model(arch: str, init, ctx: Context):
@@ -62,7 +74,7 @@ def pretrain(ctx: Context) -> None:
     models.resolve(cfg["model"]["arch"], cfg["model"].get("arch_sha256"))
     model, tokenizer, normalize, size = _model(cfg["model"]["arch"], cfg["model"]["init"], ctx)
     pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
-    manifest = read_manifest(ctx.dep("poison"))
+    manifest = read_manifest(ctx.dep("poison"), pairs)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:
         captions[entry["index"]] = entry["caption"]
@@ -185,8 +197,8 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
     pairs = open_pairs(cfg["data"]["from"], size, ctx.settings.get("on_bad_image", "skip"))
-    manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
+    manifest = read_manifest(ctx.dep("poison"), pairs if same_pool else None)
     indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg["seed"])
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)

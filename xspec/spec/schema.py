@@ -89,6 +89,19 @@ class CsvPairs(XspecModel):
     size: PositiveInt | None = None
 
 
+class WebDatasetPairs(XspecModel):
+    """Image-caption pairs in WebDataset shards, as img2dataset writes them: `path` is a brace
+    pattern ("cc3m/{00000..00331}.tar"), a glob or a folder of .tar files; each sample is
+    KEY.jpg (or .png/.webp, or `image_ext`) with its caption in KEY.`caption_ext`. A pair's
+    identity is its key; pairs are numbered in shard order, then member order."""
+
+    format: Literal["webdataset"]
+    path: str
+    image_ext: str | None = None
+    caption_ext: str = "txt"
+    size: PositiveInt | None = None
+
+
 class ImageFolder(XspecModel):
     """One folder per class; `classes` names a class list (fashion_mnist, imagenet1k) or a file."""
 
@@ -109,7 +122,8 @@ class LabelsCsv(XspecModel):
     size: PositiveInt | None = None
 
 
-PairSource = Annotated[Union[FashionMnist, CsvPairs], Field(discriminator="format")]
+PairSource = Annotated[Union[FashionMnist, CsvPairs, WebDatasetPairs],
+                       Field(discriminator="format")]
 EvalSource = Annotated[Union[FashionMnist, ImageFolder, LabelsCsv], Field(discriminator="format")]
 
 
@@ -408,7 +422,7 @@ class Spec(XspecModel):
         if self.attack.kind == "none":
             return self
         train = self.data.train
-        known = train.size if train.format == "csv" else min(
+        known = train.size if train.format != "fashion_mnist" else min(
             train.size or FASHION_SIZES[train.split], FASHION_SIZES[train.split])
         if known is not None and self.attack.poisons > known:
             raise ValueError(f"attack.poisons = {self.attack.poisons} exceeds the "
