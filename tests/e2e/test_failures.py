@@ -85,6 +85,8 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
 
 
 def _csv_study(tmp_path, n_bad: int, policy: str = "skip", limit: float = 0.05):
+    import csv
+
     import numpy as np
     from PIL import Image
 
@@ -93,7 +95,7 @@ def _csv_study(tmp_path, n_bad: int, policy: str = "skip", limit: float = 0.05):
     pairs = open_pairs({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
                         "split": "train", "size": 120}, 28)
     (tmp_path / "img").mkdir()
-    rows = ["image,caption"]
+    rows = [["image", "caption"]]
     for i, caption in enumerate(pairs.captions):
         name = f"img/{i}.png"
         if i < n_bad:
@@ -101,8 +103,9 @@ def _csv_study(tmp_path, n_bad: int, policy: str = "skip", limit: float = 0.05):
         else:
             Image.fromarray(pairs.images.pixels[i].permute(1, 2, 0).numpy().astype(np.uint8)).save(
                 tmp_path / name)
-        rows.append(f"{name},{caption}")
-    (tmp_path / "train.csv").write_text("\n".join(rows) + "\n")
+        rows.append([name, caption])
+    with open(tmp_path / "train.csv", "w", newline="") as handle:
+        csv.writer(handle).writerows(rows)
     spec = tmp_path / "csv.toml"
     spec.write_text(f"""
 [study]
