@@ -15,7 +15,7 @@ from xspec.compiler.naming import show
 
 def fact_values(plan, kind: str) -> dict[str, list[str]]:
     """{short name: its distinct values in plan order} for the nodes of `kind`."""
-    nodes = plan.of_kind(kind)
+    nodes = [n for n in plan.own() if n.kind == kind]
     out: dict[str, list[str]] = {}
     for fact in plan.facts.get(kind, []):
         values = [fact.value(n) for n in nodes if fact.value(n) is not None]
@@ -53,6 +53,10 @@ def plan_overview(console: Console, plan, workspace, estimate: Estimate, pack: i
             states[state] = states.get(state, 0) + 1
             total_states[state] = total_states.get(state, 0) + 1
         line = Text(f"{kind:<15}{len(nodes):>4} node{'s' if len(nodes) > 1 else ' '}  ")
+        upstream = sorted({plan.external[n.id][0] for n in nodes if n.id in plan.external})
+        if upstream:
+            line.append(f"({sum(n.id in plan.external for n in nodes)} from "
+                        f"{', '.join(upstream)}) ", style="cyan")
         for state, count in sorted(states.items()):
             line.append(f"{count} {state} ", style=STATE_STYLE.get(state, "white"))
         line.append(f" {_cost(estimate, kind)}", style="dim")

@@ -56,6 +56,10 @@ ACCEPTED = {
     "an environment variable in a choice": (
         'kind = "badnet"', 'kind = "${XSPEC_TEST_UNSET:-badnet}"'),
     "a sweep of a nested scalar": ("poisons = 16", "poisons = 16\ntrigger = { size = [2, 4] }"),
+    "another study's output": ('arch = "xspec-vit-micro"', 'arch = "xspec-vit-micro"\n'
+                               'init = { study = "other.toml", node = "select" }'),
+    "a sweep over a file and another study's output": (
+        "[clean]", '[clean]\ndeep_cluster = { labels = ["kmeans", { study = "other.toml" }] }'),
     "variants overriding parts of tables": (
         "[clean]", '[[variants]]\nattack.poisons = 8\nclean.lr = 3e-5\n\n'
                    '[[variants]]\npretrain.objective = "ssl"\n\n[clean]'),
@@ -74,6 +78,8 @@ REJECTED = {
     "an unknown policy": ('objective = "mmcl"', 'objective = "mmcl"\nselect = "best"'),
     "an unknown key in a variant": ("[clean]", "[[variants]]\nclean.lrr = 1e-5\n\n[clean]"),
     "a missing table": ("[model]\narch", "[modell]\narch"),
+    "an unknown key in another study's output": (
+        'arch = "xspec-vit-micro"', 'arch = "xspec-vit-micro"\ninit = { study = "o.toml", n = 1 }'),
 }
 
 

@@ -5,7 +5,6 @@ The twins share one workspace, as a user running them one after another would: i
 are content-addressed and run once.
 """
 
-import json
 import math
 import tomllib
 from pathlib import Path
@@ -13,7 +12,6 @@ from pathlib import Path
 import duckdb
 import pytest
 
-from xspec.runtime.data import open_eval
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, run_study
 
@@ -23,29 +21,12 @@ EXPERIMENTS = sorted(p.stem for p in SPECS.glob("*.toml") if p.stem != "quicksta
 HELPERS = {"mini", "clip_stand_in"}  # toy specs that mirror no paper experiment
 
 
-def write_true_labels(path: Path, size: int) -> None:
-    """The toy's "stronger model": Fashion-MNIST's own labels, as index,label."""
-    labels = open_eval({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
-                        "split": "train", "size": size}, 16).labels
-    path.write_text("index,label\n" + "".join(f"{i},{y}\n" for i, y in enumerate(labels)))
-
-
 @pytest.fixture(scope="module")
 def workspace(tmp_path_factory):
-    """A shared workspace, the stand-in CLIP checkpoint and the stronger model's labels."""
-    root = tmp_path_factory.mktemp("toy-twins")
-    ws = Workspace(root / "ws")
-    stand_in = open_study(TOY / "clip_stand_in.toml")
-    outcome = run_study(stand_in, ws, "debug")
-    assert not outcome.failed and not outcome.blocked, outcome.failed
-    (select,) = stand_in.plan.of_kind("select")
-    checkpoint = json.loads((ws.run_dir(select).path / "selected.json").read_text())["checkpoint"]
-    labels = root / "fashion_mnist_labels.csv"
-    write_true_labels(labels, 512)
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XSPEC_TOY_CKPT", checkpoint)
-        patch.setenv("XSPEC_TOY_LABELS", str(labels))
-        yield ws
+    """One workspace for all twins. The finetuned twins and the deep-clustering twin take the
+    stand-in CLIP model of specs/toy/clip_stand_in.toml as an input: its nodes are part of
+    their plans, run by the first twin that needs them and reused by the others."""
+    return Workspace(tmp_path_factory.mktemp("toy-twins") / "ws")
 
 
 def test_every_paper_spec_has_a_twin():
@@ -68,16 +49,19 @@ def swept(path: Path) -> tuple[int, set[str]]:
 
 @pytest.mark.parametrize("name", EXPERIMENTS)
 def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
-    for var, file in (("CLIP_RN50", "RN50.pt"), ("XSPEC_TOY_CKPT", "toy.pt"),
-                      ("XSPEC_TOY_LABELS", "labels.csv")):
-        (tmp_path / file).write_bytes(b"compile only stats this file")
-        monkeypatch.setenv(var, str(tmp_path / file))
+    (tmp_path / "RN50.pt").write_bytes(b"compile only stats this file")
+    monkeypatch.setenv("CLIP_RN50", str(tmp_path / "RN50.pt"))
+    for var in ("XSPEC_TOY_CKPT", "XSPEC_TOY_LABELS"):  # no twin needs one any more
+        monkeypatch.delenv(var, raising=False)
     paper, toy = open_study(SPECS / f"{name}.toml"), open_study(TOY / f"{name}.toml")
-    assert {n.kind for n in toy.plan.nodes.values()} == {n.kind for n in paper.plan.nodes.values()}
+    # The toy labels its deep-clustering pool with a pseudo_labels node where the paper reads
+    # SigLIP's labels from a file.
+    assert {n.kind for n in toy.plan.own()} - {"pseudo_labels"} == {
+        n.kind for n in paper.plan.own()}
     # The paper's ResNet-50 experiments train the tiny ModifiedResNet, its ViT experiment a ViT.
     resnet = {n.config["model"]["arch"].startswith("RN50") for n in paper.plan.of_kind("pretrain")}
     assert {n.config["model"]["arch"] == "xspec-rn-tiny"
-            for n in toy.plan.of_kind("pretrain")} == resnet
+            for n in toy.plan.own() if n.kind == "pretrain"} == resnet
     assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
 
 
@@ -112,7 +96,10 @@ def test_twin_runs_end_to_end(name, workspace):
         assert all(math.isfinite(v) for v in values), node.name
     # Top-1 and ASR for every cleaning epoch, 0 (before cleaning) included, and every
     # pre-training epoch.
-    for node in study.plan.of_kind("clean"):
-        assert epochs[node.id] == list(range(node.config["epochs"] + 1)), node.name
-    for node in study.plan.of_kind("pretrain"):
-        assert epochs[node.id] == list(range(1, node.config["epochs"] + 1)), node.name
+    for node in study.plan.own():
+        if node.kind == "clean":
+            assert epochs[node.id] == list(range(node.config["epochs"] + 1)), node.name
+        if node.kind == "pretrain":
+            assert epochs[node.id] == list(range(1, node.config["epochs"] + 1)), node.name
+    # Nodes of the studies it takes inputs from ran here first (and are reported by those).
+    assert all(workspace.state(study.plan.nodes[i]) == "done" for i in study.plan.external)

@@ -87,7 +87,10 @@ class _Unknown(Exception):
 
 
 def _arch(node) -> str | None:
-    return node.lineage.get("pretrain.model.arch") or node.lineage.get("model.arch")
+    """The architecture a node trains or runs (pseudo_labels: its input's)."""
+    if "pretrain.model.arch" in node.lineage:
+        return node.lineage["pretrain.model.arch"]
+    return next((v for k, v in node.lineage.items() if k.endswith(".arch")), None)
 
 
 def _rate(node, where: str) -> dict:
@@ -103,6 +106,8 @@ def _seconds(node, where: str) -> float:
     if node.kind in ("poison", "select"):
         return 0.0  # a manifest of indices; a pick among recorded metrics
     rate = _rate(node, where)
+    if node.kind == "pseudo_labels":  # one pass over the cleaning set's images
+        return config["data"]["size"] / rate["eval_per_s"]
     evals = _eval_images(config["eval"])
     if node.kind == "shrink_perturb":
         return evals * len(config["shrink"]) * len(config["perturb"]) / rate["eval_per_s"]

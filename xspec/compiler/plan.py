@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xspec.compiler.hashing import canonical_json, node_id
+from xspec.compiler.inputs import resolve
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
 from xspec.spec.archs import is_config_file
 from xspec.spec.load import LoadedSpec
-from xspec.spec.schema import SELECT_POLICY, Spec
+from xspec.spec.schema import SELECT_POLICY, Spec, StudyOutput
 
-KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")
+KINDS = ("poison", "pretrain", "select", "shrink_perturb", "pseudo_labels", "clean")
 TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epochs", "lr",
                    "weight_decay", "warmup_steps")
 CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster", "optimizer")
@@ -58,9 +59,17 @@ class Plan:
     varying: dict[str, list[str]] = field(default_factory=dict)
     facts: dict[str, list[Fact]] = field(default_factory=dict)  # per kind: what tells apart
     notes: list[str] = field(default_factory=list)
+    # Nodes of other studies this one takes inputs from: id -> (their study, hops away).
+    external: dict[str, tuple[str, int]] = field(default_factory=dict)
+    parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one
 
     def ordered(self) -> list[Node]:
-        return sorted(self.nodes.values(), key=lambda n: KINDS.index(n.kind))
+        """Dependency order: the farthest upstream study first, then kind by kind."""
+        return sorted(self.nodes.values(), key=lambda n: (
+            -self.external.get(n.id, ("", 0))[1], KINDS.index(n.kind)))
+
+    def own(self) -> list[Node]:
+        return [n for n in self.ordered() if n.id not in self.external]
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.ordered() if n.kind == kind]
@@ -75,15 +84,27 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...]) -> Node:
-    nid = node_id(kind, config, tuple(d.id for d in deps))
+def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...],
+         inputs: dict[str, tuple[Node, str]] | None = None) -> Node:
+    """`inputs` ({config key: (node, what it is)}) are dependencies from other studies: in the
+    id and the run order; the lineage says what they are ("study:node") instead of merging
+    theirs."""
+    inputs = inputs or {}
+    everything = deps + tuple(node for node, _ in inputs.values())
+    nid = node_id(kind, config, tuple(d.id for d in everything))
+    plan.external.pop(nid, None)  # this study makes the node too: it is its own
     if nid not in plan.nodes:
         lineage: dict = {}
         for dep in reversed(deps):  # the first dependency is the node's own chain: it wins
             lineage.update(dep.lineage)
         _flatten(kind, config, lineage)
-        plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in deps), lineage,
-                               dep_runs=tuple(d.run_name for d in deps))
+        for key, (node, label) in inputs.items():
+            lineage.pop(f"{key}.input", None)
+            lineage[key] = label
+            if kind == "pseudo_labels":  # what it runs (a pretrain node has its own arch)
+                lineage[f"{key}.arch"] = node.lineage["pretrain.model.arch"]
+        plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in everything), lineage,
+                               dep_runs=tuple(d.run_name for d in everything))
     return plan.nodes[nid]
 
 
@@ -140,9 +161,19 @@ def _options(section) -> dict:
     return chosen
 
 
+def _init_input(plan: Plan, spec: Spec) -> dict:
+    """model.init naming another study's checkpoint: {lineage key: (its node, "study:node")}."""
+    if not isinstance(spec.model.init, StudyOutput):
+        return {}
+    source, study = resolve(plan, spec.model.init, "model.init")
+    return {"pretrain.model.init": (source, f"{study}:{source.name}")}
+
+
 def _pretrain_config(plan: Plan, spec: Spec) -> dict:
     model = spec.model.model_dump(mode="json")
-    if spec.model.init != "scratch":
+    if isinstance(spec.model.init, StudyOutput):
+        model["init"] = {"input": _init_input(plan, spec)["pretrain.model.init"][0].kind}
+    elif spec.model.init != "scratch":
         model["init"] = _fingerprint(plan, spec.model.init, "model.init")
     if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
         model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
@@ -160,7 +191,8 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     config = _pretrain_config(plan, spec)
     if canonical_json(config) in keep_optimizer:
         config["save_optimizer"] = True
-    return Chain(spec, poison, _add(plan, "pretrain", config, (poison,)))
+    return Chain(spec, poison, _add(plan, "pretrain", config, (poison,),
+                                     _init_input(plan, spec)))
 
 
 def _keep_optimizer(plan: Plan, specs: list[Spec]) -> set[str]:
@@ -217,15 +249,31 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
             config[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
     if clean.poisons:
         config["poison_source"] = clean.poison_source
-    if clean.deep_cluster and clean.deep_cluster.labels != "kmeans":
-        config["deep_cluster"]["labels"] = _fingerprint(plan, clean.deep_cluster.labels,
-                                                        "clean.deep_cluster.labels")
-    return _add(plan, "clean", config, (start, chain.poison))
+    labels, inputs = clean.deep_cluster.labels if clean.deep_cluster else "kmeans", {}
+    if isinstance(labels, StudyOutput):
+        labeller = _pseudo_labels(plan, spec, chain, data, labels)
+        config["deep_cluster"]["labels"] = {"input": "pseudo_labels"}
+        inputs["clean.deep_cluster.labels"] = (labeller, labeller.lineage["pseudo_labels.model"])
+    elif labels != "kmeans":
+        config["deep_cluster"]["labels"] = _fingerprint(plan, labels, "clean.deep_cluster.labels")
+    return _add(plan, "clean", config, (start, chain.poison), inputs)
+
+
+def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Node:
+    """Labels for the cleaning pool from a stronger model of another study: its zero-shot
+    predictions over the evaluation classes."""
+    source, study = resolve(plan, ref, "clean.deep_cluster.labels")
+    config = {"data": data, "classes": _eval_config(spec)["source"],
+              "templates": spec.data.templates, "seed": spec.study.seed,
+              "input": source.kind}
+    return _add(plan, "pseudo_labels", config, (chain.poison,),
+                {"pseudo_labels.model": (source, f"{study}:{source.name}")})
 
 
 def _name_nodes(plan: Plan) -> None:
+    """Names for this study's nodes; those of other studies keep the names they have there."""
     for kind in KINDS:
-        nodes = plan.of_kind(kind)
+        nodes = [n for n in plan.own() if n.kind == kind]
         keys = sorted({k for n in nodes for k in n.lineage})
         plan.varying[kind] = [k for k in keys if len({repr(n.lineage.get(k)) for n in nodes}) > 1]
         plan.facts[kind] = facts(kind, nodes)
@@ -234,8 +282,8 @@ def _name_nodes(plan: Plan) -> None:
                 node, name=node_name(kind, node, plan.facts[kind]))
 
 
-def compile_spec(loaded: LoadedSpec) -> Plan:
-    plan = Plan(study=loaded.study, spec_path=str(loaded.path))
+def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
+    plan = Plan(study=loaded.study, spec_path=str(loaded.path), parents=parents)
     if len({spec.study.name for spec, _ in loaded.variants}) > 1:
         raise CompileError("study.name cannot be a sweep axis")
     keep_optimizer = _keep_optimizer(plan, [spec for spec, _ in loaded.variants])

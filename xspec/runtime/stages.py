@@ -60,8 +60,24 @@ def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:
     return manifest
 
 
+def checkpoint_of(run: RunDir) -> tuple[str, str]:
+    """(arch, checkpoint path) a node hands on: its selected.json, else its last epoch."""
+    selected = run.path / "selected.json"
+    if selected.exists():
+        chosen = json.loads(selected.read_text())
+        return chosen["arch"], chosen["checkpoint"]
+    node, latest = run.read_node(), run.latest_checkpoint()
+    if latest is None:
+        raise DataError(f"{run.path}: no checkpoint to hand on")
+    arch = node["config"].get("model", {}).get("arch") or node["lineage"]["pretrain.model.arch"]
+    return arch, str(latest[1])
+
+
 def _model(arch: str, init, ctx: Context):
-    """(model, tokenizer, image normaliser, image size) for an architecture and its weights."""
+    """(model, tokenizer, image normaliser, image size) for an architecture and its weights;
+    `init` = {"input": kind} is the checkpoint of that dependency (another study's node)."""
+    if isinstance(init, dict) and "input" in init:
+        init = {"path": checkpoint_of(ctx.dep(init["input"]))[1]}
     model = models.create(arch, init, ctx.device, ctx.log)
     mean, std, size = models.image_stats(model)
     return model, models.tokenizer(arch), Normalizer.of(mean, std), size
@@ -171,7 +187,11 @@ def clean_ablations(ctx: Context):
         if cfg.get("l2_weight"):
             terms.append(l2_to_start(model, cfg["l2_weight"]))
         if cfg.get("deep_cluster"):
-            cluster = DeepCluster(cfg["deep_cluster"], model, data, optimizer, ctx.device,
+            options = dict(cfg["deep_cluster"])
+            if isinstance(options["labels"], dict) and "input" in options["labels"]:
+                labels = ctx.dep(options["labels"]["input"]).path / "labels.csv"
+                options["labels"] = {"path": str(labels)}
+            cluster = DeepCluster(options, model, data, optimizer, ctx.device,
                                   cfg["seed"], ctx.log)
             terms.append(cluster.term)
             hook = cluster.on_epoch_start
@@ -312,3 +332,6 @@ def shrink_perturb(ctx: Context) -> None:
         "under_threshold": bool(eligible)})
     ctx.log(f"chose shrink {best['shrink']} perturb {best['perturb']}"
             + ("" if eligible else " (no candidate reached the ASR threshold)"))
+
+
+from xspec.runtime import pseudo_labels  # noqa: E402,F401  (registers its stage)

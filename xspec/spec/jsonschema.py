@@ -16,7 +16,7 @@ import typing
 from pydantic import BaseModel
 
 from xspec.spec.schema import SELECT_POLICY, Spec
-from xspec.spec.sweep import _is_scalar, is_model, unwrap
+from xspec.spec.sweep import is_model, sweepable, unwrap
 
 DEFS = "#/$defs/"
 ENV_STRING = {
@@ -87,8 +87,8 @@ def _widen_model(schema: dict, model: type[BaseModel]) -> None:
         if "description" not in prop and description:
             prop["description"] = description
         leaf = _env(prop)
-        sweepable = _is_scalar(unwrap(field.annotation)) and not (tagged and name in TAGS)
-        schema["properties"][key] = _sweep(leaf, prop) if sweepable else leaf
+        axis = sweepable(unwrap(field.annotation)) and not (tagged and name in TAGS)
+        schema["properties"][key] = _sweep(leaf, prop) if axis else leaf
 
 
 def _inherited_description(model: type[BaseModel], name: str) -> str | None:

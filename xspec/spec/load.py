@@ -20,7 +20,7 @@ from xspec.spec.sweep import Axis, branch, expand, unwrap
 MAX_PROBLEMS = 10
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Keys holding a file path, with the keyword that means "no file" (resolved against the spec).
-PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans"}
+PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans", "study": None}
 
 
 @dataclass(frozen=True)
@@ -107,8 +107,9 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
         raise SpecError(f"{_dotted(keys)}: environment variable {name} is not set")
 
     value = ENV_VAR.sub(substitute, value)
-    is_path = keys and (keys[-1] in PATH_KEYS and value != PATH_KEYS[keys[-1]]
-                        or keys[-1] == "arch" and value.endswith(".json"))
+    key = next((k for k in reversed(keys) if isinstance(k, str)), None)  # a sweep's list items
+    is_path = (key in PATH_KEYS and value != PATH_KEYS[key]
+               or key == "arch" and value.endswith(".json"))
     if is_path and not os.path.isabs(value):
         value = str(base / value)
     return value
@@ -218,5 +219,6 @@ def _check_files(path: Path, specs) -> None:
         if cluster is not None and cluster.labels != "kmeans":
             files["clean.deep_cluster.labels"] = cluster.labels
         for key, value in files.items():
+            value = getattr(value, "study", value)  # another study's output: its spec file
             if value is not None and os.path.isdir(value):
                 raise SpecError(f"{path}: {key}: {value} is a directory; expected a file")

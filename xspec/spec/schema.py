@@ -213,11 +213,23 @@ Attack = Annotated[Union[BadNet, LabelConsistent, Blended, WaNet, Sig, NoAttack]
                    Field(discriminator="kind")]
 
 
+class StudyOutput(XspecModel):
+    """An output of another study, e.g. `{ study = "clip.toml", node = "select" }`: that study's
+    node and what it needs are part of this plan and run first, in the same workspace."""
+
+    study: Annotated[str, Field(min_length=1)]
+    """The other study's spec file, relative to this spec."""
+    node: Annotated[str, Field(min_length=1)] = "select"
+    """A node kind of that study that has one node (select, pretrain, ...), or a node's name as
+    `xspec plan --all` shows it (select@objective=mmcl)."""
+
+
 class Model(XspecModel):
     arch: Annotated[str, Field(min_length=1)]
     """An open_clip model config name (RN50, ViT-B-32, ...) or one xspec ships (xspec-vit-tiny)."""
-    init: str = "scratch"
-    """"scratch", or a checkpoint file to start pre-training from (relative to the spec)."""
+    init: str | StudyOutput = "scratch"
+    """"scratch", a checkpoint file to start pre-training from (relative to the spec), or
+    another study's checkpoint: { study = "other.toml", node = "select" }."""
 
     @field_validator("arch")
     @classmethod
@@ -280,7 +292,10 @@ class DeepCluster(XspecModel):
 
     k: PositiveInt = 1000
     weight: PositiveFloat = 1.0
-    labels: str = "kmeans"
+    labels: str | StudyOutput = "kmeans"
+    """"kmeans"; a CSV of index,label for the cleaning pool; or a stronger model from another
+    study ({ study = "other.toml", node = "select" }), whose zero-shot predictions over the
+    evaluation classes a pseudo_labels node writes."""
     iterations: PositiveInt = 20
     assign: Literal["epoch", "online"] = "epoch"
     """k-means labels: each image's cluster from the epoch-start embedding (Caron et al.), or,

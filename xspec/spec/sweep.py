@@ -61,11 +61,13 @@ def branch(members: list, value: dict) -> type[BaseModel] | None:
     return None
 
 
-def _is_scalar(members: list) -> bool:
+def sweepable(members: list) -> bool:
+    """A field takes a sweep when it holds one scalar, or a scalar or a table (model.init:
+    a path or another study's output); never when a list is one of its values."""
     containers = (list, tuple, dict, set)
-    return not any(
-        is_model(m) or m in containers or typing.get_origin(m) in containers for m in members
-    )
+    if any(m in containers or typing.get_origin(m) in containers for m in members):
+        return False
+    return any(not is_model(m) and m is not type(None) for m in members)
 
 
 def find_axes(raw: dict, model: type[BaseModel], prefix: tuple[str, ...] = ()) -> list[Axis]:
@@ -79,9 +81,9 @@ def find_axes(raw: dict, model: type[BaseModel], prefix: tuple[str, ...] = ()) -
             sub = branch(members, value)
             if sub is not None:
                 axes += find_axes(value, sub, path)
-        elif _is_scalar(members) and isinstance(value, list):
+        elif sweepable(members) and isinstance(value, list):
             axes.append(_axis(path, value))
-        elif _is_scalar(members) and isinstance(value, dict):
+        elif sweepable(members) and isinstance(value, dict):
             axes.append(_zip_axis(path, value))
     return axes
 

@@ -68,8 +68,9 @@ def connect(path: Path, read_only: bool = False,
 
 
 def ingest(workspace: Workspace, plan) -> int:
-    """Load the status and metrics of every node of `plan` into the database; returns row count."""
-    runs = [(node, workspace.run_dir(node)) for node in plan.ordered()]
+    """Load the status and metrics of every node of `plan` into the database; returns row count.
+    Nodes of other studies that `plan` takes inputs from belong to those studies' reports."""
+    runs = [(node, workspace.run_dir(node)) for node in plan.own()]
     metric_files = [str(run.metrics_file) for _, run in runs if run.metrics_file.exists()]
     with connect(workspace.db_path) as con:
         con.execute("BEGIN TRANSACTION")

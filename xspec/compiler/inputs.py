@@ -1,0 +1,73 @@
+"""Inputs from other studies: `{ study = "other.toml", node = "select" }` in a spec.
+
+The other study is compiled on its own (its spec path is resolved against the naming spec by the
+loader), the named node is picked, and that node with everything it depends on joins this plan.
+Ids are content hashes, so a node both studies need is one node, run once in the workspace;
+`xspec run` and `xspec submit` run what is missing upstream first. Upstream nodes are marked
+`external` (with their study's name): they run with this plan but are reported by their own.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from xspec.errors import CompileError, XspecError
+
+# What each kind of node hands on: a checkpoint (selected.json or its last epoch's weights).
+CHECKPOINT_KINDS = ("pretrain", "select", "shrink_perturb", "clean")
+
+
+def resolve(plan, ref, key: str, kinds: tuple[str, ...] = CHECKPOINT_KINDS):
+    """The node `ref` names; it and its ancestors are added to `plan` as external nodes."""
+    from xspec.compiler.plan import compile_spec
+    from xspec.spec.load import load_spec
+
+    path = str(Path(ref.study).resolve())
+    chain = (*plan.parents, str(Path(plan.spec_path).resolve()))
+    if path in chain:
+        cycle = " -> ".join(Path(p).name for p in (*chain[chain.index(path):], path))
+        raise CompileError(f"{key}: studies name each other's outputs in a cycle: {cycle}")
+    try:
+        upstream = compile_spec(load_spec(path), parents=chain)
+    except XspecError as exc:
+        raise CompileError(f"{key}: in the study it names ({ref.study}): {exc}") from None
+    node = _pick(upstream, ref, key)
+    if node.kind not in kinds:
+        raise CompileError(f"{key}: {node.name} of study {upstream.study!r} is a {node.kind} "
+                           f"node; need one of: {', '.join(kinds)}")
+    for ancestor in ancestors(upstream, node):
+        if ancestor.id not in plan.nodes:
+            plan.nodes[ancestor.id] = ancestor
+            study, hops = upstream.external.get(ancestor.id, (upstream.study, 0))
+            plan.external[ancestor.id] = (study, hops + 1)
+    for note in upstream.notes:
+        if f"{upstream.study}: {note}" not in plan.notes:
+            plan.notes.append(f"{upstream.study}: {note}")
+    return node, upstream.study
+
+
+def _pick(upstream, ref, key: str):
+    if "@" in ref.node or ref.node not in {n.kind for n in upstream.nodes.values()}:
+        named = [n for n in upstream.nodes.values() if n.name == ref.node]
+        if len(named) == 1:
+            return named[0]
+        names = ", ".join(n.name for n in upstream.ordered())
+        raise CompileError(f"{key}: study {upstream.study!r} has no node {ref.node!r}; "
+                           f"its nodes: {names}")
+    own = [n for n in upstream.of_kind(ref.node) if n.id not in upstream.external]
+    if len(own) != 1:
+        names = ", ".join(n.name for n in own)
+        raise CompileError(f"{key}: study {upstream.study!r} has {len(own)} {ref.node} nodes; "
+                           f"name one: {names}")
+    return own[0]
+
+
+def ancestors(plan, node) -> list:
+    """`node` and every node it depends on, directly or not."""
+    seen, todo = {}, [node]
+    while todo:
+        current = todo.pop()
+        if current.id not in seen:
+            seen[current.id] = current
+            todo += [plan.nodes[d] for d in current.deps]
+    return list(seen.values())
