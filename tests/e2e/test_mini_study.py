@@ -138,3 +138,43 @@ def test_golden_training_losses(finished):
         losses = [r["value"] for r in sorted(rows, key=lambda r: r["epoch"])
                   if (r["split"], r["metric"]) == ("train", "loss")]
         assert losses == pytest.approx(GOLDEN_LOSSES[node.config["objective"]], rel=1e-4)
+
+
+def test_cleaning_another_studys_model_runs_only_the_cleaning(finished, tmp_path):
+    """clean.start names mini's MMCL model: its nodes are done in the workspace, so only the
+    new cleaning runs train, starting from that select node's checkpoint."""
+    _, workspace, _, _ = finished
+    spec = tmp_path / "reclean.toml"
+    spec.write_text(f"""
+[study]
+name = "mini-recleaned"
+[data]
+train = {{ format = "fashion_mnist", size = 256 }}
+clean = {{ size = 64 }}
+eval = {{ format = "fashion_mnist", split = "test", size = 64 }}
+[attack]
+kind = "badnet"
+target = "bag"
+poisons = 16
+trigger = {{ size = 4, pattern = "gaussian_fixed" }}
+[clean]
+start = {{ study = "{MINI}", node = "select@objective=mmcl" }}
+objective = "mmcl"
+lr = [1e-4, 3e-4]
+epochs = 1
+batch_size = 32
+warmup_steps = 1
+""")
+    study = open_study(spec)
+    upstream = open_study(MINI).plan
+    (select,) = [n for n in upstream.of_kind("select") if n.name == "select@objective=mmcl"]
+    cleans = study.plan.own()
+    assert [n.kind for n in cleans] == ["clean", "clean"]
+    assert all(select.id in n.deps for n in cleans)
+    outcome = run_study(study, workspace, "debug")
+    assert sorted(outcome.ran) == sorted(n.id for n in cleans) and not outcome.failed
+    report_study(study, workspace)
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    kinds = con.execute("SELECT kind, count(*) FROM nodes WHERE study = 'mini-recleaned' "
+                        "GROUP BY kind").fetchall()
+    assert kinds == [("clean", 2)]  # mini's nodes stay in mini's report

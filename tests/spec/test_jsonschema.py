@@ -58,6 +58,9 @@ ACCEPTED = {
     "a sweep of a nested scalar": ("poisons = 16", "poisons = 16\ntrigger = { size = [2, 4] }"),
     "another study's output": ('arch = "xspec-vit-micro"', 'arch = "xspec-vit-micro"\n'
                                'init = { study = "other.toml", node = "select" }'),
+    "cleaning another study's model": (
+        '[model]\narch = "xspec-vit-micro"\n\n[pretrain]\nobjective = "mmcl"\nepochs = 2\n',
+        "", ("[clean]", '[clean]\nstart = { study = "other.toml", node = "select" }')),
     "a sweep over a file and another study's output": (
         "[clean]", '[clean]\ndeep_cluster = { labels = ["kmeans", { study = "other.toml" }] }'),
     "variants overriding parts of tables": (
@@ -78,14 +81,18 @@ REJECTED = {
     "an unknown policy": ('objective = "mmcl"', 'objective = "mmcl"\nselect = "best"'),
     "an unknown key in a variant": ("[clean]", "[[variants]]\nclean.lrr = 1e-5\n\n[clean]"),
     "a missing table": ("[model]\narch", "[modell]\narch"),
+    "a pre-training table beside another study's model": (
+        "[clean]", '[clean]\nstart = { study = "other.toml" }'),
     "an unknown key in another study's output": (
         'arch = "xspec-vit-micro"', 'arch = "xspec-vit-micro"\ninit = { study = "o.toml", n = 1 }'),
 }
 
 
-def _both(write_spec, base_spec, validator, old, new):
-    assert old in base_spec
-    text = base_spec.replace(old, new, 1)
+def _both(write_spec, base_spec, validator, old, new, *more):
+    text = base_spec
+    for old, new in ((old, new), *more):
+        assert old in text
+        text = text.replace(old, new, 1)
     try:
         load_spec(write_spec(text))
         loader_ok = True

@@ -71,3 +71,28 @@ def ancestors(plan, node) -> list:
             seen[current.id] = current
             todo += [plan.nodes[d] for d in current.deps]
     return list(seen.values())
+
+
+def started_upstream(plan, spec):
+    """(start, poison, pretrain) for clean.start: the other study's node cleaning starts from,
+    and the poison and pre-training nodes behind it, after checking that this spec's attack and
+    training set are that study's (cleaning evaluates ASR with them and draws from that pool)."""
+    start, study = resolve(plan, spec.clean.start, "clean.start",
+                           ("select", "shrink_perturb", "pretrain", "clean"))
+    node = start
+    while node.kind != "pretrain":  # clean -> its start, shrink_perturb -> select -> pretrain
+        node = plan.nodes[node.deps[0]]
+    poison = plan.nodes[node.deps[0]]
+    attack = {k: v for k, v in poison.config.items() if k not in ("train", "seed")}
+    if attack != spec.attack.model_dump(mode="json"):
+        raise CompileError(f"clean.start: {start.name} of study {study!r} was poisoned with "
+                           f"{attack}; [attack] here must be the same, since ASR is measured "
+                           "with it")
+    if spec.data.train.model_dump(mode="json") != poison.config["train"]:
+        raise CompileError(f"clean.start: study {study!r} trained on {poison.config['train']}; "
+                           "data.train here must be the same (the cleaning pool and its "
+                           "poison manifest are that set's)")
+    if spec.clean.optimizer == "pretrain":
+        raise CompileError("clean.optimizer = 'pretrain' needs this study's own pre-training "
+                           "(its optimizer state); not with clean.start")
+    return start, poison, node

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from xspec.compiler.hashing import canonical_json, node_id
-from xspec.compiler.inputs import resolve
+from xspec.compiler.inputs import resolve, started_upstream
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
 from xspec.spec.archs import is_config_file
@@ -140,9 +140,12 @@ class Chain:
     spec: Spec
     poison: Node
     pretrain: Node
+    start: Node | None = None  # clean.start: another study's node that cleaning starts from
 
     @functools.cached_property
     def matches(self) -> str | None:
+        if self.start is not None:
+            return None
         match = SELECT_POLICY.match(self.spec.pretrain.select)
         return match.group("reference") if match else None
 
@@ -195,6 +198,11 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
                                      _init_input(plan, spec)))
 
 
+def _started_chain(plan: Plan, spec: Spec) -> Chain:
+    start, poison, pretrain = started_upstream(plan, spec)
+    return Chain(spec, poison, pretrain, start)
+
+
 def _keep_optimizer(plan: Plan, specs: list[Spec]) -> set[str]:
     return {canonical_json(_pretrain_config(plan, spec)) for spec in specs
             if spec.clean is not None and spec.clean.optimizer == "pretrain"}
@@ -204,7 +212,7 @@ def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> N
     """The select node of the run whose accuracy `match_accuracy(<objective>)` matches."""
     mine = chain.pretrain.config
     same = ("model", "train", "eval", "attack", "seed")
-    found = {c.pretrain.id: c for c in chains if c.matches is None
+    found = {c.pretrain.id: c for c in chains if c.matches is None and c.start is None
              and c.pretrain.deps == chain.pretrain.deps
              and c.pretrain.config["objective"] == chain.matches
              and all(c.pretrain.config[k] == mine[k] for k in same)}
@@ -286,14 +294,17 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
     plan = Plan(study=loaded.study, spec_path=str(loaded.path), parents=parents)
     if len({spec.study.name for spec, _ in loaded.variants}) > 1:
         raise CompileError("study.name cannot be a sweep axis")
-    keep_optimizer = _keep_optimizer(plan, [spec for spec, _ in loaded.variants])
-    chains = [_chain(plan, spec, keep_optimizer) for spec, _ in loaded.variants]
+    specs = [spec for spec, _ in loaded.variants]
+    keep_optimizer = _keep_optimizer(plan, [s for s in specs if s.pretrain is not None])
+    chains = [_chain(plan, spec, keep_optimizer) if spec.pretrain is not None
+              else _started_chain(plan, spec) for spec in specs]
     selects: dict[str, Node] = {}
     for chain in sorted(chains, key=lambda c: c.matches is not None):
-        selects[chain.pretrain.id] = _select(plan, chain, chains, selects)
+        if chain.start is None:
+            selects[chain.pretrain.id] = _select(plan, chain, chains, selects)
     for chain in chains:
         if chain.spec.clean is not None:
-            start = _start(plan, chain.spec, selects[chain.pretrain.id])
+            start = _start(plan, chain.spec, chain.start or selects[chain.pretrain.id])
             _clean(plan, chain, start)
     _name_nodes(plan)
     for axis in loaded.axes:

@@ -110,7 +110,8 @@ def check_study(spec) -> list[Finding]:
 
     import open_clip
 
-    context = open_clip.get_model_config(resolve(spec.model.arch)) or {}
+    arch = spec.model.arch if spec.model else "RN50"  # clean.start: the text tower's CLIP default
+    context = open_clip.get_model_config(resolve(arch)) or {}
     context_length = context.get("text_cfg", {}).get("context_length", 77)
     target = getattr(spec.attack, "target", None)
     findings = [check_pairs("train", spec.data.train.model_dump(mode="json"), context_length,

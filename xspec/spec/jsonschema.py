@@ -34,6 +34,7 @@ def spec_schema() -> dict:
     defs["Spec"] = schema
     for model in _models(Spec):
         _widen_model(defs[model.__name__], model)
+    _started_elsewhere(schema)
     for name in list(defs):
         defs[f"{name}Override"] = _partial(defs[name])
     top = copy.deepcopy(defs["SpecOverride"])
@@ -54,6 +55,15 @@ def spec_schema() -> dict:
         "else": {"$ref": f"{DEFS}Spec"},
         "$defs": defs,
     }
+
+
+def _started_elsewhere(spec: dict) -> None:
+    """[model] and [pretrain] are required, except where clean.start names another study's
+    model: then they must be left out (Spec._started_elsewhere)."""
+    spec["required"] = [k for k in spec["required"] if k not in ("model", "pretrain")]
+    spec["if"] = {"required": ["clean"], "properties": {"clean": {"required": ["start"]}}}
+    spec["then"] = {"not": {"anyOf": [{"required": ["model"]}, {"required": ["pretrain"]}]}}
+    spec["else"] = {"required": ["model", "pretrain"]}
 
 
 def _models(root: type[BaseModel]) -> list[type[BaseModel]]:
@@ -160,7 +170,8 @@ def _partial(schema: dict) -> dict:
         if isinstance(node, dict):
             model = node.get("type") == "object" and "title" in node  # not a zip table
             out = {k: walk(v) for k, v in node.items()
-                   if k != "default" and not (model and k == "required")}
+                   if k not in ("default", "if", "then", "else")
+                   and not (model and k == "required")}
             if isinstance(out.get("$ref"), str) and out["$ref"].startswith(DEFS):
                 out["$ref"] = f"{out['$ref']}Override"
             return out

@@ -210,7 +210,8 @@ def _check_targets(path: Path, specs) -> None:
 def _check_files(path: Path, specs) -> None:
     """Files that must be files: a directory there can only fail later, in a job."""
     for spec, _ in specs:
-        files = {"model.init": spec.model.init if spec.model.init != "scratch" else None,
+        init = spec.model.init if spec.model else "scratch"
+        files = {"model.init": init if init != "scratch" else None,
                  "data.train.path": spec.data.train.path if spec.data.train.format == "csv"
                  else None,
                  "data.eval.path": spec.data.eval.path if spec.data.eval.format == "labels_csv"

@@ -338,6 +338,10 @@ class Clean(Training):
     """lambda in lambda * ||theta - theta_0||^2 toward the starting weights (Zhu et al.)."""
     deep_cluster: DeepCluster | None = None
     shrink_perturb: ShrinkPerturb | None = None
+    start: StudyOutput | None = None
+    """Clean a model another study trained ({ study = "other.toml", node = "select@..." }: a
+    select, shrink_perturb, pretrain or clean node) instead of pre-training one here; [model]
+    and [pretrain] are then left out, and [attack] and data.train must be that study's."""
 
 
 class Evaluate(XspecModel):
@@ -408,17 +412,30 @@ class Spec(XspecModel):
     study: Study
     data: Data
     attack: Attack
-    model: Model
-    pretrain: Pretrain
+    model: Model | None  # None only where clean.start names another study's model
+    pretrain: Pretrain | None
     clean: Clean | None = None
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
     run: Run = Run()
     cluster: Cluster = Cluster()
 
+    @model_validator(mode="before")
+    @classmethod
+    def _started_elsewhere(cls, data):
+        """With clean.start, no [model] or [pretrain]: the model comes from another study."""
+        clean = data.get("clean") if isinstance(data, dict) else None
+        if isinstance(clean, dict) and clean.get("start") is not None:
+            for table in ("model", "pretrain"):
+                if table in data:
+                    raise ValueError(f"{table}: not used where clean.start names another "
+                                     "study's model; leave it out")
+                data = {**data, table: None}
+        return data
+
     @model_validator(mode="after")
     def _metrics_cover_selection(self):
-        policy = self.pretrain.select.split("(")[0]
+        policy = self.pretrain.select.split("(")[0] if self.pretrain else None
         needs = []
         if policy in ("best_accuracy", "match_accuracy"):
             needs.append(("top1", f"pretrain.select = '{self.pretrain.select}'"))
@@ -443,7 +460,7 @@ class Spec(XspecModel):
             raise ValueError(f"attack.poisons = {self.attack.poisons} exceeds the "
                              f"{known} training pairs (data.train)")
         trigger = getattr(self.attack, "trigger", None)
-        side = image_size(self.model.arch)
+        side = image_size(self.model.arch) if self.model else None
         if trigger is not None and side is not None and trigger.size > side:
             raise ValueError(f"attack.trigger.size = {trigger.size} exceeds the "
                              f"{side}x{side} images of model.arch '{self.model.arch}'")
@@ -451,7 +468,7 @@ class Spec(XspecModel):
 
     @model_validator(mode="after")
     def _epoch_policy_in_range(self):
-        match = SELECT_POLICY.match(self.pretrain.select)
+        match = SELECT_POLICY.match(self.pretrain.select) if self.pretrain else None
         if match and match.group("epoch") and int(match.group("epoch")) > self.pretrain.epochs:
             raise ValueError(
                 f"pretrain.select = '{self.pretrain.select}' is past pretrain.epochs = "
