@@ -110,6 +110,10 @@ class ProgressReporter:
         if node.id in self.tasks and "epoch" in progress:
             self.progress.update(self.tasks[node.id], completed=progress["epoch"])
 
+    def waiting(self, node, holder):
+        self.console.print(styled("waiting", "yellow", f"{node.name}: being run by {holder}; "
+                                  "its result will be used"))
+
     def finished(self, node, state, reason):
         task = self.tasks.get(node.id)
         if task is not None:
@@ -123,6 +127,7 @@ def run_with_progress(console: Console, spec: Path, workspace, executor: str):
     from xspec.study import open_study, report_study, run_study
 
     study = open_study(spec)
+    print_notes(console, study.plan)
     started = time.monotonic()
     columns = (TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())

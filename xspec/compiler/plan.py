@@ -30,6 +30,7 @@ CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster", "optimizer")
 # Fidelity options (docs/FIDELITY.md): in a config only when not the default, so that adding one
 # kept existing ids.
 OPTION_FIELDS = ("schedule", "text_augment")
+LARGE_PLAN = int(os.environ.get("XSPEC_LARGE_PLAN", 10_000))  # nodes; above it a warning
 
 
 @dataclass(frozen=True)
@@ -290,6 +291,17 @@ def _name_nodes(plan: Plan) -> None:
                 node, name=node_name(kind, node, plan.facts[kind]))
 
 
+def _warn_if_large(plan: Plan, loaded: LoadedSpec) -> None:
+    """A note naming the axes that multiply into a plan of more than LARGE_PLAN nodes."""
+    if len(plan.nodes) <= LARGE_PLAN:
+        return
+    leaders = sorted((a for a in loaded.axes if a.leader is None), key=lambda a: -len(a.values))
+    axes = " × ".join(f"{a.name} ({len(a.values)} values)" for a in leaders) or "[[variants]]"
+    plan.notes.insert(0, f"large plan: {len(plan.nodes):,} nodes (more than {LARGE_PLAN:,}) "
+                         f"from {len(loaded.variants):,} variants: {axes}; each node is a run "
+                         "folder with checkpoints: narrow an axis or split the study")
+
+
 def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
     plan = Plan(study=loaded.study, spec_path=str(loaded.path), parents=parents)
     if len({spec.study.name for spec, _ in loaded.variants}) > 1:
@@ -307,6 +319,7 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
             start = _start(plan, chain.spec, chain.start or selects[chain.pretrain.id])
             _clean(plan, chain, start)
     _name_nodes(plan)
+    _warn_if_large(plan, loaded)
     for axis in loaded.axes:
         if axis.dropped:
             plan.notes.append(

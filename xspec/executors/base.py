@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from xspec.store.locks import Claim, describe, try_claim
 from xspec.store.workspace import Workspace
+
+POLL_SECONDS = 0.5
 
 
 @dataclass
@@ -24,6 +28,7 @@ class Reporter(Protocol):
     def started(self, node, total_steps: int | None) -> None: ...
     def advanced(self, node, progress: dict) -> None: ...
     def finished(self, node, state: str, reason: str | None) -> None: ...
+    # Optional: waiting(node, holder: str), when another process runs the node.
 
 
 class SilentReporter:
@@ -37,8 +42,40 @@ class SilentReporter:
         pass
 
 
+def pending(workspace: Workspace, plan) -> list:
+    """The nodes not done yet, in dependency order; writes nothing (node.json is written when
+    a node is claimed, so a 100 k-node plan starts its first node at once)."""
+    workspace.ensure_writable()
+    return [node for node in plan.ordered() if not workspace.run_dir(node).done]
+
+
+def claim(workspace: Workspace, node, reporter, told: set[str]) -> Claim | str:
+    """Claim a ready node for this process and write its node.json; 'held' while another
+    process runs it (said once through `reporter.waiting`), 'done' if it finished meanwhile."""
+    run = workspace.run_dir(node)
+    result = try_claim(run.path)
+    if isinstance(result, dict):
+        if node.id not in told:
+            told.add(node.id)
+            getattr(reporter, "waiting", lambda node, holder: None)(node, describe(result))
+        return "held"
+    if run.done:
+        result.release()
+        return "done"
+    workspace.prepare(node)
+    return result
+
+
+def claim_or_wait(workspace: Workspace, node, reporter, told: set[str]) -> Claim | None:
+    """`claim`, waiting while another process holds the node; None if that one finished it."""
+    while (result := claim(workspace, node, reporter, told)) == "held":
+        time.sleep(POLL_SECONDS)
+    return None if result == "done" else result
+
+
 def prepare(workspace: Workspace, plan) -> list:
-    """Write node.json for every node; return the nodes not done yet, in dependency order."""
+    """Write node.json for every node; return the nodes not done yet, in dependency order.
+    (For batch systems, whose jobs all read their node.json; local runs use `pending`.)"""
     workspace.ensure_writable()
     pending = []
     for node in plan.ordered():

@@ -1,9 +1,11 @@
-"""Run every pending node in this process, in order: debuggable, and what tests use."""
+"""Run every pending node in this process, in order: debuggable, and what tests use. A node
+another process has claimed is waited for (`xspec.store.locks`)."""
 
 from __future__ import annotations
 
 from xspec.errors import ExecutionError
-from xspec.executors.base import Outcome, SilentReporter, pack_jobs, prepare, ready, total_steps
+from xspec.executors.base import (Outcome, SilentReporter, claim_or_wait, pack_jobs, pending,
+                                  ready, total_steps)
 from xspec.store.workspace import Workspace, node_record
 
 
@@ -11,13 +13,12 @@ class DebugExecutor:
     name = "debug"
 
     def execute(self, plan, workspace: Workspace, settings: dict, reporter=None) -> Outcome:
-        from xspec.runtime.runner import execute_node
-
         reporter = reporter or SilentReporter()
         outcome = Outcome(skipped=[n.id for n in plan.ordered()])
-        pending = prepare(workspace, plan)
-        job_of = pack_jobs(pending, settings)
-        for node in pending:
+        todo = pending(workspace, plan)
+        job_of = pack_jobs(todo, settings)
+        told: set[str] = set()
+        for node in todo:
             if node.id in outcome.ran or node.id in outcome.failed:
                 continue  # ran in a pack with an earlier sibling
             outcome.skipped.remove(node.id)
@@ -27,20 +28,36 @@ class DebugExecutor:
             job = [n for n in job_of[node.id]
                    if n.id not in outcome.ran and ready(n, plan, workspace, outcome.doomed)
                    == "ready"]
-            if len(job) > 1:
-                self._run_pack(job, workspace, settings, reporter, outcome)
-                continue
-            reporter.started(node, total_steps(node))
+            claims = {n.id: claim_or_wait(workspace, n, reporter, told) for n in job}
+            for n in job:
+                if claims[n.id] is None and n.id not in outcome.skipped:
+                    outcome.skipped.append(n.id)  # another process finished it meanwhile
+            job = [n for n in job if claims[n.id] is not None]
             try:
-                execute_node(node_record(node), str(workspace.root), settings,
-                             progress=lambda state, n=node: reporter.advanced(n, vars(state)))
-            except ExecutionError as exc:
-                outcome.failed[node.id] = str(exc)
-                reporter.finished(node, "failed", str(exc))
-                continue
-            outcome.ran.append(node.id)
-            reporter.finished(node, "done", None)
+                if len(job) > 1:
+                    self._run_pack(job, workspace, settings, reporter, outcome)
+                elif job:
+                    self._run_one(job[0], workspace, settings, reporter, outcome)
+            finally:
+                for held in claims.values():
+                    if held is not None:
+                        held.release()
         return outcome
+
+    @staticmethod
+    def _run_one(node, workspace, settings, reporter, outcome) -> None:
+        from xspec.runtime.runner import execute_node
+
+        reporter.started(node, total_steps(node))
+        try:
+            execute_node(node_record(node), str(workspace.root), settings,
+                         progress=lambda state, n=node: reporter.advanced(n, vars(state)))
+        except ExecutionError as exc:
+            outcome.failed[node.id] = str(exc)
+            reporter.finished(node, "failed", str(exc))
+            return
+        outcome.ran.append(node.id)
+        reporter.finished(node, "done", None)
 
     @staticmethod
     def _run_pack(job, workspace, settings, reporter, outcome) -> None:

@@ -1,5 +1,7 @@
 """Run pending nodes as child processes on this machine, in dependency order, at most
-`concurrency` at a time. A child that dies (kill -9, out of memory) fails only its node."""
+`concurrency` at a time. A child that dies (kill -9, out of memory) fails only its node.
+Each node is claimed first (`xspec.store.locks`): a node another `xspec run` holds is waited
+for, never started twice."""
 
 from __future__ import annotations
 
@@ -8,11 +10,9 @@ import subprocess
 import sys
 import time
 
-from xspec.executors.base import (Outcome, SilentReporter, pack_jobs, prepare, ready,
-                                  total_steps)
+from xspec.executors.base import (POLL_SECONDS, Outcome, SilentReporter, claim, pack_jobs,
+                                  pending, ready, total_steps)
 from xspec.store.workspace import Workspace
-
-POLL_SECONDS = 0.5
 
 
 class LocalExecutor:
@@ -20,11 +20,19 @@ class LocalExecutor:
 
     def execute(self, plan, workspace: Workspace, settings: dict, reporter=None) -> Outcome:
         reporter = reporter or SilentReporter()
-        waiting = prepare(workspace, plan)
-        job_of = pack_jobs(waiting, settings)
+        waiting = pending(workspace, plan)
         outcome = Outcome(skipped=[n.id for n in plan.ordered() if n not in waiting])
-        running: dict[str, tuple] = {}  # node id -> (node, process, its stderr file)
-        limit = max(1, int(settings.get("concurrency", 1)))
+        running: dict[str, tuple] = {}  # node id -> (node, process, its stderr file, claim)
+        try:
+            self._loop(plan, workspace, settings, reporter, waiting, outcome, running)
+        finally:
+            for *_, held in running.values():
+                held.release()  # the workers go on (or die with us); their status tells
+        return outcome
+
+    def _loop(self, plan, workspace, settings, reporter, waiting, outcome, running) -> None:
+        job_of = pack_jobs(waiting, settings)
+        limit, told = max(1, int(settings.get("concurrency", 1))), set()
         while waiting or running:
             for node in list(waiting):
                 if node not in waiting:
@@ -35,26 +43,45 @@ class LocalExecutor:
                     outcome.blocked.append(node.id)
                 elif verdict == "ready" and workspace.run_dir(node).alive_elsewhere():
                     continue  # a worker from an earlier, killed `xspec run` is still at it
-                elif verdict == "ready" and len({id(p) for _, p, _ in running.values()}) < limit:
+                elif verdict == "ready" and len({id(r[1]) for r in running.values()}) < limit:
                     job = [n for n in job_of[node.id] if n in waiting
                            and ready(n, plan, workspace, outcome.doomed) == "ready"
                            and not workspace.run_dir(n).alive_elsewhere()]
-                    proc, stderr = self._start(workspace, job, settings)
+                    claims = self._claim(workspace, job, reporter, told, waiting, outcome)
+                    if not claims:
+                        continue
+                    job = [n for n in job if n.id in claims]
+                    proc, stderr = self._start(workspace, job, settings, claims)
                     for member in job:
                         waiting.remove(member)
-                        running[member.id] = (member, proc, stderr)
+                        running[member.id] = (member, proc, stderr, claims[member.id])
                         reporter.started(member, total_steps(member))
             if not running and waiting and all(
                 ready(n, plan, workspace, outcome.doomed) == "wait" for n in waiting
             ):
                 break  # nothing can make progress; should not happen in a valid DAG
             time.sleep(POLL_SECONDS)
-            for node_id, (node, proc, stderr) in list(running.items()):
+            for node_id, (node, proc, stderr, held) in list(running.items()):
                 self._poll(workspace, node, proc, stderr, reporter, outcome, running)
-        return outcome
+                if node_id not in running:
+                    held.release()
 
     @staticmethod
-    def _start(workspace: Workspace, job: list, settings: dict):
+    def _claim(workspace, job, reporter, told, waiting, outcome) -> dict:
+        """{node id: claim} for the job's nodes this process may start; a node held by another
+        process stays waiting, one it finished meanwhile is skipped."""
+        claims = {}
+        for node in job:
+            held = claim(workspace, node, reporter, told)
+            if held == "done":
+                waiting.remove(node)
+                outcome.skipped.append(node.id)
+            elif held != "held":
+                claims[node.id] = held
+        return claims
+
+    @staticmethod
+    def _start(workspace: Workspace, job: list, settings: dict, claims: dict):
         """One worker process for the job's node, or one packed process for its siblings."""
         runs = [workspace.run_dir(node) for node in job]
         for run in runs:
@@ -67,6 +94,8 @@ class LocalExecutor:
                    [sys.executable, "-m", "xspec.runtime.packed", json.dumps(settings),
                     *(str(run.path) for run in runs)])
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(stderr, "ab"))
+        for node in job:
+            claims[node.id].set_worker(proc.pid)
         return proc, stderr
 
     @staticmethod

@@ -68,6 +68,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
                                            log=lambda message: None, dist=dist))
         return "done"
     log, log_handle = node_logger(run, record["name"], echo)
+    log(f"started (pid {os.getpid()} on {os.uname().nodename})")
     run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
                    error=None, world_size=dist.world)
     ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)

@@ -1,0 +1,138 @@
+"""Two `xspec run` of one workspace never run a node twice: each node is claimed through an
+O_EXCL lock file (NFS-safe) naming its holder; the other process waits for its result."""
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from xspec.executors.debug import DebugExecutor
+from xspec.executors.local import LocalExecutor
+from xspec.runtime import stages
+from xspec.store import locks
+from xspec.store.workspace import Workspace
+from xspec.study import open_study
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_claim_is_exclusive_until_released(tmp_path):
+    first = locks.try_claim(tmp_path / "run")
+    assert isinstance(first, locks.Claim)
+    held = locks.try_claim(tmp_path / "run")
+    assert held["pid"] == os.getpid() and held["host"] == os.uname().nodename
+    assert locks.describe(held).startswith(f"pid {os.getpid()} on {os.uname().nodename} since ")
+    first.release()
+    assert isinstance(locks.try_claim(tmp_path / "run"), locks.Claim)
+
+
+def test_a_dead_holder_on_this_host_is_stale(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "lock.json").write_text(json.dumps(
+        {"host": os.uname().nodename, "pid": _dead_pid(), "since": time.time(), "token": "x"}))
+    assert locks.holder(tmp_path / "run") is None
+    claim = locks.try_claim(tmp_path / "run")
+    assert isinstance(claim, locks.Claim)
+    assert json.loads((tmp_path / "run" / "lock.json").read_text())["pid"] == os.getpid()
+
+
+def test_another_hosts_claim_is_stale_only_when_its_heartbeat_stops(tmp_path):
+    path = tmp_path / "run" / "lock.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"host": "elsewhere", "pid": 1, "since": time.time(), "token": "y"}))
+    assert locks.try_claim(tmp_path / "run")["host"] == "elsewhere"
+    old = time.time() - locks.STALE_S - 5
+    os.utime(path, (old, old))
+    assert isinstance(locks.try_claim(tmp_path / "run"), locks.Claim)
+
+
+def _fake_stages(monkeypatch, log):
+    lock = threading.Lock()
+
+    def fake(ctx):
+        with lock:
+            with open(log, "a") as handle:
+                handle.write(ctx.node["id"] + "\n")
+        time.sleep(0.2)
+
+    for kind in list(stages.STAGES):
+        monkeypatch.setitem(stages.STAGES, kind, fake)
+
+
+def test_two_executors_at_once_run_each_node_once(write_spec, base_spec, tmp_path, monkeypatch):
+    study = open_study(write_spec(base_spec))
+    workspace = Workspace(tmp_path / "ws")
+    log = tmp_path / "ran.txt"
+    _fake_stages(monkeypatch, log)
+    outcomes = [None, None]
+
+    def run(i):
+        outcomes[i] = DebugExecutor().execute(study.plan, workspace, {"device": "cpu"})
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    ran = log.read_text().split()
+    assert sorted(ran) == sorted(study.plan.nodes), "a node ran twice or not at all"
+    assert sorted(outcomes[0].ran + outcomes[1].ran) == sorted(study.plan.nodes)
+    assert all(workspace.state(node) == "done" for node in study.plan.nodes.values())
+    assert not list(workspace.runs.glob("*/lock.json"))
+
+
+class Told:
+    def __init__(self):
+        self.waited = []
+
+    def started(self, node, total):
+        raise AssertionError(f"started {node.name}, which another process holds")
+
+    def advanced(self, node, progress):
+        pass
+
+    def finished(self, node, state, reason):
+        pass
+
+    def waiting(self, node, holder):
+        self.waited.append((node.kind, holder))
+
+
+HOLDER = """
+import json, os, sys, time
+run = sys.argv[1]
+with open(os.path.join(run, "lock.json"), "x") as f:
+    json.dump({"host": os.uname().nodename, "pid": os.getpid(), "since": time.time()}, f)
+print("held", flush=True)
+time.sleep(1.5)
+with open(os.path.join(run, "status.json"), "w") as f:
+    json.dump({"state": "done"}, f)
+os.unlink(os.path.join(run, "lock.json"))
+"""
+
+
+def test_local_executor_waits_for_a_node_another_process_holds(write_spec, base_spec, tmp_path):
+    study = open_study(write_spec(base_spec))
+    workspace = Workspace(tmp_path / "ws")
+    poison, *rest = study.plan.ordered()
+    for node in rest:
+        workspace.prepare(node).set_status("done")
+    run = workspace.run_dir(poison)
+    run.path.mkdir(parents=True)
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(run.path)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    told = Told()
+    outcome = LocalExecutor().execute(study.plan, workspace, {"device": "cpu"}, told)
+    holder.wait()
+    assert outcome.ran == [] and poison.id in outcome.skipped and not outcome.failed
+    assert told.waited == [("poison", pytest.approx(told.waited[0][1]))]
+    assert f"pid {holder.pid} on {os.uname().nodename}" in told.waited[0][1]

@@ -1,0 +1,156 @@
+"""Per-node claims, so two `xspec run` of one workspace never run a node twice.
+
+A claim is `<run dir>/lock.json`, created with O_CREAT | O_EXCL (atomic on local disks and on
+NFS v3+, where POSIX `flock` and DuckDB's locks are not reliable). It holds who claimed the node:
+host, pid (the claiming `xspec` process), the worker's pid once one runs, and when. While held,
+a thread touches it every HEARTBEAT_S seconds. A claim is stale, and may be broken, when
+- it is from this host and none of its processes is alive (a killed `xspec run`), or
+- it is from another host and has not been touched for STALE_S seconds (a dead machine).
+Breaking renames the stale file away first, so of two processes breaking it only one wins.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+HEARTBEAT_S = float(os.environ.get("XSPEC_LOCK_HEARTBEAT", 30))
+STALE_S = float(os.environ.get("XSPEC_LOCK_STALE", 600))
+LOCK_NAME = "lock.json"
+
+
+def _alive(pid) -> bool:
+    try:
+        os.kill(int(pid), 0)
+    except (OSError, ValueError, TypeError) as exc:
+        return isinstance(exc, PermissionError)  # alive, owned by another user
+    return True
+
+
+def describe(holder: dict) -> str:
+    since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
+    who = f"pid {holder.get('pid')} on {holder.get('host')}"
+    if holder.get("worker"):
+        who += f" (worker pid {holder['worker']})"
+    return f"{who} since {since}"
+
+
+@dataclass
+class Claim:
+    path: Path
+    content: dict
+    _released: bool = field(default=False, repr=False)
+
+    def set_worker(self, pid: int) -> None:
+        """Record the worker process, so a claim outlives a killed `xspec run` whose worker
+        still trains (its orphan keeps the node)."""
+        self.content["worker"] = pid
+        tmp = self.path.with_name(f".{LOCK_NAME}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(self.content))
+        os.replace(tmp, self.path)
+
+    def release(self) -> None:
+        if not self._released:
+            self._released = True
+            _HEARTBEAT.forget(self)
+            with contextlib.suppress(FileNotFoundError):
+                if _read(self.path).get("token") == self.content["token"]:
+                    self.path.unlink()
+
+
+class _Heartbeat:
+    """One daemon thread per process touches every claim it holds."""
+
+    def __init__(self):
+        self.claims: set[Path] = set()
+        self.lock = threading.Lock()
+        self.thread: threading.Thread | None = None
+
+    def hold(self, claim: Claim) -> None:
+        with self.lock:
+            self.claims.add(claim.path)
+            if self.thread is None or not self.thread.is_alive():
+                self.thread = threading.Thread(target=self._beat, daemon=True,
+                                               name="xspec-lock-heartbeat")
+                self.thread.start()
+
+    def forget(self, claim: Claim) -> None:
+        with self.lock:
+            self.claims.discard(claim.path)
+
+    def _beat(self) -> None:
+        while True:
+            time.sleep(HEARTBEAT_S)
+            with self.lock:
+                paths = list(self.claims)
+            for path in paths:
+                with contextlib.suppress(OSError):
+                    os.utime(path)
+
+
+_HEARTBEAT = _Heartbeat()
+
+
+def _read(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except ValueError:
+        return {}  # being written: its creator holds it
+
+
+def holder(run_path: Path) -> dict | None:
+    """Who holds the node's claim, or None when it is free or stale."""
+    path = Path(run_path) / LOCK_NAME
+    try:
+        content, age = _read(path), time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+    if content.get("host") == os.uname().nodename:
+        alive = any(_alive(content.get(key)) for key in ("pid", "worker") if content.get(key))
+        return content if alive and age < 10 * STALE_S else None
+    return content if age < STALE_S else None
+
+
+def try_claim(run_path: Path) -> Claim | dict:
+    """Claim the node, or return the live holder's record (see `describe`)."""
+    run_path = Path(run_path)
+    run_path.mkdir(parents=True, exist_ok=True)
+    path = run_path / LOCK_NAME
+    content = {"host": os.uname().nodename, "pid": os.getpid(), "since": time.time(),
+               "token": f"{os.uname().nodename}:{os.getpid()}:{time.time_ns()}:{id(path)}"}
+    for _ in range(3):
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            current = holder(run_path)
+            if current is not None:
+                return current
+            _break(path)
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(json.dumps(content))
+            handle.flush()
+            os.fsync(handle.fileno())
+        claim = Claim(path, content)
+        _HEARTBEAT.hold(claim)
+        return claim
+    return holder(run_path) or {"host": "?", "pid": "?", "since": time.time()}
+
+
+def _break(path: Path) -> None:
+    """Remove a stale claim; if someone claimed it meanwhile, put theirs back."""
+    stale = _read(path)
+    aside = path.with_name(f".{LOCK_NAME}.stale.{os.getpid()}.{time.time_ns()}")
+    try:
+        os.rename(path, aside)
+    except FileNotFoundError:
+        return
+    if _read(aside).get("token") != stale.get("token"):
+        with contextlib.suppress(FileExistsError):
+            os.link(aside, path)  # a fresh claim taken between our read and rename
+    aside.unlink(missing_ok=True)
