@@ -151,8 +151,16 @@ class Chain:
         return match.group("reference") if match else None
 
 
+def _attack_config(spec: Spec) -> dict:
+    """The attack's fields; `resize` only when it squashes, so that adding it kept the ids."""
+    config = spec.attack.model_dump(mode="json")
+    if config.get("resize") == "crop":
+        del config["resize"]
+    return config
+
+
 def _shared(spec: Spec) -> dict:
-    return {"attack": spec.attack.model_dump(mode="json"), "eval": _eval_config(spec),
+    return {"attack": _attack_config(spec), "eval": _eval_config(spec),
             "seed": spec.study.seed}
 
 
@@ -190,7 +198,7 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     """`keep_optimizer`: pre-training configs (canonical JSON) whose checkpoints must carry the
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
     train = spec.data.train.model_dump(mode="json")
-    poison = _add(plan, "poison", {**spec.attack.model_dump(mode="json"), "train": train,
+    poison = _add(plan, "poison", {**_attack_config(spec), "train": train,
                                    "seed": spec.study.seed}, ())
     config = _pretrain_config(plan, spec)
     if canonical_json(config) in keep_optimizer:

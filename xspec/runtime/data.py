@@ -69,7 +69,8 @@ class InMemoryImages:
     def __len__(self) -> int:
         return len(self.pixels)
 
-    def load(self, indices: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+    def load(self, indices: Sequence[int], squash: bool = False) -> tuple[list[int], torch.Tensor]:
+        """In-memory sources hold square images (Fashion-MNIST): squashing changes nothing."""
         return list(indices), self.pixels[torch.as_tensor(indices, dtype=torch.long)]
 
 
@@ -84,11 +85,14 @@ class FileImages:
     def __len__(self) -> int:
         return len(self.paths)
 
-    def load(self, indices: Sequence[int]) -> tuple[list[int], torch.Tensor]:
+    def load(self, indices: Sequence[int], squash: bool = False) -> tuple[list[int], torch.Tensor]:
+        """uint8 [n, 3, size, size]: resized on the short side and centre-cropped, or, with
+        `squash`, resized to size × size whatever the aspect ratio (the original code's poisoned
+        images, backdoor/utils.py:20)."""
         kept, pixels = [], []
         for index in indices:
             try:
-                pixels.append(self._decode(self._source(index)))
+                pixels.append(self._decode(self._source(index), squash))
                 kept.append(index)
             except (OSError, UnidentifiedImageError, ValueError) as exc:
                 if self.on_bad_image == "fail":
@@ -101,9 +105,12 @@ class FileImages:
         """What PIL opens for image `index`: its path (shards hand a file-like object)."""
         return self.paths[index]
 
-    def _decode(self, path) -> torch.Tensor:
+    def _decode(self, path, squash: bool = False) -> torch.Tensor:
         with Image.open(path) as image:
             image = image.convert("RGB")
+            if squash:
+                image = image.resize((self.size, self.size), Image.BICUBIC)
+                return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
             scale = self.size / min(image.size)
             w, h = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
             image = image.resize((w, h), Image.BICUBIC)

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from xspec.errors import DataError
 from xspec.runtime.data import EvalSet, InMemoryImages, PairSet
 from xspec.runtime.distributed import Dist
 from xspec.runtime.loader import Loader
@@ -54,6 +55,18 @@ def poisoned_copy(images: torch.Tensor, keys: torch.Tensor, attack) -> torch.Ten
     return to_uint8(attack.apply(to_unit(images), keys))
 
 
+def squashed(images, indices: torch.Tensor, attack, decoded: torch.Tensor) -> torch.Tensor:
+    """The images a trigger goes on: `decoded` (centre-cropped), or the same images decoded
+    again squashed to a square when the attack says `resize = "squash"`."""
+    if getattr(attack, "resize", "crop") != "squash":
+        return decoded
+    kept, pixels = images.load(indices.tolist(), squash=True)
+    if len(kept) != len(indices):
+        raise DataError(f"image {sorted(set(indices.tolist()) - set(kept))[0]} could be read "
+                        "centre-cropped but not squashed")
+    return pixels
+
+
 def to_device(batch: dict, device: torch.device, normalize: Normalizer) -> dict:
     """Images moved as uint8 (asynchronously from pinned memory) and normalised on the device;
     tokens moved; indices stay on the CPU."""
@@ -88,7 +101,8 @@ class TrainBatch:
         hit = torch.from_numpy(self.poisoned[kept]) if kept else torch.zeros(0, dtype=torch.bool)
         if hit.any():
             images = images.clone()
-            images[hit] = poisoned_copy(images[hit], keys[hit], self.attack)
+            images[hit] = poisoned_copy(squashed(self.images, keys[hit], self.attack, images[hit]),
+                                        keys[hit], self.attack)
         captions = [self.captions[i] for i in kept]
         out = {"image": images, "text": self.tokenizer(captions), "index": keys}
         if "image_aug" in self.views or "text_aug" in self.views:
@@ -171,7 +185,8 @@ class EvalBatch:
         triggered = None
         if self.with_trigger and kept:
             keys = torch.as_tensor(kept, dtype=torch.long) + EVAL_KEY_OFFSET
-            triggered = poisoned_copy(images, keys, self.attack)
+            source = squashed(self.images, torch.as_tensor(kept), self.attack, images)
+            triggered = poisoned_copy(source, keys, self.attack)
         return kept, images, triggered
 
 

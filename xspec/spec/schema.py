@@ -159,10 +159,17 @@ class Trigger(XspecModel):
     color: tuple[Fraction, Fraction, Fraction] = (1.0, 1.0, 0.0)
 
 
+# How a poisoned (and a triggered evaluation) image reaches the model's size: centre-cropped like
+# every clean image, or squashed to a square before the trigger, as the original code does
+# (backdoor/utils.py:20; docs/FIDELITY.md). Square images are the same either way.
+Resize = Literal["crop", "squash"]
+
+
 class BadNet(XspecModel):
     kind: Literal["badnet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
+    resize: Resize = "crop"
     trigger: Trigger = Trigger()
 
 
@@ -172,6 +179,7 @@ class LabelConsistent(XspecModel):
     kind: Literal["label_consistent"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
+    resize: Resize = "crop"
     trigger: Trigger = Trigger()
 
 
@@ -181,6 +189,7 @@ class Blended(XspecModel):
     kind: Literal["blended"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
+    resize: Resize = "crop"
     alpha: Annotated[float, Field(gt=0, lt=1), NotBool] = 0.2
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
@@ -191,6 +200,7 @@ class WaNet(XspecModel):
     kind: Literal["wanet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
+    resize: Resize = "crop"
     grid: Annotated[int, Field(ge=2), NotBool] = 4
     strength: PositiveFloat = 0.5
 
@@ -201,6 +211,7 @@ class Sig(XspecModel):
     kind: Literal["sig"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
+    resize: Resize = "crop"
     amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
     frequency: PositiveFloat = 6.0
 

@@ -20,6 +20,7 @@ from xspec.errors import DataError
 from xspec.runtime.seeding import derive_seed
 
 ATTACKS: dict[str, type] = {}
+RESIZE = ("crop", "squash")  # centre crop like clean images, or squash as the original code
 
 
 def register_attack(kind: str) -> Callable[[type], type]:
@@ -47,6 +48,7 @@ def rng(seed: int, *parts: int | str) -> np.random.Generator:
 class NoAttack:
     target: str | None = None
     shortfall = 0
+    resize = "crop"
 
     def __init__(self, cfg: dict[str, Any], seed: int):
         self.seed = seed
@@ -74,6 +76,8 @@ class TemplatedAttack:
         self.seed = seed
         self.target: str | None = required(cfg, "target", str)
         self.poisons = required(cfg, "poisons", int)
+        # How a poisoned image reaches the model's size; the data pipeline reads it.
+        self.resize = choice({"resize": "crop", **cfg}, "resize", RESIZE)
         if self.poisons < 0:
             raise DataError(f"attack.poisons: expected >= 0, got {self.poisons}")
 
