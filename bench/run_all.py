@@ -6,6 +6,7 @@ compares xspec with a reference measured in the same run, so the numbers mean so
 shared, noisy machine; the load average is printed with the table all the same.
 
 Usage: .venv/bin/python bench/run_all.py [--quickstart] [--only train,eval,...] [--threads 2]
+       (grid packing, ~30 min: --only pack)
        (or `make bench`)
 """
 
@@ -26,7 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Figure, load_figures, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-BENCHES = ("train", "eval", "data", "compiler", "report", "gpu", "estimate", "quickstart")
+BENCHES = ("train", "eval", "data", "compiler", "report", "gpu", "estimate", "quickstart",
+           "pack")
+LONG = ("quickstart", "pack")  # minutes each: only with --quickstart or --only
 REPORT_LINE = re.compile(r"^(?P<what>build_\w+.*?): (?P<s>[\d.]+) s(?: wall)?"
                          r"(?:, (?P<cpu>[\d.]+) s CPU)?", re.MULTILINE)
 REPORT_GOAL_S = 5.0
@@ -79,7 +82,7 @@ def main() -> None:
     parser.add_argument("--only", help=f"comma-separated subset of {', '.join(BENCHES)}")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (default: 2)")
     args = parser.parse_args()
-    chosen = args.only.split(",") if args.only else [b for b in BENCHES if b != "quickstart"]
+    chosen = args.only.split(",") if args.only else [b for b in BENCHES if b not in LONG]
     if args.quickstart and "quickstart" not in chosen:
         chosen.append("quickstart")
     unknown = set(chosen) - set(BENCHES)
@@ -94,7 +97,7 @@ def main() -> None:
         if name == "report":
             rows += run_report_bench()
         else:
-            threads = [] if name in ("quickstart", "estimate") else ["--threads",
+            threads = [] if name in ("quickstart", "estimate", "pack") else ["--threads",
                                                                        str(args.threads)]
             rows += run_json_bench(name, threads)
         print(f"   ({time.perf_counter() - start:.0f} s)", flush=True)
