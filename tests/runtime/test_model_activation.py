@@ -70,3 +70,17 @@ def test_a_bare_state_dict_into_a_gelu_arch_with_a_quickgelu_twin_is_warned_abou
     said.clear()
     models.create(quick, {"path": str(path)}, CPU, log=said.append)
     assert said == []
+
+
+def test_openai_torchscript_weights_load_into_the_quickgelu_arch(tmp_path):
+    """A TorchScript archive of a QuickGELU CLIP (as OpenAI ships RN50) loads its weights."""
+    torch.manual_seed(0)
+    source = models.create("xspec-rn-tiny", "scratch", CPU).eval()
+    path = tmp_path / "openai.pt"
+    traced = torch.jit.trace(source, (torch.rand(2, 3, 32, 32), torch.randint(0, 99, (2, 16))),
+                             strict=False)
+    traced.save(str(path))
+    torch.manual_seed(1)
+    loaded = models.create("xspec-rn-tiny", {"path": str(path)}, CPU)
+    for name, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[name], value), name

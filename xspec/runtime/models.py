@@ -60,7 +60,8 @@ def create(arch: str, init: str | dict, device: torch.device,
         raise DataError(f"model.arch: unknown architecture {arch!r}; see `open_clip.list_models()`")
     if isinstance(init, dict) and _is_torchscript(init["path"]):
         _check_activation(arch, QUICK_GELU, f"{init['path']} is an OpenAI TorchScript checkpoint")
-        model, _, _ = open_clip.create_model_and_transforms(arch, pretrained=init["path"])
+        model = open_clip.create_model(arch, pretrained=None)
+        model.load_state_dict(_torchscript_state(init["path"]))
     else:
         model = open_clip.create_model(arch, pretrained=None)
         if isinstance(init, dict):
@@ -79,6 +80,17 @@ def create(arch: str, init: str | dict, device: torch.device,
 
 def tokenizer(arch: str):
     return open_clip.get_tokenizer(resolve(arch))
+
+
+# Entries of OpenAI's TorchScript files that are not weights of an open_clip model.
+TORCHSCRIPT_EXTRAS = ("input_resolution", "context_length", "vocab_size", "attn_mask")
+
+
+def _torchscript_state(path: str) -> dict[str, torch.Tensor]:
+    """The weights of an OpenAI TorchScript file (`torch.load` refuses TorchScript with
+    weights_only=True; `torch.jit.load` reads it without unpickling Python objects)."""
+    state = torch.jit.load(path, map_location="cpu").state_dict()
+    return {k: v for k, v in state.items() if k not in TORCHSCRIPT_EXTRAS}
 
 
 def _is_torchscript(path: str) -> bool:
