@@ -136,3 +136,17 @@ def test_local_executor_waits_for_a_node_another_process_holds(write_spec, base_
     assert outcome.ran == [] and poison.id in outcome.skipped and not outcome.failed
     assert told.waited == [("poison", pytest.approx(told.waited[0][1]))]
     assert f"pid {holder.pid} on {os.uname().nodename}" in told.waited[0][1]
+
+
+def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
+    path = tmp_path / "run" / "lock.json"
+    path.parent.mkdir()
+    path.write_text(json.dumps({"host": "node-a", "pid": 1, "since": time.time(), "token": "z",
+                                "job": "77_3"}))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "77")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    held = locks.try_claim(tmp_path / "run")
+    assert held["job"] == "77_3" and "(SLURM job 77_3)" in locks.describe(held)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")  # the same task, requeued on another node
+    claim = locks.try_claim(tmp_path / "run")
+    assert isinstance(claim, locks.Claim) and claim.content["job"] == "77_3"

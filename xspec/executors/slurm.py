@@ -28,6 +28,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from xspec.compiler.packing import packs
 from xspec.errors import XspecError
 from xspec.executors.base import prepare
+from xspec.store.locks import claimed
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
 
 TRAINING_KINDS = ("pretrain", "clean")  # the kinds that get GPUs; poison and select do not
@@ -138,11 +139,20 @@ class NodeJob(Checkpointable):
     def __call__(self) -> str:
         from xspec.runtime.runner import execute_node
 
-        return execute_node(self.record, self.workspace_root, self.settings)
+        with _claims([self.record], self.workspace_root):
+            return execute_node(self.record, self.workspace_root, self.settings)
 
     def checkpoint(self) -> DelayedSubmission:
         _note_requeue(self.record, self.workspace_root)
         return DelayedSubmission(self)
+
+
+def _claims(records: list[dict], workspace_root: str):
+    """Rank 0 claims the job's nodes (`xspec.store.locks`), so an `xspec run` sharing the
+    workspace waits for them instead of running them too; helper ranks follow rank 0."""
+    if int(os.environ.get("SLURM_PROCID", "0")) != 0:
+        return contextlib.nullcontext()
+    return claimed([Path(workspace_root) / "runs" / r["run_name"] for r in records])
 
 
 def _note_requeue(record: dict, workspace_root: str) -> None:
@@ -162,7 +172,8 @@ class PackJob(Checkpointable):
     def __call__(self) -> str:
         from xspec.runtime.packed import run_pack
 
-        result = run_pack(self.records, self.workspace_root, self.settings)
+        with _claims(self.records, self.workspace_root):
+            result = run_pack(self.records, self.workspace_root, self.settings)
         failed = [f"{r['name']}: {result[r['id']]}" for r in self.records if result[r["id"]]]
         if failed:
             raise XspecError("packed members failed:\n" + "\n".join(failed))

@@ -6,6 +6,7 @@ host, pid (the claiming `xspec` process), the worker's pid once one runs, and wh
 a thread touches it every HEARTBEAT_S seconds. A claim is stale, and may be broken, when
 - it is from this host and none of its processes is alive (a killed `xspec run`), or
 - it is from another host and has not been touched for STALE_S seconds (a dead machine).
+- it is from this SLURM job (a requeued job finds its own earlier attempt's claim).
 Breaking renames the stale file away first, so of two processes breaking it only one wins.
 """
 
@@ -32,11 +33,20 @@ def _alive(pid) -> bool:
     return True
 
 
+def slurm_job() -> str | None:
+    """This process's SLURM job (array task) id, kept across requeues; None outside SLURM."""
+    if os.environ.get("SLURM_ARRAY_JOB_ID"):
+        return f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ.get('SLURM_ARRAY_TASK_ID', '')}"
+    return os.environ.get("SLURM_JOB_ID")
+
+
 def describe(holder: dict) -> str:
     since = time.strftime("%H:%M:%S", time.localtime(holder.get("since", 0)))
     who = f"pid {holder.get('pid')} on {holder.get('host')}"
     if holder.get("worker"):
         who += f" (worker pid {holder['worker']})"
+    if holder.get("job"):
+        who += f" (SLURM job {holder['job']})"
     return f"{who} since {since}"
 
 
@@ -110,6 +120,8 @@ def holder(run_path: Path) -> dict | None:
         content, age = _read(path), time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
+    if content.get("job") and content.get("job") == slurm_job():
+        return None
     if content.get("host") == os.uname().nodename:
         alive = any(_alive(content.get(key)) for key in ("pid", "worker") if content.get(key))
         return content if alive and age < 10 * STALE_S else None
@@ -123,6 +135,8 @@ def try_claim(run_path: Path) -> Claim | dict:
     path = run_path / LOCK_NAME
     content = {"host": os.uname().nodename, "pid": os.getpid(), "since": time.time(),
                "token": f"{os.uname().nodename}:{os.getpid()}:{time.time_ns()}:{id(path)}"}
+    if slurm_job():
+        content["job"] = slurm_job()
     for _ in range(3):
         try:
             fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
@@ -154,3 +168,19 @@ def _break(path: Path) -> None:
         with contextlib.suppress(FileExistsError):
             os.link(aside, path)  # a fresh claim taken between our read and rename
     aside.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def claimed(run_paths: list[Path], poll: float = 5.0):
+    """Hold claims on the given run folders for the duration, waiting while another process
+    holds one (what a SLURM job does before it runs its nodes)."""
+    claims = []
+    try:
+        for run_path in run_paths:
+            while isinstance(held := try_claim(run_path), dict):
+                time.sleep(poll)
+            claims.append(held)
+        yield
+    finally:
+        for held in claims:
+            held.release()
