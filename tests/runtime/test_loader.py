@@ -86,7 +86,8 @@ def test_evaluation_batches_are_identical_with_0_and_2_workers(jpeg_csv):
     attack, normalize = make_attack(ATTACK, 0), Normalizer.of((0.5,) * 3, (0.25,) * 3)
     out = {}
     for workers in (0, 2):
-        loader = eval_loader(data, attack, True, workers)
+        loader = eval_loader(data, attack, True, workers, normalize=normalize)  # CPU: workers
+        assert (loader.recipe.normalize is not None) == (workers > 0)  # normalise with 2
         out[workers] = [list(eval_batches(data, attack, normalize, 10, True, loader=loader))
                         for _ in range(2)]
     assert len(out[0][0]) == 3

@@ -46,7 +46,8 @@ class Evaluator:
         with_trigger = self.target_index is not None
         if self.loader is None:
             self.loader = eval_loader(self.data, self.attack, with_trigger,
-                                      self.settings.get("workers", 0), self.device)
+                                      self.settings.get("workers", 0), self.device,
+                                      self.normalize)
         batches = eval_batches(self.data, self.attack, self.normalize,
                                self.settings.get("eval_batch_size", 256), with_trigger,
                                skipped=self.skipped, loader=self.loader, dist=dist,

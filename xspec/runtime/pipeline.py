@@ -67,13 +67,20 @@ def squashed(images, indices: torch.Tensor, attack, decoded: torch.Tensor) -> to
     return pixels
 
 
+def on_device(images: torch.Tensor, device: torch.device, normalize: Normalizer) -> torch.Tensor:
+    """uint8 images moved (asynchronously from pinned memory) and normalised on the device;
+    images a CPU-only run's workers already normalised are passed through."""
+    if images.is_floating_point():
+        return images.to(device, non_blocking=True)
+    return normalize(to_unit(images.to(device, non_blocking=True)))
+
+
 def to_device(batch: dict, device: torch.device, normalize: Normalizer) -> dict:
-    """Images moved as uint8 (asynchronously from pinned memory) and normalised on the device;
-    tokens moved; indices stay on the CPU."""
+    """Image views through `on_device`, tokens moved; indices stay on the CPU."""
     out = dict(batch)
     for name in IMAGE_VIEWS:
         if name in batch:
-            out[name] = normalize(to_unit(batch[name].to(device, non_blocking=True)))
+            out[name] = on_device(batch[name], device, normalize)
     for name in TEXT_VIEWS:
         if name in batch:
             out[name] = batch[name].to(device, non_blocking=True)
@@ -93,8 +100,17 @@ class TrainBatch:
     views: set[str]
     augmenter: object | None = None
     text_once: bool = False  # one EDA draw per pair for the whole run (the original's)
+    normalize: Normalizer | None = None  # set: images leave normalised (CPU-only runs)
 
     def __call__(self, job: tuple[int, list[int]]) -> dict[str, torch.Tensor]:
+        out = self._build(job)
+        if self.normalize is not None:
+            for name in IMAGE_VIEWS:
+                if name in out:
+                    out[name] = self.normalize(to_unit(out[name]))
+        return out
+
+    def _build(self, job: tuple[int, list[int]]) -> dict[str, torch.Tensor]:
         epoch, wanted = job
         kept, images = self.images.load(wanted)
         keys = torch.as_tensor(kept, dtype=torch.long)
@@ -147,8 +163,12 @@ class TrainingData:
         return [chosen[i * size:(i + 1) * size].tolist() for i in range(self.steps_per_epoch)]
 
     def recipe(self) -> TrainBatch:
+        """What the workers run. Without a GPU the workers also normalise: the float
+        arithmetic is the same wherever it runs, and the training process is left idle."""
+        in_workers = self.device.type == "cpu" and self.workers > 0
         return TrainBatch(self.pairs.images, self.captions, self.poisoned, self.attack,
-                          self.tokenizer, self.seed, self.views, self.augmenter, self.text_once)
+                          self.tokenizer, self.seed, self.views, self.augmenter, self.text_once,
+                          self.normalize if in_workers else None)
 
     @property
     def loader(self) -> Loader:
@@ -158,7 +178,8 @@ class TrainingData:
         return self._loader
 
     def raw_batches(self, epoch: int, dist: Dist = Dist()) -> Iterator[dict[str, torch.Tensor]]:
-        """This rank's share of each global batch of the epoch, on the CPU, images uint8."""
+        """This rank's share of each global batch of the epoch, on the CPU: images uint8, or
+        already normalised when workers build batches for a CPU-only run (see `recipe`)."""
         jobs = [(epoch, dist.shard(batch)) for batch in self._order(epoch)]
         for (_, wanted), batch in self.loader.run(jobs):
             if len(batch["index"]) < len(wanted):
@@ -179,6 +200,7 @@ class EvalBatch:
     images: object
     attack: object
     with_trigger: bool
+    normalize: Normalizer | None = None  # set: images leave normalised (CPU-only runs)
 
     def __call__(self, indices: list[int]):
         kept, images = self.images.load(indices)
@@ -187,13 +209,20 @@ class EvalBatch:
             keys = torch.as_tensor(kept, dtype=torch.long) + EVAL_KEY_OFFSET
             source = squashed(self.images, torch.as_tensor(kept), self.attack, images)
             triggered = poisoned_copy(source, keys, self.attack)
+        if self.normalize is not None:
+            images = self.normalize(to_unit(images))
+            triggered = None if triggered is None else self.normalize(to_unit(triggered))
         return kept, images, triggered
 
 
 def eval_loader(data: EvalSet, attack, with_trigger: bool, workers: int = 0,
-                device: torch.device = torch.device("cpu")) -> Loader:
+                device: torch.device = torch.device("cpu"),
+                normalize: Normalizer | None = None) -> Loader:
+    """`normalize`, for a CPU-only run, lets the workers normalise (as `TrainingData.recipe`)."""
     workers = 0 if isinstance(data.images, InMemoryImages) and not with_trigger else workers
-    return Loader(EvalBatch(data.images, attack, with_trigger), workers, device.type == "cuda")
+    in_workers = normalize if device.type == "cpu" and workers > 0 else None
+    return Loader(EvalBatch(data.images, attack, with_trigger, in_workers), workers,
+                  device.type == "cuda")
 
 
 def eval_batches(data: EvalSet, attack, normalize: Normalizer, batch_size: int,
@@ -202,7 +231,7 @@ def eval_batches(data: EvalSet, attack, normalize: Normalizer, batch_size: int,
                  device: torch.device = torch.device("cpu")) -> Iterator:
     """(clean, triggered or None, labels) per batch on the device; the same triggers at every
     call. With several ranks, each gets every world-th batch."""
-    loader = loader or eval_loader(data, attack, with_trigger, workers, device)
+    loader = loader or eval_loader(data, attack, with_trigger, workers, device, normalize)
     order = list(range(len(data.labels)))
     chunks = [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
     for chunk, (kept, images, triggered) in loader.run(chunks[dist.rank::dist.world]):
@@ -210,7 +239,7 @@ def eval_batches(data: EvalSet, attack, normalize: Normalizer, batch_size: int,
             skipped.update(set(chunk) - set(kept))
         if not kept:
             continue
-        clean = normalize(to_unit(images.to(device, non_blocking=True)))
+        clean = on_device(images, device, normalize)
         if triggered is not None:
-            triggered = normalize(to_unit(triggered.to(device, non_blocking=True)))
+            triggered = on_device(triggered, device, normalize)
         yield clean, triggered, torch.from_numpy(data.labels[kept]).to(device)
