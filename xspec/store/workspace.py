@@ -128,9 +128,9 @@ class Workspace:
         """Fail before any training when the workspace cannot take checkpoints."""
         try:
             self.runs.mkdir(parents=True, exist_ok=True)
-            probe = self.root / f".write-probe-{os.getpid()}"
-            probe.write_bytes(b"x")
-            probe.unlink()
+            with tempfile.NamedTemporaryFile(dir=self.root, prefix=".write-probe-") as probe:
+                probe.write(b"x")
+                probe.flush()
         except OSError as exc:
             raise XspecError(f"workspace {self.root} is not writable: {exc.strerror}") from None
         free_mb = shutil.disk_usage(self.root).free // 2**20
