@@ -76,3 +76,12 @@ def test_caption_augmentation_does_not_enter_mmcl_only_configs(write_spec, base_
     before = plan(write_spec, base_spec)
     after = plan(write_spec, base_spec.replace("[pretrain]", '[pretrain]\ntext_augment = "once"', 1))
     assert ids(before, "pretrain") == ids(after, "pretrain")
+
+
+def test_sig_blend_enters_the_config_only_when_set(write_spec, base_spec):
+    sig = base_spec.replace('kind = "badnet"', 'kind = "sig"', 1)
+    added = plan(write_spec, sig)
+    blended = plan(write_spec, sig.replace("poisons = 16", "poisons = 16\nblend = 0.2", 1))
+    assert all("blend" not in n.config["attack"] for n in added.of_kind("pretrain"))
+    assert {n.config["attack"]["blend"] for n in blended.of_kind("pretrain")} == {0.2}
+    assert ids(added, "pretrain").isdisjoint(ids(blended, "pretrain"))

@@ -163,3 +163,26 @@ def test_online_labels_are_the_nearest_centroid_of_the_current_embedding(resnet,
     loss = online.loss(resnet, {"index": torch.tensor([0, 1, 2])}, {"image": image})
     expected = torch.nn.functional.cross_entropy(online.head(image), torch.tensor([0, 1, 0]))
     assert torch.equal(loss, expected)
+
+
+def original_sig_blended(image):
+    """attack-cleanclip backdoor/utils.py:65-70 and 84-86 (patch_type "SIG", location
+    "blended"), copied, before the byte cast."""
+    noise = torch.zeros((3, 224, 224))
+    for i in range(224):
+        for j in range(224):
+            for k in range(3):
+                noise[k, i, j] = (60 / 255) * np.sin(2 * np.pi * j * 6 / 224)
+    image = (0.2 * noise) + (0.8 * image)
+    return torch.clip(image, 0, 1)
+
+
+def test_sig_blend_is_the_originals_sig():
+    image = torch.rand(3, 224, 224, generator=torch.Generator().manual_seed(0))
+    sig = make_attack({"kind": "sig", "target": "bag", "poisons": 1, "amplitude": 60 / 255,
+                       "frequency": 6.0, "blend": 0.2}, 0)
+    out = sig.apply(image[None], torch.tensor([0]))[0]
+    torch.testing.assert_close(out, original_sig_blended(image), rtol=0, atol=1e-6)
+    added = make_attack({"kind": "sig", "target": "bag", "poisons": 1, "amplitude": 60 / 255,
+                         "frequency": 6.0}, 0).apply(image[None], torch.tensor([0]))[0]
+    assert (added - out).abs().max() > 0.1

@@ -151,11 +151,15 @@ class Chain:
         return match.group("reference") if match else None
 
 
+# Attack fields added after ids were in use: in a config only when not the default.
+ATTACK_OPTIONS = {"resize": "crop", "blend": None}
+
+
 def _attack_config(spec: Spec) -> dict:
-    """The attack's fields; `resize` only when it squashes, so that adding it kept the ids."""
     config = spec.attack.model_dump(mode="json")
-    if config.get("resize") == "crop":
-        del config["resize"]
+    for name, default in ATTACK_OPTIONS.items():
+        if name in config and config[name] == default:
+            del config[name]
     return config
 
 

@@ -214,6 +214,9 @@ class Sig(XspecModel):
     resize: Resize = "crop"
     amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
     frequency: PositiveFloat = 6.0
+    blend: Annotated[float, Field(gt=0, lt=1), NotBool] | None = None
+    """None: the signal is added to the image (Barni et al.). A weight b: (1 - b) * image +
+    b * signal, as the original code blends it (b = 0.2 with amplitude 60/255)."""
 
 
 class NoAttack(XspecModel):

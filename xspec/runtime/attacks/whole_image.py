@@ -97,17 +97,21 @@ class WaNet(TemplatedAttack):
 @register_attack("sig")
 class Sig(TemplatedAttack):
     """amplitude·sin(2π·j·frequency/W) added to every pixel of column j, in every row and channel,
-    then clamped to [0, 1] (Barni et al. 2019; the paper's code uses amplitude 60/255 and
-    frequency 6)."""
+    then clamped to [0, 1] (Barni et al. 2019). The paper's code uses amplitude 60/255 and
+    frequency 6, and blends rather than adds: (1 - blend)·image + blend·signal with blend 0.2."""
 
     def __init__(self, cfg: dict[str, Any], seed: int):
         super().__init__(cfg, seed)
         self.amplitude = number(cfg, "amplitude", lambda v: 0 < v <= 1, "in (0, 1]")
         self.frequency = number(cfg, "frequency", lambda v: v > 0, "> 0")
+        self.blend = (None if cfg.get("blend") is None
+                      else number(cfg, "blend", lambda v: 0 < v < 1, "in (0, 1)"))
 
     def apply(self, images: Tensor, keys: Tensor) -> Tensor:
         width = images.shape[3]
         signal = self.signal(width).to(device=images.device, dtype=images.dtype)
+        if self.blend is not None:  # the original: 0.2 * signal + 0.8 * image (utils.py:84-86)
+            return ((1 - self.blend) * images + self.blend * signal).clamp(0.0, 1.0)
         return (images + signal).clamp(0.0, 1.0)
 
     def signal(self, width: int) -> Tensor:
