@@ -1,7 +1,9 @@
 """A workspace's results as DuckDB relations, for notebooks and scripts.
 
-`results(workspace)` opens `<workspace>/xspec.duckdb` read-only (so it never blocks or corrupts a
-running `xspec`; open it once the CLI has finished ingesting) and returns a `Results` whose
+`results(workspace)` opens `<workspace>/xspec.duckdb` read-only (it never corrupts a running
+`xspec`, but while it is open `xspec run` and `xspec report` wait to ingest, up to
+$XSPEC_DB_WAIT seconds: `close()` it when done; opening waits up to 30 s for an ingest to
+finish) and returns a `Results` whose
 methods return lazy DuckDB relations: chain `.filter()`, `.aggregate()`, `.order()`, `.limit()`
 on them, then `.df()` (pandas), `.fetchall()` or `.show()`.
 
