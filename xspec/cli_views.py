@@ -12,6 +12,8 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from xspec.store import locks
+
 STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                "pending": "white"}
 
@@ -91,6 +93,9 @@ def status_table(console: Console, plan, workspace, states: dict | None = None) 
             detail += f"\nlog: {run.log_file}"
         if states and node.id in states:
             state, detail = states[node.id]
+        holder = locks.holder(run.path) if state != "done" else None
+        if holder is not None:
+            detail = f"claimed by {locks.describe(holder)}" + (f"\n{detail}" if detail else "")
         epoch = status.get("epoch")
         shown = _state(state) if epoch is None else Text.assemble(
             (state, STATE_STYLE.get(state, "white")), f"\nepoch {epoch}")

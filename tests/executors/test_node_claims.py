@@ -150,3 +150,20 @@ def test_a_requeued_slurm_job_takes_over_its_own_claim(tmp_path, monkeypatch):
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")  # the same task, requeued on another node
     claim = locks.try_claim(tmp_path / "run")
     assert isinstance(claim, locks.Claim) and claim.content["job"] == "77_3"
+
+
+def test_status_says_who_holds_a_node(write_spec, base_spec, tmp_path):
+    from typer.testing import CliRunner
+
+    from xspec.cli import app
+
+    spec = write_spec(base_spec)
+    workspace = Workspace(tmp_path / "ws")
+    first = open_study(spec).plan.ordered()[0]
+    held = locks.try_claim(workspace.run_dir(first).path)
+    try:
+        result = CliRunner().invoke(app, ["status", str(spec), "-w", str(workspace.root)])
+    finally:
+        held.release()
+    cells = "".join(c for c in result.output if not c.isspace() and c not in "│┃")
+    assert f"claimedbypid{os.getpid()}on{os.uname().nodename}since" in cells
