@@ -85,3 +85,14 @@ def test_sig_blend_enters_the_config_only_when_set(write_spec, base_spec):
     assert all("blend" not in n.config["attack"] for n in added.of_kind("pretrain"))
     assert {n.config["attack"]["blend"] for n in blended.of_kind("pretrain")} == {0.2}
     assert ids(added, "pretrain").isdisjoint(ids(blended, "pretrain"))
+
+
+def test_weights_into_a_gelu_arch_with_a_quickgelu_twin_are_noted(write_spec, base_spec, tmp_path):
+    weights = tmp_path / "RN50.pt"
+    weights.write_bytes(b"compile only stats this file")
+    text = base_spec.replace('arch = "xspec-vit-micro"', f'arch = "RN50"\ninit = "{weights}"')
+    note = ("model.arch: 'RN50' uses nn.GELU; OpenAI's and CleanCLIP's RN50 weights use QuickGELU: "
+            "name 'RN50-quickgelu' for them (docs/FIDELITY.md)")
+    assert note in plan(write_spec, text).notes
+    quick = text.replace('arch = "RN50"', 'arch = "RN50-quickgelu"')
+    assert not any("nn.GELU" in n for n in plan(write_spec, quick).notes)

@@ -19,7 +19,7 @@ from xspec.compiler.hashing import canonical_json, node_id
 from xspec.compiler.inputs import resolve, started_upstream
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
-from xspec.spec.archs import is_config_file
+from xspec.spec.archs import is_config_file, known_archs
 from xspec.spec.load import LoadedSpec
 from xspec.spec.schema import SELECT_POLICY, Spec, StudyOutput
 
@@ -185,12 +185,23 @@ def _init_input(plan: Plan, spec: Spec) -> dict:
     return {"pretrain.model.init": (source, f"{study}:{source.name}")}
 
 
+def _note_activation(plan: Plan, arch: str) -> None:
+    """Weights from a file into a GELU config that has a QuickGELU twin: OpenAI's and CleanCLIP's
+    weights are QuickGELU ones (the run refuses the ones whose activation it can tell)."""
+    if f"{arch}-quickgelu" in known_archs():
+        note = (f"model.arch: '{arch}' uses nn.GELU; OpenAI's and CleanCLIP's {arch} weights use "
+                f"QuickGELU: name '{arch}-quickgelu' for them (docs/FIDELITY.md)")
+        if note not in plan.notes:
+            plan.notes.append(note)
+
+
 def _pretrain_config(plan: Plan, spec: Spec) -> dict:
     model = spec.model.model_dump(mode="json")
     if isinstance(spec.model.init, StudyOutput):
         model["init"] = {"input": _init_input(plan, spec)["pretrain.model.init"][0].kind}
     elif spec.model.init != "scratch":
         model["init"] = _fingerprint(plan, spec.model.init, "model.init")
+        _note_activation(plan, spec.model.arch)
     if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
         model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
     pre = spec.pretrain
