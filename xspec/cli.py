@@ -189,14 +189,19 @@ def report(specs: Annotated[list[Path], typer.Argument(help="One or more study s
 
 
 @app.command()
-def schema() -> None:
+def schema(plugin: Annotated[Optional[list[str]], typer.Option(
+        help="Also the fields of this plugin module (a file in the current folder, or a module "
+             "on sys.path); repeatable. Installed xspec.plugins entry points always count.",
+        show_default=False)] = None) -> None:
     """Print the JSON Schema of a spec (sweeps, zip tables, [[variants]] and ${VAR} included),
     for editor completion; README says how to wire it into an editor.
 
-    Example: xspec schema > xspec.schema.json
+    Example: xspec schema --plugin my_defence > xspec.schema.json
     """
+    from xspec.extend.plugins import load_plugins
     from xspec.spec.jsonschema import spec_schema
 
+    load_plugins(plugin or [], Path.cwd())
     print(json.dumps(spec_schema(), indent=2))
 
 

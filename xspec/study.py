@@ -26,7 +26,8 @@ class Study:
                 "eval_batch_size": self.spec.evaluate.batch_size,
                 "keep_checkpoints": run.keep_checkpoints,
                 "on_bad_image": self.spec.data.on_bad_image,
-                "max_bad_fraction": self.spec.data.max_bad_fraction}
+                "max_bad_fraction": self.spec.data.max_bad_fraction,
+                "plugins": list(self.loaded.plugins)}
 
 
 def open_study(spec_path: str | Path) -> Study:

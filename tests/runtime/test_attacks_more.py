@@ -197,13 +197,15 @@ def test_sig_clamps_to_the_image_range():
     ("kind", "cfg", "message"),
     [
         ("blended", {"alpha": 1.5, "pattern": "gaussian_fixed"},
-         r"attack.alpha: expected a number in \(0, 1\), got 1.5"),
+         r"attack.alpha: input should be less than 1 \(got 1.5\)"),
         ("blended", {"alpha": 0.2, "pattern": "solid"},
          "attack.pattern: unknown value 'solid'; allowed: gaussian_fixed, gaussian_per_image"),
-        ("wanet", {"grid": 1, "strength": 0.5}, "attack.grid: expected >= 2, got 1"),
-        ("wanet", {"grid": 4, "strength": 0}, r"attack.strength: expected a number > 0, got 0"),
-        ("sig", {"amplitude": 0.1}, "attack.frequency: expected a number > 0, got None"),
-        ("label_consistent", {"poisons": 3}, "attack.trigger.size: expected int, got None"),
+        ("wanet", {"grid": 1, "strength": 0.5},
+         r"attack.grid: input should be greater than or equal to 2 \(got 1\)"),
+        ("wanet", {"grid": 4, "strength": 0}, r"attack.strength: input should be greater than 0"),
+        ("sig", {"frequency": None}, r"attack.frequency: input should be a valid number"),
+        ("label_consistent", {"trigger": {"size": None}},
+         r"attack.trigger.size: input should be a valid integer \(got None\)"),
     ],
 )
 def test_bad_runtime_config(kind, cfg, message):

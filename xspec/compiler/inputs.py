@@ -83,7 +83,7 @@ def started_upstream(plan, spec):
     while node.kind != "pretrain":  # clean -> its start, shrink_perturb -> select -> pretrain
         node = plan.nodes[node.deps[0]]
     poison = plan.nodes[node.deps[0]]
-    attack = {k: v for k, v in poison.config.items() if k not in ("train", "seed")}
+    attack = {k: v for k, v in poison.config.items() if k not in ("train", "seed", "plugins")}
     if attack != spec.attack.model_dump(mode="json"):
         raise CompileError(f"clean.start: {start.name} of study {study!r} was poisoned with "
                            f"{attack}; [attack] here must be the same, since ASR is measured "

@@ -1,7 +1,12 @@
 """Compiling a loaded spec into a plan: a DAG of content-addressed nodes.
 
-poison ──▶ pretrain ──▶ select ──▶ [shrink_perturb] ──▶ clean
+poison ──▶ pretrain ──▶ select ──▶ [defence start nodes, e.g. shrink_perturb] ──▶ clean
    └──────────────────────────────────────────────────────▲  (reads the poison manifest)
+
+Node kinds, attacks, defences and policies come from the registries (`xspec.extend`): a
+defence with a `start` hook adds the node cleaning starts from; one with behaviour adds its
+field to the clean node's config, only when it is on, so adding a defence keeps existing ids.
+A plugin's declared version enters the config of the nodes that use it (`plugins`).
 
 Pure: no torch, no I/O beyond stat-ing the files a spec names.
 """
@@ -19,14 +24,16 @@ from xspec.compiler.hashing import canonical_json, node_id
 from xspec.compiler.inputs import resolve, started_upstream
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
+from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, kind_order, rank
+from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
 from xspec.spec.load import LoadedSpec
-from xspec.spec.schema import SELECT_POLICY, Spec, StudyOutput
+from xspec.spec.policies import parse_policy
+from xspec.spec.schema import Spec, StudyOutput
 
-KINDS = ("poison", "pretrain", "select", "shrink_perturb", "pseudo_labels", "clean")
 TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epochs", "lr",
                    "weight_decay", "warmup_steps")
-CLEAN_FIELDS = ("poisons", "l2_weight", "deep_cluster", "optimizer")
+CLEAN_FIELDS = ("poisons", "optimizer")  # then every registered defence that is on
 # Fidelity options (docs/FIDELITY.md): in a config only when not the default, so that adding one
 # kept existing ids.
 OPTION_FIELDS = ("schedule", "text_augment")
@@ -42,6 +49,7 @@ class Node:
     lineage: dict
     name: str = ""
     dep_runs: tuple[str, ...] = ()
+    dep_kinds: tuple[str, ...] = ()  # stages find dependencies by kind, never by name
 
     @property
     def short(self) -> str:
@@ -67,7 +75,7 @@ class Plan:
     def ordered(self) -> list[Node]:
         """Dependency order: the farthest upstream study first, then kind by kind."""
         return sorted(self.nodes.values(), key=lambda n: (
-            -self.external.get(n.id, ("", 0))[1], KINDS.index(n.kind)))
+            -self.external.get(n.id, ("", 0))[1], rank(n.kind)))
 
     def own(self) -> list[Node]:
         return [n for n in self.ordered() if n.id not in self.external]
@@ -98,14 +106,15 @@ def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...],
         lineage: dict = {}
         for dep in reversed(deps):  # the first dependency is the node's own chain: it wins
             lineage.update(dep.lineage)
-        _flatten(kind, config, lineage)
+        _flatten(kind, {k: v for k, v in config.items() if k != "plugins"}, lineage)
         for key, (node, label) in inputs.items():
             lineage.pop(f"{key}.input", None)
             lineage[key] = label
             if kind == "pseudo_labels":  # what it runs (a pretrain node has its own arch)
                 lineage[f"{key}.arch"] = node.lineage["pretrain.model.arch"]
         plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in everything), lineage,
-                               dep_runs=tuple(d.run_name for d in everything))
+                               dep_runs=tuple(d.run_name for d in everything),
+                               dep_kinds=tuple(d.kind for d in everything))
     return plan.nodes[nid]
 
 
@@ -145,10 +154,22 @@ class Chain:
 
     @functools.cached_property
     def matches(self) -> str | None:
+        """The objective of the run whose selected accuracy this one's policy matches."""
         if self.start is not None:
             return None
-        match = SELECT_POLICY.match(self.spec.pretrain.select)
-        return match.group("reference") if match else None
+        return parse_policy(self.spec.pretrain.select).reference
+
+
+def _versions(spec: Spec, defences: bool = False) -> dict:
+    """{"plugins": {"attack:kind": version, ...}} for the plugin pieces a node uses, else {}."""
+    used = [("attack", ATTACKS.get(spec.attack.kind))]
+    used += [("data", DATA_SOURCES.get(source.format)) for source in (
+        spec.data.train, spec.data.eval, spec.data.clean.source) if not isinstance(source, str)]
+    if defences:
+        used += [("defence", d) for d in DEFENCES if d.active(getattr(spec.clean, d.name))]
+    found = {f"{what}:{getattr(p, 'kind', None) or getattr(p, 'format', None) or p.name}":
+             p.version for what, p in used if p.version}
+    return {"plugins": dict(sorted(found.items()))} if found else {}
 
 
 # Attack fields added after ids were in use: in a config only when not the default.
@@ -165,7 +186,23 @@ def _attack_config(spec: Spec) -> dict:
 
 def _shared(spec: Spec) -> dict:
     return {"attack": _attack_config(spec), "eval": _eval_config(spec),
-            "seed": spec.study.seed}
+            "seed": spec.study.seed, **_versions(spec)}
+
+
+class Builder:
+    """What a defence's `start` hook gets: add nodes to the plan, the config every node shares."""
+
+    def __init__(self, plan: Plan):
+        self.plan = plan
+
+    def add(self, kind: str, config: dict, deps: tuple[Node, ...]) -> Node:
+        return _add(self.plan, kind, config, deps)
+
+    def shared(self, spec: Spec) -> dict:
+        return _shared(spec)
+
+    def fingerprint(self, path: str, key: str) -> dict:
+        return _fingerprint(self.plan, path, key)
 
 
 def _options(section) -> dict:
@@ -214,7 +251,7 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
     train = spec.data.train.model_dump(mode="json")
     poison = _add(plan, "poison", {**_attack_config(spec), "train": train,
-                                   "seed": spec.study.seed}, ())
+                                   "seed": spec.study.seed, **_versions(spec)}, ())
     config = _pretrain_config(plan, spec)
     if canonical_json(config) in keep_optimizer:
         config["save_optimizer"] = True
@@ -255,16 +292,21 @@ def _select(plan: Plan, chain: Chain, chains: list[Chain], selects: dict[str, No
     if chain.matches is None:
         return _add(plan, "select", {"policy": chain.spec.pretrain.select}, (chain.pretrain,))
     reference = _reference(chain, chains, selects)
-    return _add(plan, "select", {"policy": "match_accuracy", "reference": chain.matches},
+    policy = parse_policy(chain.spec.pretrain.select).name
+    return _add(plan, "select", {"policy": policy, "reference": chain.matches},
                 (chain.pretrain, reference))
 
 
 def _start(plan: Plan, spec: Spec, select: Node) -> Node:
-    """Cleaning starts from the selected checkpoint, or from its best shrunk-and-perturbed copy."""
-    if spec.clean.shrink_perturb is None:
-        return select
-    config = {**spec.clean.shrink_perturb.model_dump(mode="json"), **_shared(spec)}
-    return _add(plan, "shrink_perturb", config, (select,))
+    """The node cleaning starts from: the selected checkpoint, passed through the `start` hook of
+    every defence that is on (shrink-and-perturb's node, say). Each such node writes
+    `selected.json` as a select node does."""
+    start = select
+    for defence in DEFENCES:
+        value = getattr(spec.clean, defence.name)
+        if defence.start is not None and defence.active(value):
+            start = resolve_ref(defence.start)(Builder(plan), spec, value, start)
+    return start
 
 
 def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
@@ -273,12 +315,19 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
     if data["from"] == "train":
         data["from"] = chain.pretrain.config["train"]
     config = {**{f: getattr(clean, f) for f in TRAINING_FIELDS}, **_options(clean), "data": data,
-              **_shared(spec)}
+              **_shared(spec), **_versions(spec, defences=True)}
     # Ablation fields enter the config only when used, so adding one keeps existing ids.
     for name in CLEAN_FIELDS:
         value = getattr(clean, name)
         if value != type(clean).model_fields[name].default:
-            config[name] = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+            config[name] = value
+    for defence in DEFENCES:
+        value = getattr(clean, defence.name)
+        if defence.behaviour is None or not defence.active(value):
+            continue
+        dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+        config[defence.name] = (defence.config(dumped, Builder(plan).fingerprint)
+                                if defence.config else dumped)
     if clean.poisons:
         config["poison_source"] = clean.poison_source
     labels, inputs = clean.deep_cluster.labels if clean.deep_cluster else "kmeans", {}
@@ -286,8 +335,6 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
         labeller = _pseudo_labels(plan, spec, chain, data, labels)
         config["deep_cluster"]["labels"] = {"input": "pseudo_labels"}
         inputs["clean.deep_cluster.labels"] = (labeller, labeller.lineage["pseudo_labels.model"])
-    elif labels != "kmeans":
-        config["deep_cluster"]["labels"] = _fingerprint(plan, labels, "clean.deep_cluster.labels")
     return _add(plan, "clean", config, (start, chain.poison), inputs)
 
 
@@ -304,7 +351,7 @@ def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Nod
 
 def _name_nodes(plan: Plan) -> None:
     """Names for this study's nodes; those of other studies keep the names they have there."""
-    for kind in KINDS:
+    for kind in kind_order():
         nodes = [n for n in plan.own() if n.kind == kind]
         keys = sorted({k for n in nodes for k in n.lineage})
         plan.varying[kind] = [k for k in keys if len({repr(n.lineage.get(k)) for n in nodes}) > 1]

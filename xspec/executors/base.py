@@ -95,8 +95,10 @@ def ready(node, plan, workspace: Workspace, doomed: set[str]) -> str:
 
 
 def total_steps(node) -> int | None:
-    cfg = node.config
-    return cfg.get("epochs") if node.kind in ("pretrain", "clean") else None
+    from xspec.extend.registry import NODE_KINDS
+
+    kind = NODE_KINDS.find(node.kind)
+    return node.config.get("epochs") if kind is not None and kind.trains else None
 
 
 def pack_jobs(nodes, settings: dict) -> dict[str, list]:

@@ -13,6 +13,8 @@ class DebugExecutor:
     name = "debug"
 
     def execute(self, plan, workspace: Workspace, settings: dict, reporter=None) -> Outcome:
+        from xspec.runtime.node import execute_node
+
         reporter = reporter or SilentReporter()
         outcome = Outcome(skipped=[n.id for n in plan.ordered()])
         todo = pending(workspace, plan)

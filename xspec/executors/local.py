@@ -89,7 +89,7 @@ class LocalExecutor:
             # Not "failed" from an earlier try while the worker starts: dependents must wait.
             run.set_status("queued", error=None)
         stderr = runs[0].path / "stderr.txt"
-        command = ([sys.executable, "-m", "xspec.runtime.worker", str(runs[0].path),
+        command = ([sys.executable, "-m", "xspec.runtime.node", str(runs[0].path),
                     json.dumps(settings)] if len(runs) == 1 else
                    [sys.executable, "-m", "xspec.runtime.packed", json.dumps(settings),
                     *(str(run.path) for run in runs)])

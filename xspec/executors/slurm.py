@@ -28,10 +28,10 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from xspec.compiler.packing import packs
 from xspec.errors import XspecError
 from xspec.executors.base import prepare
+from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
 
-TRAINING_KINDS = ("pretrain", "clean")  # the kinds that get GPUs; poison and select do not
 DEFAULTS = {"time": "24:00:00", "cpus_per_task": 1, "array_parallelism": 256,
             "max_requeues": 10}
 OPTION_TYPES = {
@@ -40,7 +40,6 @@ OPTION_TYPES = {
     "constraint": str, "exclude": str, "signal_delay_s": int, "max_requeues": int,
     "additional": dict, "tasks_per_node": int,
 }
-STAGE_KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")  # per-stage tables
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -72,9 +71,20 @@ def parse_time(value: str | int) -> int:
     return minutes
 
 
+def trains(kind: str) -> bool:
+    """Training kinds get GPUs and one task per GPU (DDP); poison, select, ... do not."""
+    found = NODE_KINDS.find(kind)
+    return found is not None and found.trains
+
+
+def stage_kinds() -> list[str]:
+    """The node kinds with a `[cluster.<kind>]` table."""
+    return [k.name for k in NODE_KINDS if k.cluster]
+
+
 def options_for(options: dict, kind: str) -> dict:
     """Checked options of one node kind: shared options overridden by its own table."""
-    shared = {k: v for k, v in options.items() if k not in STAGE_KINDS}
+    shared = {k: v for k, v in options.items() if k not in stage_kinds()}
     return check_options({**shared, **(options.get(kind) or {})})
 
 
@@ -112,12 +122,12 @@ def slurm_parameters(options: dict, node) -> dict:
         "nodes": 1,
         # One task per GPU for training (DDP across the tasks); the rest run as one task.
         "tasks_per_node": (opts.get("tasks_per_node") or opts.get("gpus_per_node") or 1)
-        if node.kind in TRAINING_KINDS else 1,
+        if trains(node.kind) else 1,
         "cpus_per_task": opts["cpus_per_task"],
         "slurm_array_parallelism": opts["array_parallelism"],
         "slurm_signal_delay_s": opts.get("signal_delay_s") or min(90, max(5, minutes * 30 - 30)),
     }
-    if opts.get("gpus_per_node") and node.kind in TRAINING_KINDS:
+    if opts.get("gpus_per_node") and trains(node.kind):
         params["gpus_per_node"] = opts["gpus_per_node"]
     if "mem_gb" in opts:
         params["mem_gb"] = opts["mem_gb"]
@@ -137,7 +147,7 @@ class NodeJob(Checkpointable):
         self.record, self.workspace_root, self.settings = record, workspace_root, settings
 
     def __call__(self) -> str:
-        from xspec.runtime.runner import execute_node
+        from xspec.runtime.node import execute_node
 
         with _claims([self.record], self.workspace_root):
             return execute_node(self.record, self.workspace_root, self.settings)
@@ -252,7 +262,7 @@ class SlurmExecutor:
                options: dict | None = None) -> list[tuple]:
         """Submit every node that is neither done nor queued/running; return (node, job id)."""
         options = options or {}
-        opts = {kind: options_for(options, kind) for kind in STAGE_KINDS}
+        opts = {kind: options_for(options, kind) for kind in stage_kinds()}
         pending = prepare(workspace, plan)
         current = self.states(plan, workspace)
         todo = [n for n in pending if current[n.id][0] not in ("queued", "running")]

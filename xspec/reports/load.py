@@ -25,13 +25,18 @@ import duckdb
 import pandas as pd
 
 from xspec.errors import XspecError
+from xspec.extend.plugins import load_builtins
+from xspec.extend.registry import DEFENCES
+from xspec.extend.registry import kind_order as registered_kinds
 from xspec.store.db import open_duckdb
 
-KINDS = ("poison", "pretrain", "select", "shrink_perturb", "clean")
+load_builtins()
+KINDS = tuple(registered_kinds())  # plugins loaded later sort after these
 # Keys shown in their own columns (objectives, learning rate); seeds are never grouped by.
 OWN_COLUMNS = ("pretrain.objective", "clean.objective", "clean.lr")
 # Ablation fields the compiler leaves out of a config at their default value.
-DEFAULTS = {"clean.poisons": "0", "clean.l2_weight": "0"}
+DEFAULTS = {"clean.poisons": "0", **{f"clean.{d.name}": f"{d.default:g}" for d in DEFENCES
+                                     if isinstance(d.default, (int, float))}}
 
 
 def kind_order(expression: str) -> str:

@@ -1,4 +1,5 @@
-"""The paper's cleaning ablations: L2 toward the start, deep clustering, shrink-and-perturb."""
+"""The paper's cleaning ablations: deep clustering and shrink-and-perturb (L2 toward the start
+is `xspec.builtin.l2_to_start`)."""
 
 from __future__ import annotations
 
@@ -13,18 +14,20 @@ from xspec.runtime.data import iterate
 from xspec.textfiles import read_csv_rows
 from xspec.runtime.pipeline import TrainingData, to_unit
 from xspec.runtime.seeding import derive_seed, generator
+from xspec.extend.registry import Pieces
+from xspec.runtime.defences import replace_group
 from xspec.runtime.train import ExtraTerm
 
 
-def l2_to_start(model: torch.nn.Module, weight: float) -> ExtraTerm:
-    """lambda * ||theta - theta_0||^2 over all trainable parameters (Zhu et al. 2023)."""
-    start = [p.detach().clone() for p in model.parameters() if p.requires_grad]
-
-    def penalty(model, batch, features) -> torch.Tensor:
-        params = [p for p in model.parameters() if p.requires_grad]
-        return sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
-
-    return ExtraTerm("l2_to_start", weight, penalty)
+def deep_cluster(cfg: dict, setup) -> Pieces:
+    """The `[clean] deep_cluster` defence (registered in `xspec.spec.schema`). Labels from
+    another study's model are the labels.csv its pseudo_labels node wrote."""
+    if isinstance(cfg["labels"], dict) and "input" in cfg["labels"]:
+        labels = setup.dep(cfg["labels"]["input"]).path / "labels.csv"
+        cfg = {**cfg, "labels": {"path": str(labels)}}
+    cluster = DeepCluster(cfg, setup.model, setup.data, setup.optimizer, setup.device,
+                          setup.seed, setup.log)
+    return Pieces(terms=[cluster.term], on_epoch_start=cluster.on_epoch_start)
 
 
 class DeepCluster:
@@ -76,12 +79,8 @@ class DeepCluster:
                                    * 0.01)
             self.head.bias.zero_()
         self.head.to(self.device)
-        for group in self.optimizer.param_groups[2:]:
-            for param in group["params"]:
-                self.optimizer.state.pop(param, None)
-        del self.optimizer.param_groups[2:]
-        self.optimizer.add_param_group({"params": list(self.head.parameters()),
-                                        "weight_decay": 0.0})
+        replace_group(self.optimizer, "deep_cluster", list(self.head.parameters()),
+                      weight_decay=0.0)
 
     def loss(self, model, batch, features) -> torch.Tensor:
         image = features["image"]

@@ -211,6 +211,22 @@ def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
     return Strings(table.column(cfg["image_key"])), Strings(captions)
 
 
+def _registered(cfg: dict, function: str):
+    """A data format another module registered (`xspec.extend.register_data_source`): its
+    module's `function`, which takes the same arguments as the one here; None for ours."""
+    from xspec.extend.plugins import load_builtins
+    from xspec.extend.registry import DATA_SOURCES, resolve
+
+    load_builtins()
+    source = DATA_SOURCES.get(cfg["format"], "data format")
+    if source.behaviour == __name__:
+        return None
+    module = resolve(source.behaviour)
+    if not hasattr(module, function):
+        raise DataError(f"data format {cfg['format']!r} ({source.origin}) has no {function}()")
+    return getattr(module, function)
+
+
 def pair_keys_and_captions(cfg: dict) -> tuple[Sequence[str] | None, Sequence[str]]:
     """(sample keys or None, captions) of a pair source, without decoding any image."""
     if cfg["format"] == "webdataset":
@@ -223,6 +239,8 @@ def pair_keys_and_captions(cfg: dict) -> tuple[Sequence[str] | None, Sequence[st
 
 def pair_captions(cfg: dict) -> Sequence[str]:
     """The captions of a pair source, without decoding any image (what poisoning needs)."""
+    if (other := _registered(cfg, "pair_captions")) is not None:
+        return other(cfg)
     if cfg["format"] == "fashion_mnist":
         prefix = "train" if cfg["split"] == "train" else "t10k"
         labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
@@ -234,6 +252,8 @@ def pair_captions(cfg: dict) -> Sequence[str]:
 
 
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
+    if (other := _registered(cfg, "open_pairs")) is not None:
+        return other(cfg, size, on_bad_image)
     if cfg["format"] == "fashion_mnist":
         images, labels = _fashion(cfg, size)
         return PairSet(images, Strings.of([fashion_caption(int(y), i)
@@ -248,6 +268,8 @@ def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
 
 
 def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
+    if (other := _registered(cfg, "open_eval")) is not None:
+        return other(cfg, size, on_bad_image)
     if cfg["format"] == "fashion_mnist":
         images, labels = _fashion(cfg, size)
         return EvalSet(images, labels, read_classes("fashion_mnist"))

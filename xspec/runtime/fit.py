@@ -14,7 +14,7 @@ from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
 from xspec.runtime.distributed import Dist
 from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches, eval_loader
-from xspec.runtime.context import Context
+from xspec.runtime.node import Context
 from xspec.runtime.models import activation
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
 from xspec.runtime.objectives import mmcl

@@ -1,6 +1,8 @@
 """Losses as pure functions of L2-normalised features; objectives are weighted sums of parts.
 
-An objective name such as "mmcl+ssl" lists parts of `LOSSES`; the spec gives each its weight.
+An objective name such as "mmcl+ssl" lists registered loss parts (`xspec.extend.LOSS_PARTS`:
+mmcl and ssl here, by name from `xspec.spec.schema`; a plugin registers more); the spec gives
+each its weight (parts without a `<part>_weight` field weigh 1).
 """
 
 from __future__ import annotations
@@ -11,20 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from xspec.extend.plugins import load_builtins
+from xspec.extend.registry import LOSS_PARTS, resolve
+
 Features = dict[str, Tensor]
-LOSSES: dict[str, Callable[[Features, Tensor], Tensor]] = {}
-# Which feature views each part needs; the training batch builds only what is asked for.
-VIEWS: dict[str, tuple[str, ...]] = {}
-
-
-def register_loss(name: str, views: tuple[str, ...]):
-    def decorate(fn):
-        if name in LOSSES:
-            raise ValueError(f"loss {name!r} is already registered")
-        LOSSES[name], VIEWS[name] = fn, views
-        return fn
-
-    return decorate
 
 
 def info_nce(a: Tensor, b: Tensor, logit_scale: Tensor) -> Tensor:
@@ -39,29 +31,36 @@ def one_way_nce(a: Tensor, b: Tensor, logit_scale: Tensor) -> Tensor:
     return F.cross_entropy(logits, torch.arange(len(a), device=a.device))
 
 
-@register_loss("mmcl", views=("image", "text"))
 def mmcl(f: Features, logit_scale: Tensor) -> Tensor:
     """Multimodal contrastive loss, eq. (1) of the paper; equals open_clip's ClipLoss."""
     return info_nce(f["image"], f["text"], logit_scale)
 
 
-@register_loss("ssl", views=("image", "text", "image_aug", "text_aug"))
 def ssl(f: Features, logit_scale: Tensor) -> Tensor:
     """In-modal self-supervision, eq. (2): each image against its augmentation, each caption too."""
     return (one_way_nce(f["image"], f["image_aug"], logit_scale)
             + one_way_nce(f["text"], f["text_aug"], logit_scale)) / 2
 
 
+# name -> function, resolved from the registry on first use.
+LOSSES: dict[str, Callable[[Features, Tensor], Tensor]] = {"mmcl": mmcl, "ssl": ssl}
+
+
 def parts(objective: str) -> list[str]:
+    load_builtins()
     names = objective.split("+")
-    unknown = [n for n in names if n not in LOSSES]
+    unknown = [n for n in names if n not in LOSS_PARTS]
     if unknown:
-        raise ValueError(f"unknown loss part(s) {unknown}; registered: {sorted(LOSSES)}")
+        raise ValueError(f"unknown loss part(s) {unknown}; registered: {LOSS_PARTS.names()}")
+    for name in names:
+        if name not in LOSSES:
+            LOSSES[name] = resolve(LOSS_PARTS.get(name).behaviour)
     return names
 
 
 def needed_views(objective: str) -> set[str]:
-    return {v for name in parts(objective) for v in VIEWS[name]}
+    """Which feature views the parts read; the training batch builds only what is asked for."""
+    return {v for name in parts(objective) for v in LOSS_PARTS.get(name).views}
 
 
 def total_loss(objective: str, weights: dict[str, float], features: Features,

@@ -26,12 +26,11 @@ from pathlib import Path
 import torch
 
 from xspec.errors import XspecError
-from xspec.runtime.context import Context
+from xspec.runtime.defences import defences
 from xspec.runtime.distributed import Dist
 from xspec.runtime.fit import Member
-from xspec.runtime.runner import configure_process, failure_reason, node_logger
-from xspec.runtime.stages import (CleanInputs, clean_ablations, clean_inputs,
-                                  keep_all_checkpoints)
+from xspec.runtime.node import Context, configure_process, failure_reason, node_logger
+from xspec.runtime.stages import CleanInputs, clean_inputs, keep_all_checkpoints
 from xspec.runtime.train import timed, train_step
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
 
@@ -143,7 +142,7 @@ def _seat_members(seats: list[Seat], inputs: CleanInputs) -> None:
 
 def _seat(seat: Seat, inputs: CleanInputs) -> None:
     seat.member = Member(seat.ctx, seat.model, keep_all_checkpoints(seat.ctx))
-    build = clean_ablations(seat.ctx)
+    build = defences(seat.ctx)
     if build is not None:
         seat.terms, seat.on_epoch_start = build(seat.model, inputs.data, seat.member.optimizer)
 

@@ -13,7 +13,7 @@ import io
 import numpy as np
 import torch.nn.functional as F
 
-from xspec.runtime.context import Context, stage
+from xspec.runtime.node import Context
 from xspec.runtime.data import iterate, open_pairs
 from xspec.runtime.evaluate import clip80_templates, eval_mode, zero_shot_classifier
 from xspec.runtime.pipeline import to_unit
@@ -22,7 +22,6 @@ from xspec.spec.classes import read_classes
 from xspec.store.workspace import atomic_write_bytes
 
 
-@stage("pseudo_labels")
 def pseudo_labels(ctx: Context) -> None:
     from xspec.runtime.stages import _model, checkpoint_of, cleaning_indices, read_manifest
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import hashlib
 import random
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported where a generator is made: plugins import derive_seed
+    import torch
 
 
 def derive_seed(seed: int, *parts: int | str) -> int:
@@ -24,11 +28,15 @@ def _str_uint(text: str) -> int:
 
 
 def generator(seed: int, *parts: int | str) -> torch.Generator:
+    import torch
+
     return torch.Generator().manual_seed(derive_seed(seed, *parts) % (1 << 63))
 
 
 def set_seed(seed: int) -> int:
     """Seed torch, numpy and `random` for code that uses the global generators."""
+    import torch
+
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
     torch.manual_seed(seed)

@@ -1,10 +1,11 @@
-"""One function per node kind. Each reads its config and its dependencies' run folders and
-writes its own run folder; `xspec.runtime.runner` handles status and failures."""
+"""One function per built-in node kind (registered in `xspec.compiler.kinds`). Each reads its
+config and its dependencies' run folders and writes its own run folder; `xspec.runtime.node`
+handles status and failures. A node cleaning can start from (select, shrink_perturb, a plugin's)
+writes `selected.json`: the checkpoint, its architecture and how it was chosen."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -12,21 +13,20 @@ import torch
 
 from xspec.errors import DataError
 from xspec.runtime import models
-from xspec.runtime.ablations import DeepCluster, l2_to_start, perturbed
+from xspec.extend.registry import POLICIES, resolve
+from xspec.runtime.ablations import perturbed
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
-from xspec.runtime.context import STAGES, Context, stage
 from xspec.runtime.data import PairSet, open_pairs, pair_keys_and_captions
+from xspec.runtime.defences import defences
+from xspec.runtime.node import Context
 from xspec.runtime.fit import Evaluator, HeldOutLoss, fit, training_data
 from xspec.runtime.pipeline import Normalizer, TrainingData
 from xspec.runtime.records import MetricsLog, save_checkpoint
 from xspec.runtime.seeding import generator, set_seed
 from xspec.store.workspace import RunDir, atomic_write_json
 
-__all__ = ["STAGES", "Context"]
 
-
-@stage("poison")
 def poison(ctx: Context) -> None:
     """The poison manifest: which pairs carry the trigger and their new captions."""
     cfg = ctx.config
@@ -83,7 +83,6 @@ def _model(arch: str, init, ctx: Context):
     return model, models.tokenizer(arch), Normalizer.of(mean, std), size
 
 
-@stage("pretrain")
 def pretrain(ctx: Context) -> None:
     cfg = ctx.config
     set_seed(cfg["seed"])
@@ -102,29 +101,38 @@ def pretrain(ctx: Context) -> None:
     fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
 
 
-def _match_accuracy(top1: dict[int, float], ctx: Context) -> int:
+# Selection policies (registered in `xspec.spec.policies`): (top-1 per epoch, argument, ctx)
+# -> the chosen epoch.
+def best_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
+    return max(top1, key=lambda e: (top1[e], -e))
+
+
+def final_policy(top1: dict[int, float], arg, ctx: Context) -> int:
+    return max(top1)
+
+
+def epoch_policy(top1: dict[int, float], arg: str, ctx: Context) -> int:
+    return int(arg)
+
+
+def match_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
     """The epoch whose accuracy is closest to the reference run's selected accuracy."""
     reference = MetricsLog(ctx.dep("select").metrics_file, "").rows
     target = next(r["value"] for r in reference if (r["split"], r["metric"]) == ("eval", "top1"))
     return min(top1, key=lambda e: (abs(top1[e] - target), e))
 
 
-POLICIES: dict[str, Callable[[dict[int, float], str, Context], int]] = {
-    "best_accuracy": lambda top1, _, ctx: max(top1, key=lambda e: (top1[e], -e)),
-    "final": lambda top1, _, ctx: max(top1),
-    "epoch": lambda top1, policy, ctx: int(policy[len("epoch("):-1]),
-    "match_accuracy": lambda top1, _, ctx: _match_accuracy(top1, ctx),
-}
-
-
-@stage("select")
 def select(ctx: Context) -> None:
     """Pick the pre-trained checkpoint that cleaning starts from."""
+    from xspec.spec.policies import parse_policy
+
     source = ctx.dep("pretrain")
     rows = MetricsLog(source.metrics_file, "").rows
     top1 = {r["epoch"]: r["value"] for r in rows if (r["split"], r["metric"]) == ("eval", "top1")}
     policy = ctx.config["policy"]
-    epoch = POLICIES[policy.split("(")[0]](top1, policy, ctx)
+    name, arg = ((policy, ctx.config["reference"]) if "reference" in ctx.config
+                 else (parse_policy(policy).name, parse_policy(policy).arg))
+    epoch = resolve(POLICIES.get(name).behaviour)(top1, arg, ctx)
     if epoch not in top1 or not source.checkpoint(epoch).exists():
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
     pre = source.read_node()["config"]
@@ -171,33 +179,14 @@ def left_poisons(manifest: dict, k: int, seed: int) -> list[dict]:
 
 
 def start_point(ctx: Context) -> dict:
-    """selected.json of the node cleaning starts from: shrink_perturb if present, else select."""
-    names = ctx.node["dep_runs"]
-    kind = "shrink_perturb" if any(n.startswith("shrink_perturb-") for n in names) else "select"
-    return json.loads((ctx.dep(kind).path / "selected.json").read_text())
-
-
-def clean_ablations(ctx: Context):
-    cfg = ctx.config
-    if not cfg.get("l2_weight") and not cfg.get("deep_cluster"):
-        return None
-
-    def build(model, data, optimizer):
-        terms, hook = [], None
-        if cfg.get("l2_weight"):
-            terms.append(l2_to_start(model, cfg["l2_weight"]))
-        if cfg.get("deep_cluster"):
-            options = dict(cfg["deep_cluster"])
-            if isinstance(options["labels"], dict) and "input" in options["labels"]:
-                labels = ctx.dep(options["labels"]["input"]).path / "labels.csv"
-                options["labels"] = {"path": str(labels)}
-            cluster = DeepCluster(options, model, data, optimizer, ctx.device,
-                                  cfg["seed"], ctx.log)
-            terms.append(cluster.term)
-            hook = cluster.on_epoch_start
-        return terms, hook
-
-    return build
+    """What the node cleaning starts from hands on: its first dependency's selected.json (a
+    select node, or the last start node a defence put after it, e.g. shrink_perturb), else the
+    last checkpoint of that node (clean.start naming another study's pretrain or clean node)."""
+    run = ctx.first_dep()
+    if (run.path / "selected.json").exists():
+        return json.loads((run.path / "selected.json").read_text())
+    arch, checkpoint = checkpoint_of(run)
+    return {"arch": arch, "checkpoint": checkpoint}
 
 
 @dataclass
@@ -280,19 +269,17 @@ def keep_all_checkpoints(ctx: Context) -> bool:
     return ctx.settings.get("keep_checkpoints") == "all"
 
 
-@stage("clean")
 def clean(ctx: Context) -> None:
     inputs = clean_inputs(ctx)
     fit(ctx, inputs.model, inputs.data, inputs.evaluator, keep_all=keep_all_checkpoints(ctx),
-        evaluate_start=True, ablations=clean_ablations(ctx), heldout=inputs.heldout)
+        evaluate_start=True, ablations=defences(ctx), heldout=inputs.heldout)
 
 
-@stage("shrink_perturb")
 def shrink_perturb(ctx: Context) -> None:
     """Evaluate every (shrink, perturb) candidate; keep the most accurate one under the ASR bar."""
     cfg = ctx.config
     set_seed(cfg["seed"])
-    selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
+    selected = json.loads((ctx.first_dep().path / "selected.json").read_text())
     model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
     evaluator = Evaluator(cfg["eval"], make_attack(cfg["attack"], cfg["seed"]), tokenizer,
@@ -334,4 +321,3 @@ def shrink_perturb(ctx: Context) -> None:
             + ("" if eligible else " (no candidate reached the ASR threshold)"))
 
 
-from xspec.runtime import pseudo_labels  # noqa: E402,F401  (registers its stage)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from xspec.errors import XspecError
+from xspec.extend.registry import Term as ExtraTerm  # a defence's loss term
 from xspec.runtime.distributed import Dist, gather, wrap
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import cleanclip_lr, lr_at, set_lr
@@ -48,15 +49,6 @@ class TrainConfig:
             return cleanclip_lr(step, self.lr, self.warmup_steps, total_steps,
                                 total_steps // self.epochs)
         return lr_at(step, self.lr, self.warmup_steps, total_steps)
-
-
-@dataclass(frozen=True)
-class ExtraTerm:
-    """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
-
-    name: str
-    weight: float
-    fn: Callable
 
 
 @dataclass

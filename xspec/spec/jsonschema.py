@@ -15,7 +15,8 @@ import typing
 
 from pydantic import BaseModel
 
-from xspec.spec.schema import SELECT_POLICY, Spec
+from xspec.spec.policies import policy_pattern
+from xspec.spec.schema import spec_model
 from xspec.spec.sweep import is_model, sweepable, unwrap
 
 DEFS = "#/$defs/"
@@ -29,10 +30,12 @@ TAGS = ("kind", "format")  # a union member's tag picks its branch: never a swee
 
 
 def spec_schema() -> dict:
-    schema = Spec.model_json_schema(by_alias=True)
+    """The schema of the spec with every piece registered so far (load plugins first)."""
+    spec = spec_model()
+    schema = spec.model_json_schema(by_alias=True)
     defs = schema.pop("$defs")
     defs["Spec"] = schema
-    for model in _models(Spec):
+    for model in _models(spec):
         _widen_model(defs[model.__name__], model)
     _started_elsewhere(schema)
     for name in list(defs):
@@ -92,7 +95,7 @@ def _widen_model(schema: dict, model: type[BaseModel]) -> None:
         prop = schema["properties"][key]
         prop = _union_as_any_of(prop)
         if name == "select" and model.__name__ == "Pretrain":
-            prop["pattern"] = re.sub(r"\?P<\w+>", "", SELECT_POLICY.pattern)
+            prop["pattern"] = policy_pattern()
         description = _inherited_description(model, name) or _allowed(prop)
         if "description" not in prop and description:
             prop["description"] = description

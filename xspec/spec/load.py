@@ -14,7 +14,7 @@ from pydantic import ValidationError
 from xspec.errors import SpecError
 from xspec.spec.classes import class_names
 from xspec.textfiles import decode_utf8
-from xspec.spec.schema import Spec
+from xspec.spec.schema import Spec, spec_model
 from xspec.spec.sweep import Axis, branch, expand, unwrap
 
 MAX_PROBLEMS = 10
@@ -29,6 +29,7 @@ class LoadedSpec:
     raw: dict
     axes: list[Axis]
     variants: list[tuple[Spec, dict[tuple[str, ...], int]]]
+    plugins: tuple[dict, ...] = ()  # [study] plugins as loaded: {"name", "path"}
 
     @property
     def study(self) -> str:
@@ -51,18 +52,40 @@ def load_spec(path: str | Path) -> LoadedSpec:
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
     base = path.parent.resolve()
+    plugins = _load_plugins(path, raw, base)
+    model = spec_model()
     all_axes, specs = [], []
     for where, part in _variants(raw):
         try:
             part = _expand_env(part, (), base)
-            axes, variants = expand(part, Spec)
+            axes, variants = expand(part, model)
         except SpecError as exc:
             raise SpecError(f"{path}: {where}{exc}") from None
         all_axes += axes
-        specs += _validate(path, variants, where)
+        specs += _validate(path, variants, where, model)
     _check_targets(path, specs)
     _check_files(path, specs)
-    return LoadedSpec(path, raw, all_axes, specs)
+    return LoadedSpec(path, raw, all_axes, specs, tuple(plugins))
+
+
+def _load_plugins(path: Path, raw: dict, base: Path) -> list[dict]:
+    """Import the modules `[study] plugins` names (in every variant), before validation: their
+    attacks, defences and data formats are part of the spec's schema."""
+    from xspec.extend.plugins import load_plugins
+
+    names: list[str] = []
+    tables = [raw] + [v for v in raw.get("variants", []) if isinstance(v, dict)]
+    for table in tables:
+        listed = (table.get("study") or {}).get("plugins", []) if isinstance(
+            table.get("study"), dict) else []
+        if not isinstance(listed, list) or not all(isinstance(n, str) for n in listed):
+            raise SpecError(f"{path}: study.plugins: expected a list of module names, "
+                            f"got {listed!r}")
+        names += [n for n in listed if n not in names]
+    try:
+        return load_plugins(names, base)
+    except SpecError as exc:
+        raise SpecError(f"{path}: {exc}") from None
 
 
 def _variants(raw: dict) -> list[tuple[str, dict]]:
@@ -158,9 +181,9 @@ def _describe(error: dict) -> str:
     return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
 
 
-def _allowed_keys(raw: dict, loc: tuple) -> str:
+def _allowed_keys(raw: dict, loc: tuple, model) -> str:
     """'; allowed: a, b' for the table that holds an unknown key."""
-    model, node = Spec, raw
+    node = raw
     for part in loc[:-1]:
         field = model.model_fields.get(part) if isinstance(part, str) else None
         node = node.get(part) if isinstance(node, dict) else None
@@ -170,17 +193,18 @@ def _allowed_keys(raw: dict, loc: tuple) -> str:
     return "; allowed: " + ", ".join(sorted(f.alias or n for n, f in model.model_fields.items()))
 
 
-def _validate(path: Path, variants: list[tuple[dict, dict]], where: str = ""):
+def _validate(path: Path, variants: list[tuple[dict, dict]], where: str = "", model=None):
+    model = model or spec_model()
     specs, problems = [], []
     for raw, chosen in variants:
         try:
-            specs.append((Spec.model_validate(raw), chosen))
+            specs.append((model.model_validate(raw), chosen))
         except ValidationError as exc:
             for error in exc.errors():
                 loc = _clean_loc(raw, error["loc"])
                 message = _describe(error)
                 if error["type"] == "extra_forbidden":
-                    message += _allowed_keys(raw, loc)
+                    message += _allowed_keys(raw, loc, model)
                 for axis_path, index in chosen.items():
                     if loc[: len(axis_path)] == axis_path:
                         loc = axis_path + (index,) + loc[len(axis_path):]
@@ -197,7 +221,7 @@ def _validate(path: Path, variants: list[tuple[dict, dict]], where: str = ""):
 
 def _check_targets(path: Path, specs) -> None:
     for spec, _ in specs:
-        if spec.attack.kind == "none":
+        if getattr(spec.attack, "target", None) is None:
             continue
         classes = class_names(spec.data.eval)
         if classes is not None and spec.attack.target not in classes:

@@ -3,47 +3,48 @@
 Every field here holds a single value. Sweeps (a list where a scalar is expected, or
 `{zip = "axis", values = [...]}`) are expanded by `xspec.spec.sweep` before validation, so each
 expanded variant is an ordinary `Spec`.
+
+The tables that extensions add to are assembled from the registries (`xspec.extend`): the attack
+union, the data formats, the `[clean]` defence fields and the `[cluster.<kind>]` tables.
+`spec_model()` is the spec with every piece registered so far (plugins included); `Spec` is the
+one of the built-ins.
 """
 
 from __future__ import annotations
 
-import re
 import typing
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, field_validator,
-                      model_validator)
+from pydantic import ConfigDict, Field, create_model, field_validator, model_validator
 
+from xspec.extend.registry import (
+    ATTACKS, DATA_SOURCES, DEFENCES, LOSS_PARTS, NODE_KINDS, generation, register_attack,
+    register_data_source, register_defence, register_loss,
+)
 from xspec.spec.archs import check_arch, image_size
+from xspec.spec.base import (  # noqa: F401  (re-exported: the names tables are written with)
+    Fraction, NonNegativeFloat, NonNegativeInt, NotBool, PositiveFloat, PositiveInt, XspecModel,
+)
+from xspec.spec.policies import parse_policy
 
-Objective = Literal["mmcl", "ssl", "mmcl+ssl"]
 Metric = Literal["top1", "top5", "asr"]
-
-
-def _not_bool(value):
-    """TOML's `true` is not a number (pydantic would read it as 1)."""
-    if isinstance(value, bool):
-        raise ValueError(f"expected a number, got {str(value).lower()}")
-    return value
-
-
-NotBool = BeforeValidator(_not_bool)
-PositiveInt = Annotated[int, Field(gt=0), NotBool]
-NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
-PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), NotBool]
-NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBool]
-Fraction = Annotated[float, Field(ge=0, le=1), NotBool]
 MAX_SEED = 2**64 - 1
 FASHION_SIZES = {"train": 60_000, "test": 10_000}
 
-SELECT_POLICY = re.compile(
-    r"^(best_accuracy|final|epoch\((?P<epoch>\d+)\)|match_accuracy\((?P<reference>[a-z+]+)\))$")
+register_loss("mmcl", ("image", "text"), "xspec.runtime.objectives:mmcl")
+register_loss("ssl", ("image", "text", "image_aug", "text_aug"), "xspec.runtime.objectives:ssl")
 
 
-class XspecModel(BaseModel):
-    # A docstring under a field is its description in `xspec schema` (what an editor shows).
-    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
-                              use_attribute_docstrings=True)
+def check_objective(value: str) -> str:
+    """Registered loss parts joined by "+", each once: "mmcl", "ssl", "mmcl+ssl", ..."""
+    parts = value.split("+")
+    unknown = [p for p in parts if p not in LOSS_PARTS]
+    if unknown or len(set(parts)) != len(parts):
+        names = LOSS_PARTS.names()
+        more = " or any of them joined by '+'" if len(names) > 2 else ""
+        raise ValueError(f"unknown value '{value}'; allowed: {', '.join(names)}, "
+                         f"{'+'.join(names[:2])}{more}")
+    return value
 
 
 class Study(XspecModel):
@@ -52,6 +53,9 @@ class Study(XspecModel):
     seed: NonNegativeInt = 0
     """Every random choice of every run derives from it."""
     notes: str = ""
+    plugins: list[Annotated[str, Field(pattern=r"^[A-Za-z_][A-Za-z0-9_.]*$")]] = []
+    """Modules that register attacks, defences, ... (docs/EXTENDING.md): `name.py` or `name/`
+    beside the spec, else a module on sys.path. Never part of a node's id (their pieces are)."""
 
     @field_validator("seed")
     @classmethod
@@ -70,6 +74,7 @@ class Study(XspecModel):
         return value
 
 
+@register_data_source("xspec.runtime.data", roles=("pairs", "eval"))
 class FashionMnist(XspecModel):
     """Fashion-MNIST from Debian's `dataset-fashion-mnist`, captioned with web-style sentences."""
 
@@ -79,6 +84,7 @@ class FashionMnist(XspecModel):
     size: PositiveInt | None = None
 
 
+@register_data_source("xspec.runtime.data", roles=("pairs",))
 class CsvPairs(XspecModel):
     """Image-caption pairs in the CleanCLIP/CC3M layout; image paths relative to the CSV."""
 
@@ -89,6 +95,7 @@ class CsvPairs(XspecModel):
     size: PositiveInt | None = None
 
 
+@register_data_source("xspec.runtime.data", roles=("pairs",))
 class WebDatasetPairs(XspecModel):
     """Image-caption pairs in WebDataset shards, as img2dataset writes them: `path` is a brace
     pattern ("cc3m/{00000..00331}.tar"), a glob or a folder of .tar files; each sample is
@@ -102,6 +109,7 @@ class WebDatasetPairs(XspecModel):
     size: PositiveInt | None = None
 
 
+@register_data_source("xspec.runtime.data", roles=("eval",))
 class ImageFolder(XspecModel):
     """One folder per class; `classes` names a class list (fashion_mnist, imagenet1k) or a file."""
 
@@ -111,6 +119,7 @@ class ImageFolder(XspecModel):
     size: PositiveInt | None = None
 
 
+@register_data_source("xspec.runtime.data", roles=("eval",))
 class LabelsCsv(XspecModel):
     """A CSV of image paths and integer labels (CleanCLIP's ImageNet validation layout)."""
 
@@ -122,9 +131,18 @@ class LabelsCsv(XspecModel):
     size: PositiveInt | None = None
 
 
-PairSource = Annotated[Union[FashionMnist, CsvPairs, WebDatasetPairs],
-                       Field(discriminator="format")]
-EvalSource = Annotated[Union[FashionMnist, ImageFolder, LabelsCsv], Field(discriminator="format")]
+def _union(models: list[type], tag: str) -> Any:
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator=tag)]
+
+
+def _sources(role: str) -> Any:
+    return _union([d.spec for d in DATA_SOURCES if role in d.roles], "format")
+
+
+PairSource = _sources("pairs")
+EvalSource = _sources("eval")
 
 
 class CleanData(XspecModel):
@@ -165,6 +183,7 @@ class Trigger(XspecModel):
 Resize = Literal["crop", "squash"]
 
 
+@register_attack("xspec.runtime.attacks.patch:BadNet")
 class BadNet(XspecModel):
     kind: Literal["badnet"]
     target: Annotated[str, Field(min_length=1)]
@@ -173,6 +192,7 @@ class BadNet(XspecModel):
     trigger: Trigger = Trigger()
 
 
+@register_attack("xspec.runtime.attacks.patch:LabelConsistent")
 class LabelConsistent(XspecModel):
     """The patch goes on images whose caption already names the target; captions unchanged."""
 
@@ -183,6 +203,7 @@ class LabelConsistent(XspecModel):
     trigger: Trigger = Trigger()
 
 
+@register_attack("xspec.runtime.attacks.whole_image:Blended")
 class Blended(XspecModel):
     """(1 - alpha) * image + alpha * noise over the whole image."""
 
@@ -194,6 +215,7 @@ class Blended(XspecModel):
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
 
+@register_attack("xspec.runtime.attacks.whole_image:WaNet")
 class WaNet(XspecModel):
     """One fixed, seeded warping field (Nguyen & Tran 2021), the same for every image."""
 
@@ -205,6 +227,7 @@ class WaNet(XspecModel):
     strength: PositiveFloat = 0.5
 
 
+@register_attack("xspec.runtime.attacks.whole_image:Sig")
 class Sig(XspecModel):
     """A horizontal sinusoidal signal added to the image (Barni et al. 2019)."""
 
@@ -219,12 +242,12 @@ class Sig(XspecModel):
     b * signal, as the original code blends it (b = 0.2 with amplitude 60/255)."""
 
 
+@register_attack("xspec.runtime.attacks.base:NoAttack")
 class NoAttack(XspecModel):
     kind: Literal["none"]
 
 
-Attack = Annotated[Union[BadNet, LabelConsistent, Blended, WaNet, Sig, NoAttack],
-                   Field(discriminator="kind")]
+Attack = _union([a.spec for a in ATTACKS], "kind")
 
 
 class StudyOutput(XspecModel):
@@ -251,6 +274,9 @@ class Model(XspecModel):
         return check_arch(value)
 
 
+Objective = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(\+[a-z_][a-z0-9_]*)*$")]
+
+
 class Training(XspecModel):
     objective: Objective = "mmcl+ssl"
     """mmcl: the CLIP loss; ssl: image-image and text-text InfoNCE on augmentations; or both."""
@@ -271,6 +297,11 @@ class Training(XspecModel):
     text_augment: Literal["per_epoch", "once"] = "per_epoch"
     """EDA caption augmentation for SSL: drawn afresh every epoch, or once per pair for the whole
     run, as the original code does (it augments every caption once when loading)."""
+
+    @field_validator("objective")
+    @classmethod
+    def _known_objective(cls, value: str) -> str:
+        return check_objective(value)
 
     @model_validator(mode="after")
     def _weights_match_objective(self):
@@ -293,10 +324,14 @@ class Pretrain(Training):
     @field_validator("select")
     @classmethod
     def _known_policy(cls, value: str) -> str:
-        if not SELECT_POLICY.match(value):
-            raise ValueError(f"unknown value '{value}'; allowed: best_accuracy, final, epoch(N), "
-                             "match_accuracy(<objective>)")
+        parse_policy(value)
         return value
+
+
+def _deep_cluster_config(value: dict, fingerprint) -> dict:
+    if isinstance(value["labels"], str) and value["labels"] != "kmeans":
+        value = {**value, "labels": fingerprint(value["labels"], "clean.deep_cluster.labels")}
+    return value
 
 
 class DeepCluster(XspecModel):
@@ -320,6 +355,11 @@ class DeepCluster(XspecModel):
     labels from a file: once, as the original code does), or at every epoch regardless."""
 
 
+register_defence("deep_cluster", "xspec.runtime.ablations:deep_cluster",
+                 annotation=DeepCluster | None, default=None, config=_deep_cluster_config,
+                 origin="xspec.spec.schema")
+
+
 class ShrinkPerturb(XspecModel):
     """theta <- shrink * theta + perturb * eps for every (shrink, perturb) candidate; cleaning
     starts from the most accurate candidate whose ASR is at most `asr_threshold`."""
@@ -337,7 +377,13 @@ class ShrinkPerturb(XspecModel):
         return values
 
 
+register_defence("shrink_perturb", None, annotation=ShrinkPerturb | None, default=None,
+                 start="xspec.compiler.kinds:shrink_perturb_node", origin="xspec.spec.schema")
+
+
 class Clean(Training):
+    """Cleaning; the registered defences (`xspec.extend.DEFENCES`) add their fields to it."""
+
     poisons: NonNegativeInt = 0
     """Poisoned pairs left inside the cleaning set (non-ideal cleaning)."""
     poison_source: Literal["fresh", "pretrain"] = "fresh"
@@ -348,10 +394,6 @@ class Clean(Training):
     """fresh: a new AdamW. pretrain: the pre-training checkpoint's AdamW state, as the original
     code loads it; PyTorch then also restores that run's weight decay, so `weight_decay` here
     has no effect (docs/FIDELITY.md)."""
-    l2_weight: NonNegativeFloat = 0.0
-    """lambda in lambda * ||theta - theta_0||^2 toward the starting weights (Zhu et al.)."""
-    deep_cluster: DeepCluster | None = None
-    shrink_perturb: ShrinkPerturb | None = None
     start: StudyOutput | None = None
     """Clean a model another study trained ({ study = "other.toml", node = "select@..." }: a
     select, shrink_perturb, pretrain or clean node) instead of pre-training one here; [model]
@@ -410,22 +452,18 @@ class ClusterOptions(XspecModel):
 class Cluster(ClusterOptions):
     """Shared settings, with one optional table per node kind: [cluster.clean] etc."""
 
-    poison: ClusterOptions | None = None
-    pretrain: ClusterOptions | None = None
-    select: ClusterOptions | None = None
-    shrink_perturb: ClusterOptions | None = None
-    clean: ClusterOptions | None = None
-
     def options(self, overrides: dict) -> dict:
         """submitit options: these settings, then the command line's non-empty flags."""
         data = self.model_dump(exclude_none=True)
         return {**data, **{k: v for k, v in overrides.items() if v is not None}}
 
 
-class Spec(XspecModel):
+class SpecBase(XspecModel):
+    """A study: one TOML file."""
+
     study: Study
     data: Data
-    attack: Attack
+    attack: NoAttack
     model: Model | None  # None only where clean.start names another study's model
     pretrain: Pretrain | None
     clean: Clean | None = None
@@ -449,11 +487,11 @@ class Spec(XspecModel):
 
     @model_validator(mode="after")
     def _metrics_cover_selection(self):
-        policy = self.pretrain.select.split("(")[0] if self.pretrain else None
+        policy = parse_policy(self.pretrain.select).name if self.pretrain else None
         needs = []
         if policy in ("best_accuracy", "match_accuracy"):
             needs.append(("top1", f"pretrain.select = '{self.pretrain.select}'"))
-        if self.clean is not None and self.clean.shrink_perturb is not None:
+        if self.clean is not None and getattr(self.clean, "shrink_perturb", None) is not None:
             needs.append(("top1", "clean.shrink_perturb"))
             if self.attack.kind != "none":
                 needs.append(("asr", "clean.shrink_perturb"))
@@ -465,12 +503,13 @@ class Spec(XspecModel):
 
     @model_validator(mode="after")
     def _attack_fits_data(self):
-        if self.attack.kind == "none":
+        poisons = getattr(self.attack, "poisons", None)
+        if poisons is None:
             return self
         train = self.data.train
-        known = train.size if train.format != "fashion_mnist" else min(
+        known = getattr(train, "size", None) if train.format != "fashion_mnist" else min(
             train.size or FASHION_SIZES[train.split], FASHION_SIZES[train.split])
-        if known is not None and self.attack.poisons > known:
+        if known is not None and poisons > known:
             raise ValueError(f"attack.poisons = {self.attack.poisons} exceeds the "
                              f"{known} training pairs (data.train)")
         trigger = getattr(self.attack, "trigger", None)
@@ -482,10 +521,45 @@ class Spec(XspecModel):
 
     @model_validator(mode="after")
     def _epoch_policy_in_range(self):
-        match = SELECT_POLICY.match(self.pretrain.select) if self.pretrain else None
-        if match and match.group("epoch") and int(match.group("epoch")) > self.pretrain.epochs:
+        epoch = parse_policy(self.pretrain.select).epoch if self.pretrain else None
+        if epoch is not None and epoch > self.pretrain.epochs:
             raise ValueError(
                 f"pretrain.select = '{self.pretrain.select}' is past pretrain.epochs = "
                 f"{self.pretrain.epochs}"
             )
         return self
+
+
+_BUILT: dict[tuple[int, ...], type] = {}
+
+
+def spec_model() -> type[SpecBase]:
+    """The spec model with every attack, data format, defence and node kind registered so far."""
+    from xspec.extend.plugins import load_builtins
+
+    load_builtins()
+    key = generation()
+    if key not in _BUILT:
+        _BUILT.clear()
+        _BUILT[key] = _build()
+    return _BUILT[key]
+
+
+def _build() -> type[SpecBase]:
+    pair = _sources("pairs")
+    clean_data = create_model(
+        "CleanData", __base__=CleanData, __doc__=CleanData.__doc__,
+        source=(Annotated[Union[Literal["train"], pair], Field(alias="from")], "train"))
+    data = create_model("Data", __base__=Data, __doc__=Data.__doc__, train=(pair, ...),
+                        clean=(clean_data, clean_data()), eval=(_sources("eval"), ...))
+    clean = create_model("Clean", __base__=Clean, __doc__=Clean.__doc__, **{
+        d.name: (d.annotation, Field(d.default, description=d.description or None))
+        for d in DEFENCES})
+    cluster = create_model("Cluster", __base__=Cluster, __doc__=Cluster.__doc__, **{
+        k.name: (ClusterOptions | None, None) for k in NODE_KINDS if k.cluster})
+    return create_model("Spec", __base__=SpecBase, __doc__=SpecBase.__doc__,
+                        data=(data, ...), attack=(_union([a.spec for a in ATTACKS], "kind"), ...),
+                        clean=(clean | None, None), cluster=(cluster, cluster()))
+
+
+Spec = spec_model()

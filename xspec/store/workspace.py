@@ -152,4 +152,5 @@ class Workspace:
 def node_record(node) -> dict:
     return {"id": node.id, "kind": node.kind, "name": node.name, "run_name": node.run_name,
             "config": node.config, "deps": list(node.deps), "dep_runs": list(node.dep_runs),
+            "dep_kinds": list(node.dep_kinds),
             "lineage": node.lineage}

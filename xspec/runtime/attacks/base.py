@@ -1,29 +1,40 @@
-"""The attack registry, config readers and the behaviour most attacks share.
+"""Building attacks from their config, and the behaviour most attacks share.
 
 An attack object has `target`, `select(captions) -> sorted int64 indices`,
 `poison_caption(index, caption) -> str` and `apply(images, keys) -> Tensor`. `apply` takes float
 images [B, 3, H, W] in [0, 1] and int64 sample keys [B]; it never modifies its input and gives the
 same trigger for the same key in every epoch, process and worker. `shortfall` is how many of the
 requested poisons `select` could not place (only label-consistent attacks can fall short).
+
+Its class is built with `(spec, seed)`: `spec` is the attack's table, validated by the model its
+kind registered (`xspec.extend.register_attack`), so no attack re-checks its fields by hand.
+Nothing here imports torch at module level: a plugin's attack can subclass `TemplatedAttack`
+and still be imported by the compiler.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
-from torch import Tensor
+from pydantic import ValidationError
 
 from xspec.errors import DataError
+from xspec.extend.registry import ATTACKS as REGISTERED
+from xspec.extend.registry import resolve
 from xspec.runtime.seeding import derive_seed
 
+if TYPE_CHECKING:
+    from torch import Tensor
+
+# kind -> the class `register_attack` marked in this package (what tests compare against).
 ATTACKS: dict[str, type] = {}
-RESIZE = ("crop", "squash")  # centre crop like clean images, or squash as the original code
 
 
 def register_attack(kind: str) -> Callable[[type], type]:
+    """Marks a built-in runtime class; its spec model names it in `xspec.spec.schema`."""
+
     def decorate(cls: type) -> type:
         if kind in ATTACKS:
             raise ValueError(f"attack kind {kind!r} is already registered")
@@ -33,11 +44,30 @@ def register_attack(kind: str) -> Callable[[type], type]:
     return decorate
 
 
-def make_attack(cfg: dict[str, Any], seed: int) -> Any:
+def attack_spec(cfg: dict[str, Any]) -> Any:
+    """The attack's table as its registered model, from a node config (extra keys ignored: a
+    poison node's config also holds the training set and seed)."""
+    from xspec.spec.schema import spec_model
+
+    spec_model()  # built-ins registered
     kind = cfg.get("kind")
-    if kind not in ATTACKS:
-        raise DataError(f"attack.kind: unknown value {kind!r}; allowed: {', '.join(sorted(ATTACKS))}")
-    return ATTACKS[kind](cfg, seed)
+    if kind not in REGISTERED:
+        raise DataError(f"attack.kind: unknown value {kind!r}; allowed: "
+                        f"{', '.join(REGISTERED.names())}")
+    model = REGISTERED.get(kind).spec
+    try:
+        return model.model_validate({k: v for k, v in cfg.items() if k in model.model_fields})
+    except ValidationError as exc:
+        from xspec.spec.load import _describe
+
+        error = exc.errors()[0]
+        where = ".".join(str(p) for p in ("attack", *error["loc"]))
+        raise DataError(f"{where}: {_describe(error)}") from None
+
+
+def make_attack(cfg: dict[str, Any] | Any, seed: int) -> Any:
+    spec = attack_spec(cfg) if isinstance(cfg, dict) else cfg
+    return resolve(REGISTERED.get(spec.kind).behaviour)(spec, seed)
 
 
 def rng(seed: int, *parts: int | str) -> np.random.Generator:
@@ -50,7 +80,7 @@ class NoAttack:
     shortfall = 0
     resize = "crop"
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         self.seed = seed
 
     def select(self, captions: Sequence[str]) -> np.ndarray:
@@ -72,14 +102,13 @@ class TemplatedAttack:
 
     shortfall = 0
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         self.seed = seed
-        self.target: str | None = required(cfg, "target", str)
-        self.poisons = required(cfg, "poisons", int)
-        # How a poisoned image reaches the model's size; the data pipeline reads it.
-        self.resize = choice({"resize": "crop", **cfg}, "resize", RESIZE)
-        if self.poisons < 0:
-            raise DataError(f"attack.poisons: expected >= 0, got {self.poisons}")
+        self.target: str | None = cfg.target
+        self.poisons: int = cfg.poisons
+        # How a poisoned image reaches the model's size ("crop" or "squash", `attack.resize`);
+        # the data pipeline reads it.
+        self.resize: str = getattr(cfg, "resize", "crop")
 
     def select(self, captions: Sequence[str]) -> np.ndarray:
         if self.poisons > len(captions):
@@ -91,27 +120,7 @@ class TemplatedAttack:
         return np.sort(chosen).astype(np.int64)
 
     def poison_caption(self, index: int, caption: str) -> str:
+        from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
+
         which = int(rng(self.seed, "caption", index).integers(len(OPENAI_IMAGENET_TEMPLATES)))
         return OPENAI_IMAGENET_TEMPLATES[which](self.target)
-
-
-def required(cfg: dict[str, Any], key: str, kind: type, where: str = "attack") -> Any:
-    value = cfg.get(key)
-    if not isinstance(value, kind) or isinstance(value, bool):
-        raise DataError(f"{where}.{key}: expected {kind.__name__}, got {value!r}")
-    return value
-
-
-def number(cfg: dict[str, Any], key: str, valid: Callable[[float], bool], rule: str) -> float:
-    """A float field (ints accepted) that satisfies `valid`; `rule` describes it in the error."""
-    value = cfg.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not valid(value):
-        raise DataError(f"attack.{key}: expected a number {rule}, got {value!r}")
-    return float(value)
-
-
-def choice(cfg: dict[str, Any], key: str, allowed: tuple[str, ...], where: str = "attack") -> str:
-    value = cfg.get(key)
-    if value not in allowed:
-        raise DataError(f"{where}.{key}: unknown value {value!r}; allowed: {', '.join(allowed)}")
-    return value

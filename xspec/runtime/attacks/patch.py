@@ -11,10 +11,7 @@ import torch
 from torch import Tensor
 
 from xspec.errors import DataError
-from xspec.runtime.attacks.base import TemplatedAttack, choice, register_attack, required, rng
-
-PATTERNS = ("cleanclip", "gaussian_per_image", "gaussian_fixed", "solid")
-LOCATIONS = ("random", "corner", "four_corners")
+from xspec.runtime.attacks.base import TemplatedAttack, register_attack, rng
 
 
 @register_attack("badnet")
@@ -27,15 +24,11 @@ class BadNet(TemplatedAttack):
     thirds of the pixels at exactly 0 or 1), fresh per image or one seeded pattern for every
     image (classic BadNet); `solid` pastes `color`. See docs/FIDELITY.md."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
-        trigger = cfg.get("trigger", {})
-        self.size = required(trigger, "size", int, "attack.trigger")
-        self.pattern = choice(trigger, "pattern", PATTERNS, "attack.trigger")
-        self.location = choice(trigger, "location", LOCATIONS, "attack.trigger")
-        self.color = _color(trigger) if self.pattern == "solid" else None
-        if self.size < 1:
-            raise DataError(f"attack.trigger.size: expected >= 1, got {self.size}")
+        trigger = cfg.trigger
+        self.size, self.pattern, self.location = trigger.size, trigger.pattern, trigger.location
+        self.color = tuple(trigger.color) if self.pattern == "solid" else None
 
     def apply(self, images: Tensor, keys: Tensor) -> Tensor:
         _, _, height, width = images.shape
@@ -99,7 +92,7 @@ class LabelConsistent(BadNet):
     When fewer captions match than `poisons`, all matches are poisoned and `shortfall` (set by
     `select`) says how many are missing."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
         self.names_target = target_pattern(self.target)
         self.candidates = 0
@@ -147,11 +140,3 @@ def paste(images: Tensor, patches: Tensor, rows: Tensor, cols: Tensor) -> None:
     r = (rows.view(batch, 1) + offsets).view(batch, 1, size, 1)
     w = (cols.view(batch, 1) + offsets).view(batch, 1, 1, size)
     images[b, c, r, w] = patches
-
-
-def _color(trigger: dict[str, Any]) -> tuple[float, float, float]:
-    color = trigger.get("color")
-    valid = isinstance(color, (list, tuple)) and len(color) == 3
-    if not valid or not all(isinstance(v, (int, float)) and 0.0 <= v <= 1.0 for v in color):
-        raise DataError(f"attack.trigger.color: expected three values in [0, 1], got {color!r}")
-    return (float(color[0]), float(color[1]), float(color[2]))

@@ -10,12 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xspec.errors import DataError
-from xspec.runtime.attacks.base import (
-    TemplatedAttack, choice, number, register_attack, required, rng,
-)
+from xspec.runtime.attacks.base import TemplatedAttack, register_attack, rng
 
-BLEND_PATTERNS = ("gaussian_fixed", "gaussian_per_image")
 
 
 @register_attack("blended")
@@ -28,10 +24,9 @@ class Blended(TemplatedAttack):
     `gaussian_fixed` is one seeded noise image for every sample, `gaussian_per_image` fresh noise
     per sample key; only that choice carries over, the noise itself is uniform."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
-        self.alpha = number(cfg, "alpha", lambda v: 0 < v < 1, "in (0, 1)")
-        self.pattern = choice(cfg, "pattern", BLEND_PATTERNS)
+        self.alpha, self.pattern = cfg.alpha, cfg.pattern
         self._fixed: dict[tuple[int, int, str], Tensor] = {}
 
     def apply(self, images: Tensor, keys: Tensor) -> Tensor:
@@ -63,12 +58,9 @@ class WaNet(TemplatedAttack):
     clamped to [-1, 1] and resampled with bilinear `grid_sample(align_corners=True)`. Border
     padding only guards rounding: the clamped grid never leaves the image."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
-        self.grid = required(cfg, "grid", int)
-        self.strength = number(cfg, "strength", lambda v: v > 0, "> 0")
-        if self.grid < 2:
-            raise DataError(f"attack.grid: expected >= 2, got {self.grid}")
+        self.grid, self.strength = cfg.grid, cfg.strength
         self._fields: dict[tuple[int, int, str], Tensor] = {}
 
     def apply(self, images: Tensor, keys: Tensor) -> Tensor:
@@ -100,12 +92,9 @@ class Sig(TemplatedAttack):
     then clamped to [0, 1] (Barni et al. 2019). The paper's code uses amplitude 60/255 and
     frequency 6, and blends rather than adds: (1 - blend)·image + blend·signal with blend 0.2."""
 
-    def __init__(self, cfg: dict[str, Any], seed: int):
+    def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
-        self.amplitude = number(cfg, "amplitude", lambda v: 0 < v <= 1, "in (0, 1]")
-        self.frequency = number(cfg, "frequency", lambda v: v > 0, "> 0")
-        self.blend = (None if cfg.get("blend") is None
-                      else number(cfg, "blend", lambda v: 0 < v < 1, "in (0, 1)"))
+        self.amplitude, self.frequency, self.blend = cfg.amplitude, cfg.frequency, cfg.blend
 
     def apply(self, images: Tensor, keys: Tensor) -> Tensor:
         width = images.shape[3]

@@ -1,0 +1,26 @@
+"""The built-in node kinds, and shrink-and-perturb's node between selection and cleaning.
+
+poison ──▶ pretrain ──▶ select ──▶ [shrink_perturb] ──▶ clean      [pseudo_labels] ──▶ clean
+"""
+
+from __future__ import annotations
+
+from xspec.extend.registry import register_node_kind
+
+STAGES = "xspec.runtime.stages"
+
+register_node_kind("poison", order=0, stage=f"{STAGES}:poison", label="poison manifest")
+register_node_kind("pretrain", order=10, stage=f"{STAGES}:pretrain", trains=True,
+                   label="pre-training")
+register_node_kind("select", order=20, stage=f"{STAGES}:select", label="checkpoint selection")
+register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}:shrink_perturb",
+                   label="shrink and perturb")
+register_node_kind("pseudo_labels", order=40, stage="xspec.runtime.pseudo_labels:pseudo_labels",
+                   label="pseudo-labels")
+register_node_kind("clean", order=50, stage=f"{STAGES}:clean", trains=True, label="cleaning")
+
+
+def shrink_perturb_node(build, spec, value, start):
+    """Cleaning starts from the best shrunk-and-perturbed copy of the selected checkpoint."""
+    return build.add("shrink_perturb", {**value.model_dump(mode="json"), **build.shared(spec)},
+                     (start,))

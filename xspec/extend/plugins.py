@@ -1,0 +1,102 @@
+"""Loading the modules that register pieces: xspec's own, a study's plugins, installed ones.
+
+- built-ins: `xspec.spec.schema` (attacks, data formats, deep clustering, shrink-and-perturb),
+  `xspec.compiler.kinds` (node kinds) and every module of the `xspec.builtin` package;
+- `[study] plugins = ["name", ...]`: a module `name.py` (or package `name/`) in the spec's
+  folder, else an importable module on `sys.path`;
+- every entry point of the `xspec.plugins` group of installed distributions.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import pkgutil
+import sys
+from importlib.metadata import entry_points
+from pathlib import Path
+
+from xspec.errors import SpecError
+
+GROUP = "xspec.plugins"
+_loaded: set[str] = set()
+
+
+def load_builtins() -> None:
+    if "builtins" in _loaded:
+        return
+    _loaded.add("builtins")
+    import xspec.builtin
+    import xspec.compiler.kinds
+    import xspec.spec.policies
+    import xspec.spec.schema  # noqa: F401
+
+    for info in pkgutil.iter_modules(xspec.builtin.__path__, "xspec.builtin."):
+        importlib.import_module(info.name)
+    for point in entry_points(group=GROUP):
+        _import(point.name, lambda p=point: p.load(), f"entry point {point.value}")
+
+
+def load_plugins(names: list[str], base: Path) -> list[dict]:
+    """Import each plugin; returns [{"name", "path"}] for node processes to import the same."""
+    load_builtins()
+    found = []
+    for name in names:
+        path = _local(name, base)
+        if path is not None:
+            _import(name, lambda n=name, p=path: _from_file(n, p), str(path))
+        else:
+            _import(name, lambda n=name: importlib.import_module(n), "sys.path", base)
+        found.append({"name": name, "path": str(path) if path else None})
+    return found
+
+
+def import_recorded(plugins: list[dict]) -> None:
+    """In a node process: import the plugins its study loaded, from the same files."""
+    load_builtins()
+    for plugin in plugins:
+        if plugin["name"] in sys.modules:
+            continue
+        if plugin["path"]:
+            _from_file(plugin["name"], Path(plugin["path"]))
+        else:
+            importlib.import_module(plugin["name"])
+
+
+def _local(name: str, base: Path) -> Path | None:
+    for path in (base / f"{name}.py", base / name / "__init__.py"):
+        if path.is_file():
+            return path.resolve()
+    return None
+
+
+def _from_file(name: str, path: Path):
+    existing = sys.modules.get(name)
+    if existing is not None and getattr(existing, "__file__", None) == str(path):
+        return existing
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    try:
+        spec.loader.exec_module(module)
+    except BaseException:
+        del sys.modules[name]
+        raise
+    return module
+
+
+def _import(name: str, load, where: str, base: Path | None = None) -> None:
+    try:
+        load()
+    except ModuleNotFoundError as exc:
+        if base is not None and exc.name == name:
+            raise SpecError(f"study.plugins: no plugin {name!r}: neither {base / name}.py nor "
+                            f"{base / name}/ exists, and no module {name!r} is on sys.path"
+                            ) from None
+        raise SpecError(f"study.plugins: plugin {name!r} ({where}) failed to import: "
+                        f"{type(exc).__name__}: {exc}") from None
+    except SpecError:
+        raise
+    except Exception as exc:
+        raise SpecError(f"study.plugins: plugin {name!r} ({where}) failed to import: "
+                        f"{type(exc).__name__}: {exc}") from None

@@ -1,0 +1,302 @@
+"""One registry per extension point, shared by the compiler (spec fields, node kinds) and the
+runtime (behaviour). Nothing here imports torch: behaviour is named by a "module:attr" string
+or given as an object, and resolved only in the node process that needs it.
+
+A piece registers itself when its module is imported: built-ins from `xspec.spec.schema`,
+`xspec.compiler.kinds` and every module of `xspec.builtin`; plugins from `[study] plugins` or
+the `xspec.plugins` entry-point group (`xspec.extend.plugins`).
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from xspec.errors import XspecError
+
+E = TypeVar("E")
+
+
+class RegistryError(XspecError):
+    """A piece registered twice, or a name nobody registered."""
+
+
+def resolve(ref: Any) -> Any:
+    """A "package.module:attr.sub" string imported now, or the object itself."""
+    if not isinstance(ref, str):
+        return ref
+    module, _, attr = ref.partition(":")
+    value = importlib.import_module(module)
+    for part in filter(None, attr.split(".")):
+        value = getattr(value, part)
+    return value
+
+
+class Registry(Generic[E]):
+    """name -> entry. A second registration of a name fails unless it comes from the module that
+    made the first (a plugin imported twice replaces itself)."""
+
+    def __init__(self, what: str):
+        self.what = what
+        self._entries: dict[str, E] = {}
+        self.generation = 0
+
+    def add(self, name: str, entry: E) -> E:
+        old = self._entries.get(name)
+        if old is not None and old.origin != entry.origin:
+            raise RegistryError(f"{self.what} {name!r} is already registered by {old.origin}; "
+                                f"{entry.origin} cannot register it again")
+        self._entries[name] = entry
+        self.generation += 1
+        return entry
+
+    def get(self, name: str, where: str | None = None) -> E:
+        if name not in self._entries:
+            raise RegistryError(f"{where or self.what}: unknown {self.what} {name!r}; allowed: "
+                                f"{', '.join(self.names())}")
+        return self._entries[name]
+
+    def snapshot(self) -> dict[str, E]:
+        return dict(self._entries)
+
+    def restore(self, entries: dict[str, E]) -> None:
+        """Back to a snapshot (tests that load plugins undo them)."""
+        self._entries = dict(entries)
+        self.generation += 1
+
+    def find(self, name: str) -> E | None:
+        return self._entries.get(name)
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[E]:
+        return iter(list(self._entries.values()))
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+def tag_of(model: type, key: str) -> str:
+    """The value of a tagged model's `Literal` tag field (`kind`, `format`)."""
+    annotation = model.model_fields[key].annotation if key in getattr(
+        model, "model_fields", {}) else None
+    values = typing.get_args(annotation) if typing.get_origin(annotation) is typing.Literal \
+        else ()
+    if len(values) != 1:
+        raise RegistryError(f"{model.__name__}.{key} must be Literal['<name>'] with one value")
+    return values[0]
+
+
+@dataclass(frozen=True)
+class Attack:
+    """`[attack] kind = ...`: `spec` is its table (a model tagged by `kind`); `behaviour(spec,
+    seed)` builds the object the runtime poisons with (see `xspec.runtime.attacks.base`)."""
+
+    kind: str
+    spec: type
+    behaviour: Any
+    version: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """`format = ...` of a data table: `roles` says where it may appear ("pairs" for train and
+    clean, "eval" for eval); `behaviour` is a module with `open_pairs(cfg, size, on_bad_image)`,
+    `pair_captions(cfg)` and/or `open_eval(cfg, size, on_bad_image)`."""
+
+    format: str
+    spec: type
+    roles: tuple[str, ...]
+    behaviour: Any
+    version: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class LossPart:
+    """A part of an objective ("mmcl+ssl" is two parts): `behaviour(features, logit_scale)`
+    returns a scalar tensor; `views` are the feature views it reads."""
+
+    name: str
+    views: tuple[str, ...]
+    behaviour: Any
+    version: str | None
+    origin: str
+
+
+@dataclass(frozen=True)
+class Policy:
+    """How a select node picks the pre-training epoch cleaning starts from. `arg` is None (no
+    argument), "int" (`epoch(5)`) or "objective" (`match_accuracy(mmcl)`: the compiler adds the
+    select node of that objective's run as a dependency). `behaviour(top1, arg, ctx) -> epoch`."""
+
+    name: str
+    arg: str | None
+    behaviour: Any
+    origin: str
+
+
+@dataclass(frozen=True)
+class Defence:
+    """A key of `[clean]` that changes how cleaning trains. `annotation` and `default` declare the
+    spec field; the defence is on when its value differs from `default`, and only then enters
+    the clean node's config (so adding a defence never changes existing ids).
+
+    `behaviour(value, setup) -> Pieces` runs in the clean node (value: the field's value, a
+    model re-validated from node.json where the field is a model). `start(plan, spec, value,
+    start_node) -> Node` (optional, compiler side) puts a node between selection and cleaning,
+    as shrink-and-perturb does. `config(value, fingerprint) -> JSON` (optional) is what the
+    node's config holds instead of the plain dump, e.g. a file's fingerprint."""
+
+    name: str
+    annotation: Any
+    default: Any
+    behaviour: Any
+    start: Callable | None
+    config: Callable | None
+    version: str | None
+    origin: str
+    description: str = ""
+
+    def active(self, value: Any) -> bool:
+        return value != self.default
+
+
+@dataclass(frozen=True)
+class NodeKind:
+    """A kind of node in the DAG: `order` sorts kinds (a dependency always sorts first), `stage`
+    is its stage function (`fn(ctx)`, runtime side), `trains` marks kinds that get GPUs, DDP
+    ranks and a progress bar of `epochs`, `cluster` gives it a `[cluster.<kind>]` table, and
+    `label` is how reports and `xspec plan` name it."""
+
+    name: str
+    order: float
+    stage: Any
+    trains: bool = False
+    cluster: bool = True
+    label: str = ""
+    origin: str = ""
+
+
+@dataclass(frozen=True)
+class Term:
+    """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
+
+    name: str
+    weight: float
+    fn: Callable
+
+
+@dataclass
+class Pieces:
+    """What a defence adds to a cleaning run: loss terms, and a hook called at the start of each
+    epoch (1-based) before its first step. Extra parameter groups (e.g. a fresh head) go through
+    `setup.param_group(owner, params)`, so several defences can each own some."""
+
+    terms: list[Term] = field(default_factory=list)
+    on_epoch_start: Callable[[int], None] | None = None
+
+
+ATTACKS: Registry[Attack] = Registry("attack kind")
+DATA_SOURCES: Registry[DataSource] = Registry("data format")
+LOSS_PARTS: Registry[LossPart] = Registry("loss part")
+POLICIES: Registry[Policy] = Registry("selection policy")
+DEFENCES: Registry[Defence] = Registry("cleaning defence")
+NODE_KINDS: Registry[NodeKind] = Registry("node kind")
+ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS)
+
+
+def generation() -> tuple[int, ...]:
+    """Changes whenever anything registers: the spec model is rebuilt then."""
+    return tuple(r.generation for r in ALL)
+
+
+def _origin(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
+
+
+def register_attack(behaviour: Any, *, version: str | None = None):
+    """Class decorator on an attack's spec model (an `XspecModel` with `kind: Literal[...]`)."""
+
+    def decorate(model: type) -> type:
+        kind = tag_of(model, "kind")
+        ATTACKS.add(kind, Attack(kind, model, behaviour, version, _origin(model)))
+        return model
+
+    return decorate
+
+
+def register_data_source(behaviour: Any, *, roles: tuple[str, ...] = ("pairs",),
+                         version: str | None = None):
+    """Class decorator on a data source's spec model (with `format: Literal[...]`)."""
+
+    def decorate(model: type) -> type:
+        fmt = tag_of(model, "format")
+        DATA_SOURCES.add(fmt, DataSource(fmt, model, tuple(roles), behaviour, version,
+                                         _origin(model)))
+        return model
+
+    return decorate
+
+
+def register_loss(name: str, views: tuple[str, ...], behaviour: Any = None, *,
+                  version: str | None = None):
+    """Register a loss part; as a decorator (`@register_loss("x", views=(...))`) on its function,
+    or with `behaviour` naming it ("module:function") so the spec side needs no torch."""
+
+    def add(fn: Any) -> Any:
+        LOSS_PARTS.add(name, LossPart(name, tuple(views), fn, version,
+                                      f"{fn.__module__}.{name}" if not isinstance(fn, str)
+                                      else fn.partition(":")[0] + f".{name}"))
+        return fn
+
+    return add(behaviour) if behaviour is not None else add
+
+
+def register_policy(name: str, behaviour: Any, *, arg: str | None = None) -> None:
+    if arg not in (None, "int", "objective"):
+        raise RegistryError(f"policy {name!r}: arg must be None, 'int' or 'objective'")
+    origin = behaviour.partition(":")[0] if isinstance(behaviour, str) else _origin(behaviour)
+    POLICIES.add(name, Policy(name, arg, behaviour, f"{origin}.{name}"))
+
+
+def register_defence(name: str, behaviour: Any, *, annotation: Any = None, default: Any = None,
+                     start: Callable | None = None, config: Callable | None = None,
+                     version: str | None = None, description: str = "", origin: str = ""):
+    """A `[clean] <name>` field. With a model class as `annotation` the field is that table
+    (`None` = off); otherwise give the field's type and its "off" default."""
+    if annotation is None:
+        raise RegistryError(f"defence {name!r}: give its field's annotation")
+    origin = origin or (behaviour.partition(":")[0] if isinstance(behaviour, str)
+                        else getattr(behaviour, "__module__", "?"))
+    return DEFENCES.add(name, Defence(name, annotation, default, behaviour, start, config,
+                                      version, f"{origin}.{name}", description))
+
+
+def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,
+                       cluster: bool = True, label: str = "") -> NodeKind:
+    origin = stage.partition(":")[0] if isinstance(stage, str) else getattr(
+        stage, "__module__", "?")
+    return NODE_KINDS.add(name, NodeKind(name, order, stage, trains, cluster, label or name,
+                                         f"{origin}.{name}"))
+
+
+def kind_order() -> list[str]:
+    return [k.name for k in sorted(NODE_KINDS, key=lambda k: (k.order, k.name))]
+
+
+def rank(kind: str) -> float:
+    return NODE_KINDS.get(kind).order if kind in NODE_KINDS else float("inf")
+
+
+def plugin_versions(pieces: list[tuple[str, str, str | None]]) -> dict[str, str]:
+    """{"attack:kind": version} for the pieces that declare a version (plugins do)."""
+    return {f"{what}:{name}": version for what, name, version in pieces if version}

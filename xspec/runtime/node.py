@@ -1,0 +1,161 @@
+"""One node run, from its node.json to its stage function; what every executor calls.
+
+    python -m xspec.runtime.node RUN_DIR SETTINGS_JSON     (a local child process)
+    execute_node(record, workspace_root, settings)        (in-process: debug, SLURM jobs)
+
+`execute_node` imports the study's plugins, sets torch up (threads, TF32, device, DDP ranks),
+marks the run running, looks the node's kind up in the registry (`xspec.extend.NODE_KINDS`) and
+calls its stage function with a `Context`; a failure is recorded in status.json with its reason
+and the traceback goes to log.txt. Helper DDP ranks run only training stages and write nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from xspec.errors import ExecutionError, XspecError
+from xspec.extend.plugins import import_recorded
+from xspec.extend.registry import NODE_KINDS, resolve
+from xspec.runtime.distributed import Dist, setup
+from xspec.store.workspace import RunDir, Workspace, atomic_write_json
+
+
+@dataclass
+class Context:
+    """What a stage function gets: its node record, run folder, workspace and run settings."""
+
+    node: dict
+    run: RunDir
+    workspace: Workspace
+    settings: dict
+    device: torch.device
+    log: Callable[[str], None] = print
+    progress: Callable | None = None
+    dist: Dist = field(default_factory=Dist)
+
+    @property
+    def config(self) -> dict:
+        return self.node["config"]
+
+    def deps(self, kind: str) -> list[RunDir]:
+        """The run folders of this node's dependencies of `kind`, in dependency order."""
+        runs = [RunDir(self.workspace.runs / name) for name in self.node["dep_runs"]]
+        kinds = self.node.get("dep_kinds") or [run.read_node()["kind"] for run in runs]
+        return [run for run, k in zip(runs, kinds) if k == kind]
+
+    def dep(self, kind: str) -> RunDir:
+        found = self.deps(kind)
+        if len(found) != 1:
+            raise KeyError(f"node {self.node['name']} has {len(found)} {kind} dependencies, "
+                           "not one")
+        return found[0]
+
+    def first_dep(self) -> RunDir:
+        """The node's own upstream chain: e.g. the node a clean run starts from."""
+        return RunDir(self.workspace.runs / self.node["dep_runs"][0])
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
+
+
+def configure_process(settings: dict) -> torch.device:
+    """Plugins, threads, TF32 and log level for this process; returns the device nodes run on."""
+    import_recorded(settings.get("plugins", []))
+    if settings.get("threads"):
+        torch.set_num_threads(settings["threads"])
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+    logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
+    return pick_device(settings.get("device", "auto"))
+
+
+def node_logger(run: RunDir, name: str, echo: bool = False):
+    """(log function, handle to close): timestamped lines in the run's log.txt."""
+    handle = open(run.log_file, "a", buffering=1)
+
+    def log(message: str) -> None:
+        line = f"{time.strftime('%H:%M:%S')} {name}: {message}"
+        handle.write(line + "\n")
+        if echo:
+            print(line, flush=True)
+
+    return log, handle
+
+
+def failure_reason(exc: Exception) -> str:
+    return str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
+
+
+def stage_of(kind: str):
+    """The stage function of a node kind, from the registry."""
+    return resolve(NODE_KINDS.get(kind).stage)
+
+
+def execute_node(record: dict, workspace_root: str, settings: dict, progress=None,
+                 echo: bool = False) -> str:
+    """Run the node described by `record` (node.json); returns its final state."""
+    workspace = Workspace(workspace_root)
+    run = RunDir(workspace.runs / record["run_name"])
+    if run.done:
+        return "done"
+    device = configure_process(settings)
+    kind = NODE_KINDS.get(record["kind"])
+    dist = setup(device)
+    if not dist.main:  # helper ranks train alongside rank 0, which writes everything
+        if kind.trains:
+            stage_of(kind.name)(Context(record, run, workspace, settings, device,
+                                        log=lambda message: None, dist=dist))
+        return "done"
+    log, log_handle = node_logger(run, record["name"], echo)
+    log(f"started (pid {os.getpid()} on {os.uname().nodename})")
+    run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
+                   error=None, world_size=dist.world)
+    ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
+    try:
+        stage_of(kind.name)(ctx)
+    except Exception as exc:
+        reason = failure_reason(exc)
+        log_handle.write(traceback.format_exc())
+        run.set_status("failed", error=reason, log=str(run.log_file))
+        raise ExecutionError(record["id"][:12], reason) from exc
+    finally:
+        log_handle.close()
+    run.set_status("done", finished=time.time(), error=None)
+    return "done"
+
+
+def main(argv: list[str]) -> int:
+    """A node in its own process: progress.json at most once a second, exit code 1 on failure."""
+    run = RunDir(Path(argv[0]))
+    settings = json.loads(argv[1])
+    last = [0.0]
+
+    def progress(state) -> None:
+        now = time.monotonic()
+        if now - last[0] > 1.0:
+            last[0] = now
+            atomic_write_json(run.path / "progress.json", {"epoch": state.epoch, "step": state.step})
+
+    try:
+        execute_node(run.read_node(), str(run.path.parent.parent), settings, progress=progress)
+    except ExecutionError as exc:
+        print(f"xspec: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

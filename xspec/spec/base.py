@@ -1,0 +1,28 @@
+"""The base every spec table derives from, and the constrained number types they share."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+
+def _not_bool(value):
+    """TOML's `true` is not a number (pydantic would read it as 1)."""
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number, got {str(value).lower()}")
+    return value
+
+
+NotBool = BeforeValidator(_not_bool)
+PositiveInt = Annotated[int, Field(gt=0), NotBool]
+NonNegativeInt = Annotated[int, Field(ge=0), NotBool]
+PositiveFloat = Annotated[float, Field(gt=0, allow_inf_nan=False), NotBool]
+NonNegativeFloat = Annotated[float, Field(ge=0, allow_inf_nan=False), NotBool]
+Fraction = Annotated[float, Field(ge=0, le=1), NotBool]
+
+
+class XspecModel(BaseModel):
+    # A docstring under a field is its description in `xspec schema` (what an editor shows).
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
+                              use_attribute_docstrings=True)

@@ -1,0 +1,58 @@
+"""Selection policies: the one parser of `pretrain.select`, and the built-in policies.
+
+`best_accuracy`, `final`, `epoch(N)` and `match_accuracy(<objective>)`; a plugin adds one with
+`xspec.extend.register_policy`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from xspec.extend.registry import POLICIES, register_policy
+
+CALL = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)(\((?P<arg>[^()]*)\))?$")
+ARGS = {"int": re.compile(r"^\d+$"), "objective": re.compile(r"^[a-z_][a-z0-9_+]*$")}
+SHAPES = {None: "{}", "int": "{}(N)", "objective": "{}(<objective>)"}
+
+for _name, _arg in (("best_accuracy", None), ("final", None), ("epoch", "int"),
+                    ("match_accuracy", "objective")):
+    register_policy(_name, f"xspec.runtime.stages:{_name}_policy", arg=_arg)
+
+
+@dataclass(frozen=True)
+class Selection:
+    name: str
+    arg: str | None = None
+
+    @property
+    def epoch(self) -> int | None:
+        return int(self.arg) if self.name == "epoch" else None
+
+    @property
+    def reference(self) -> str | None:
+        """The objective whose run a `match_accuracy(...)`-like policy compares against."""
+        policy = POLICIES.get(self.name)
+        return self.arg if policy.arg == "objective" else None
+
+
+def allowed() -> str:
+    return ", ".join(SHAPES[p.arg].format(p.name) for p in sorted(POLICIES, key=lambda p: p.name))
+
+
+def parse_policy(text: str) -> Selection:
+    """`best_accuracy` -> Selection("best_accuracy"); `epoch(5)` -> Selection("epoch", "5").
+    Raises ValueError naming the allowed shapes."""
+    match = CALL.match(text.strip())
+    policy = POLICIES.find(match.group("name")) if match else None
+    arg = match.group("arg") if match else None
+    if policy is None or (arg is None) != (policy.arg is None) or (
+            arg is not None and not ARGS[policy.arg].match(arg)):
+        raise ValueError(f"unknown value '{text}'; allowed: {allowed()}")
+    return Selection(policy.name, arg)
+
+
+def policy_pattern() -> str:
+    """A regular expression of every registered policy's shape (for `xspec schema`)."""
+    arg = {None: "", "int": r"\(\d+\)", "objective": r"\([a-z_][a-z0-9_+]*\)"}
+    return "^(" + "|".join(f"{p.name}{arg[p.arg]}" for p in POLICIES) + ")$"
