@@ -94,9 +94,11 @@ def run(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     """
     from xspec.cli_views import run_with_progress
 
-    if executor == "slurm":
-        raise XspecError("`xspec run` runs here (local or debug); send a plan to SLURM with "
-                         f"`{follow('submit', spec, workspace)}`")
+    from xspec.executors import get_executor
+
+    if get_executor(executor).batch:
+        raise XspecError(f"`xspec run` runs here (local or debug); send a plan to {executor} "
+                         f"with `{follow('submit', spec, workspace)}`")
     outcome, report = run_with_progress(console, spec, _workspace(workspace), executor)
     if report:
         console.print(styled("report:", "", str(report)))
@@ -143,15 +145,14 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
 
 @app.command()
 def cancel(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
-    """Cancel the study's SLURM jobs that are queued or running; finished runs are kept and
-    `xspec submit` resumes the rest.
+    """Cancel the study's SLURM jobs that are queued or running (or, for a study run here, stop
+    its node processes); finished runs are kept and `xspec submit` / `xspec run` resume the rest.
 
     Example: xspec cancel specs/table2.toml
     """
-    from xspec.executors.slurm import SlurmExecutor
-    from xspec.study import open_study
+    from xspec.study import cancel_study, open_study
 
-    ids = SlurmExecutor().cancel(open_study(spec).plan, _workspace(workspace))
+    ids = cancel_study(open_study(spec), _workspace(workspace))
     console.print(f"cancelled {len(ids)} job(s)" + (f": {' '.join(ids)}" if ids else ""),
                   markup=False)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xspec.compiler.plan import Plan, compile_spec
+from xspec.errors import XspecError
 from xspec.spec.load import LoadedSpec, load_spec
 from xspec.store.workspace import Workspace
 
@@ -36,9 +37,14 @@ def open_study(spec_path: str | Path) -> Study:
 
 
 def run_study(study: Study, workspace: Workspace, executor: str = "local", reporter=None):
+    """Run the pending nodes on this machine (`local` or `debug`) and return the Outcome."""
     from xspec.executors import get_executor
 
-    return get_executor(executor).execute(study.plan, workspace, study.settings(), reporter)
+    chosen = get_executor(executor)
+    if chosen.batch:
+        raise XspecError(f"`xspec run` runs here (local or debug); `xspec submit` sends a plan "
+                         f"to {executor}")
+    return chosen.submit(study.plan, workspace, study.settings(), reporter=reporter)
 
 
 def ingest_study(study: Study, workspace: Workspace) -> int:
@@ -71,21 +77,34 @@ def compare_studies(studies: list[Study], workspace: Workspace) -> Path:
 
 def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict) -> list:
     """Send the pending nodes to a batch system; returns [(node, job id)]."""
-    from xspec.errors import XspecError
-    from xspec.executors.slurm import SlurmExecutor
+    from xspec.executors import get_executor
 
-    if executor != "slurm":
-        raise XspecError(f"unknown batch executor {executor!r}; allowed: slurm "
-                         "(`xspec run` runs here)")
+    chosen = get_executor(executor)
+    if not chosen.batch:
+        raise XspecError(f"executor {executor!r} runs nodes here: use `xspec run --executor "
+                         f"{executor}`; `xspec submit` is for batch systems (slurm)")
     options = study.spec.cluster.options(flags)
-    return SlurmExecutor().submit(study.plan, workspace, study.settings(), options)
+    return chosen.submit(study.plan, workspace, study.settings(), options).jobs
+
+
+def _executor_of(study: Study, workspace: Workspace):
+    """The executor that last took this study's nodes: slurm if any was submitted there."""
+    from xspec.executors import get_executor
+    from xspec.executors.slurm import job_file
+
+    submitted = any(job_file(workspace.run_dir(n)).exists() for n in study.plan.ordered())
+    return get_executor("slurm" if submitted else "local")
 
 
 def node_states(study: Study, workspace: Workspace):
-    """({node id: (state, detail)} or None, warning): SLURM's view merged with the workspace."""
-    from xspec.executors.slurm import SlurmError, SlurmExecutor
-
+    """({node id: (state, detail)} or None, warning): the executor's view merged with the
+    workspace (SLURM's queue for submitted studies)."""
     try:
-        return SlurmExecutor().states(study.plan, workspace), None
-    except SlurmError as exc:
+        return _executor_of(study, workspace).states(study.plan, workspace), None
+    except XspecError as exc:
         return None, str(exc)
+
+
+def cancel_study(study: Study, workspace: Workspace) -> list[str]:
+    """Stop the study's queued and running nodes (SLURM jobs, or node processes here)."""
+    return _executor_of(study, workspace).cancel(study.plan, workspace)

@@ -20,7 +20,7 @@ def test_a_packed_grid_is_one_slurm_job_and_each_node_finishes(slurm_cluster, tm
     spec = tmp_path / "pack.toml"
     spec.write_text(text.replace("[run]\n", "[run]\npack = 2\n"))
     study, workspace = open_study(spec), Workspace(tmp_path / "ws")
-    jobs = SlurmExecutor().submit(study.plan, workspace, study.settings(), {"time": "10"})
+    jobs = SlurmExecutor().submit(study.plan, workspace, study.settings(), {"time": "10"}).jobs
     cleans = study.plan.of_kind("clean")
     clean_jobs = {job_id for node, job_id in jobs if node.kind == "clean"}
     assert len(jobs) == 5 and len(clean_jobs) == 1

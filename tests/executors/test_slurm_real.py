@@ -28,7 +28,7 @@ TIMEOUT_STUDY = HERE / "slurm_timeout.toml"
 def submit(spec: Path, root: Path, **options):
     study, workspace = open_study(spec), Workspace(root)
     started = time.monotonic()
-    jobs = SlurmExecutor().submit(study.plan, workspace, study.settings(), options)
+    jobs = SlurmExecutor().submit(study.plan, workspace, study.settings(), options).jobs
     return study, workspace, jobs, time.monotonic() - started
 
 

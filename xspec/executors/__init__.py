@@ -1,17 +1,17 @@
-"""Executors run a plan's pending nodes: `debug` (in-process), `local` (child processes);
-`xspec.executors.slurm` submits them to SLURM (`xspec submit`) and returns at once."""
+"""Executors run or queue a plan's pending nodes, behind one protocol (`base.Executor`:
+submit, states, cancel): `debug` (in-process), `local` (child processes) and `slurm` (submitit;
+a batch executor: `xspec submit` queues the nodes and returns at once)."""
 
 from xspec.errors import XspecError
 
+EXECUTORS = {"debug": "xspec.executors.debug:DebugExecutor",
+             "local": "xspec.executors.local:LocalExecutor",
+             "slurm": "xspec.executors.slurm:SlurmExecutor"}
+
 
 def get_executor(name: str):
-    from xspec.executors.debug import DebugExecutor
-    from xspec.executors.local import LocalExecutor
+    from xspec.extend.registry import resolve
 
-    executors = {"debug": DebugExecutor, "local": LocalExecutor}
-    if name == "slurm":
-        raise XspecError("`xspec run` runs here (local or debug); send a plan to SLURM with "
-                         "`xspec submit SPEC`")
-    if name not in executors:
-        raise XspecError(f"unknown executor {name!r}; allowed: {', '.join(sorted(executors))}")
-    return executors[name]()
+    if name not in EXECUTORS:
+        raise XspecError(f"unknown executor {name!r}; allowed: {', '.join(sorted(EXECUTORS))}")
+    return resolve(EXECUTORS[name])()

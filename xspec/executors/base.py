@@ -1,7 +1,10 @@
-"""What every executor shares: which nodes are pending, which are ready, and a progress sink."""
+"""What every executor shares: the protocol the CLI and `xspec.study` call, which nodes are
+pending and ready, a progress sink, and the workspace's own view of node states."""
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -18,10 +21,59 @@ class Outcome:
     skipped: list[str] = field(default_factory=list)  # already done
     failed: dict[str, str] = field(default_factory=dict)  # node id -> reason
     blocked: list[str] = field(default_factory=list)  # an upstream node failed
+    jobs: list[tuple] = field(default_factory=list)  # (node, job id): what a batch system queued
 
     @property
     def doomed(self) -> set[str]:
         return set(self.failed) | set(self.blocked)
+
+
+class Executor(Protocol):
+    """One protocol for every backend (`xspec.executors.get_executor`). `batch` executors
+    (SLURM) queue the pending nodes and return at once (`Outcome.jobs`); the others run them
+    here and return when they are done. `states` is {node id: (state, detail)}; `cancel` stops
+    what is queued or running and returns what it stopped (job ids, pids)."""
+
+    name: str
+    batch: bool
+
+    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
+               reporter=None) -> "Outcome": ...
+
+    def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]: ...
+
+    def cancel(self, plan, workspace: Workspace) -> list[str]: ...
+
+
+class RunsHere:
+    """`states` and `cancel` of the executors that run nodes on this machine: the workspace's
+    status files, and SIGTERM to node processes of this host that are still alive."""
+
+    batch = False
+
+    def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]:
+        found = {}
+        for node in plan.ordered():
+            run = workspace.run_dir(node)
+            status = run.status()
+            state = status.get("state", "pending")
+            detail = status.get("error") or ""
+            if state == "running" and not run.alive_elsewhere() and status.get(
+                    "host") == os.uname().nodename and status.get("pid") != os.getpid():
+                state, detail = "failed", (f"process {status.get('pid')} is gone before the node "
+                                           f"finished (killed?); log: {run.log_file}")
+            found[node.id] = (state, detail)
+        return found
+
+    def cancel(self, plan, workspace: Workspace) -> list[str]:
+        stopped = []
+        for node in plan.ordered():
+            run = workspace.run_dir(node)
+            if run.alive_elsewhere():
+                pid = int(run.status()["pid"])
+                os.kill(pid, signal.SIGTERM)
+                stopped.append(str(pid))
+        return stopped
 
 
 class Reporter(Protocol):

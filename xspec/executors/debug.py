@@ -4,15 +4,16 @@ another process has claimed is waited for (`xspec.store.locks`)."""
 from __future__ import annotations
 
 from xspec.errors import ExecutionError
-from xspec.executors.base import (Outcome, SilentReporter, claim_or_wait, pack_jobs, pending,
+from xspec.executors.base import (Outcome, RunsHere, SilentReporter, claim_or_wait, pack_jobs, pending,
                                   ready, total_steps)
 from xspec.store.workspace import Workspace, node_record
 
 
-class DebugExecutor:
+class DebugExecutor(RunsHere):
     name = "debug"
 
-    def execute(self, plan, workspace: Workspace, settings: dict, reporter=None) -> Outcome:
+    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
+               reporter=None) -> Outcome:
         from xspec.runtime.node import execute_node
 
         reporter = reporter or SilentReporter()

@@ -10,15 +10,16 @@ import subprocess
 import sys
 import time
 
-from xspec.executors.base import (POLL_SECONDS, Outcome, SilentReporter, claim, pack_jobs,
+from xspec.executors.base import (POLL_SECONDS, Outcome, RunsHere, SilentReporter, claim, pack_jobs,
                                   pending, ready, total_steps)
 from xspec.store.workspace import Workspace
 
 
-class LocalExecutor:
+class LocalExecutor(RunsHere):
     name = "local"
 
-    def execute(self, plan, workspace: Workspace, settings: dict, reporter=None) -> Outcome:
+    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
+               reporter=None) -> Outcome:
         reporter = reporter or SilentReporter()
         waiting = pending(workspace, plan)
         outcome = Outcome(skipped=[n.id for n in plan.ordered() if n not in waiting])

@@ -27,7 +27,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 
 from xspec.compiler.packing import packs
 from xspec.errors import XspecError
-from xspec.executors.base import prepare
+from xspec.executors.base import Outcome, prepare
 from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
@@ -257,10 +257,12 @@ def _slurm(command: list[str], allow: str | None = None) -> str:
 
 class SlurmExecutor:
     name = "slurm"
+    batch = True
 
-    def submit(self, plan, workspace: Workspace, settings: dict,
-               options: dict | None = None) -> list[tuple]:
-        """Submit every node that is neither done nor queued/running; return (node, job id)."""
+    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
+               reporter=None) -> Outcome:
+        """Submit every node that is neither done nor queued/running; `Outcome.jobs` lists
+        (node, job id)."""
         options = options or {}
         opts = {kind: options_for(options, kind) for kind in stage_kinds()}
         pending = prepare(workspace, plan)
@@ -289,7 +291,8 @@ class SlurmExecutor:
             _slurm(["scancel", *ids])
             raise SlurmError(f"{exc}\ncancelled the jobs submitted before: {' '.join(ids)}") \
                 from None
-        return submitted
+        return Outcome(skipped=[n.id for n in plan.ordered() if n not in pending],
+                       jobs=submitted)
 
     def _submit_group(self, plan, workspace, settings, opts, nodes, job_of) -> list[str]:
         after = set()
