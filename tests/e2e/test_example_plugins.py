@@ -132,3 +132,18 @@ def test_a_node_process_imports_the_plugins_itself(finished):
     subprocess.run([sys.executable, "-m", "xspec.runtime.node", str(run.path),
                     json.dumps(study.settings())], env=env(), check=True, cwd="/")
     assert json.loads((run.path / "manifest.json").read_text()) == manifest
+
+
+def test_schema_shows_the_plugin_fields(monkeypatch):
+    from typer.testing import CliRunner
+
+    from xspec.cli import app
+
+    monkeypatch.chdir(EXAMPLE)
+    result = CliRunner().invoke(app, ["schema", "--plugin", "frequency_trigger",
+                                      "--plugin", "isolate_unlearn"])
+    assert result.exit_code == 0, result.output
+    defs = json.loads(result.output)["$defs"]
+    assert set(defs["FrequencySpec"]["properties"]) == {"kind", "target", "poisons", "block",
+                                                        "magnitude", "frequencies"}
+    assert "isolate_unlearn" in defs["Clean"]["properties"]
