@@ -8,7 +8,7 @@ from typer.testing import CliRunner
 from xspec.cli import app
 from xspec.compiler import plan as plan_module
 from xspec.executors.debug import DebugExecutor
-from xspec.runtime import stages
+from xspec.runtime import node
 from xspec.store.workspace import Workspace
 from xspec.study import open_study
 
@@ -41,7 +41,6 @@ def test_node_files_are_written_as_nodes_start(write_spec, base_spec, tmp_path, 
         seen.append(len(list(workspace.runs.glob("*/node.json"))))
         time.sleep(0.01)
 
-    for kind in list(stages.STAGES):
-        monkeypatch.setitem(stages.STAGES, kind, fake)
-    DebugExecutor().execute(study.plan, workspace, {"device": "cpu"})
+    monkeypatch.setattr(node, "stage_of", lambda kind: fake)
+    DebugExecutor().submit(study.plan, workspace, {"device": "cpu"})
     assert seen == [1, 2, 3, 4, 5]

@@ -12,7 +12,7 @@ import pytest
 
 from xspec.executors.debug import DebugExecutor
 from xspec.executors.local import LocalExecutor
-from xspec.runtime import stages
+from xspec.runtime import node
 from xspec.store import locks
 from xspec.store.workspace import Workspace
 from xspec.study import open_study
@@ -63,8 +63,7 @@ def _fake_stages(monkeypatch, log):
                 handle.write(ctx.node["id"] + "\n")
         time.sleep(0.2)
 
-    for kind in list(stages.STAGES):
-        monkeypatch.setitem(stages.STAGES, kind, fake)
+    monkeypatch.setattr(node, "stage_of", lambda kind: fake)
 
 
 def test_two_executors_at_once_run_each_node_once(write_spec, base_spec, tmp_path, monkeypatch):
@@ -75,7 +74,7 @@ def test_two_executors_at_once_run_each_node_once(write_spec, base_spec, tmp_pat
     outcomes = [None, None]
 
     def run(i):
-        outcomes[i] = DebugExecutor().execute(study.plan, workspace, {"device": "cpu"})
+        outcomes[i] = DebugExecutor().submit(study.plan, workspace, {"device": "cpu"})
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
     for thread in threads:
@@ -131,7 +130,7 @@ def test_local_executor_waits_for_a_node_another_process_holds(write_spec, base_
                               stdout=subprocess.PIPE, text=True)
     assert holder.stdout.readline().strip() == "held"
     told = Told()
-    outcome = LocalExecutor().execute(study.plan, workspace, {"device": "cpu"}, told)
+    outcome = LocalExecutor().submit(study.plan, workspace, {"device": "cpu"}, reporter=told)
     holder.wait()
     assert outcome.ran == [] and poison.id in outcome.skipped and not outcome.failed
     assert told.waited == [("poison", pytest.approx(told.waited[0][1]))]

@@ -49,7 +49,7 @@ class DebugExecutor(RunsHere):
 
     @staticmethod
     def _run_one(node, workspace, settings, reporter, outcome) -> None:
-        from xspec.runtime.runner import execute_node
+        from xspec.runtime.node import execute_node
 
         reporter.started(node, total_steps(node))
         try:
