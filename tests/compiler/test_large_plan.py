@@ -44,3 +44,19 @@ def test_node_files_are_written_as_nodes_start(write_spec, base_spec, tmp_path, 
     monkeypatch.setattr(node, "stage_of", lambda kind: fake)
     DebugExecutor().submit(study.plan, workspace, {"device": "cpu"})
     assert seen == [1, 2, 3, 4, 5]
+
+
+def test_expanded_variants_carry_one_value_and_share_nothing():
+    from xspec.spec.schema import Spec
+    from xspec.spec.sweep import expand
+
+    lrs = [i * 1e-6 for i in range(1, 2001)] + [1e-6]  # a repeat: dropped, its first index kept
+    raw = {"study": {"name": "s"}, "clean": {"lr": lrs, "epochs": [1, 2]},
+           "pretrain": {"objective": "mmcl"}}
+    axes, variants = expand(raw, Spec)
+    assert len(variants) == 4000
+    assert variants[-1][0]["clean"] == {"lr": 2000e-6, "epochs": 2}
+    assert variants[1][1] == {("clean", "epochs"): 0, ("clean", "lr"): 1}
+    variants[0][0]["pretrain"]["objective"] = "changed"
+    assert variants[1][0]["pretrain"]["objective"] == "mmcl" == raw["pretrain"]["objective"]
+    assert raw["clean"]["lr"] is lrs

@@ -140,18 +140,45 @@ def expand(raw: dict, model: type[BaseModel]) -> tuple[list[Axis], list[tuple[di
     axes = _resolve_leaders(find_axes(raw, model))
     leaders = [a for a in axes if a.leader is None]
     followers = {a.path: [f for f in axes if f.leader == a.path] for a in leaders}
+    # Copy the spec without its axes' value lists once: a copy per variant that carried them
+    # would make a sweep of n values cost n^2.
+    template = copy.deepcopy(_without(raw, axes))
+    written = {a.path: _first_positions(a) for a in leaders}
     variants = []
     for combo in itertools.product(*(range(len(a.values)) for a in leaders)):
-        variant, chosen = copy.deepcopy(raw), {}
+        variant, chosen = copy.deepcopy(template), {}
         for axis, index in zip(leaders, combo):
             _set(variant, axis.path, axis.values[index])
-            original = axis.written.index(axis.values[index])
+            original = written[axis.path][index]
             chosen[axis.path] = original
             for follower in followers[axis.path]:
                 _set(variant, follower.path, follower.values[original])
                 chosen[follower.path] = original
         variants.append((variant, chosen))
     return axes, variants
+
+
+def _without(raw: dict, axes: list[Axis]) -> dict:
+    """`raw` with every axis's value replaced by None (shallow copies along the paths)."""
+    out = dict(raw)
+    for axis in axes:
+        node = out
+        for key in axis.path[:-1]:
+            node[key] = copy.copy(node[key])
+            node = node[key]
+        node[axis.path[-1]] = None
+    return out
+
+
+def _first_positions(axis: Axis) -> list[int]:
+    """For each distinct value, the index of its first occurrence as written."""
+    try:
+        first: dict = {}
+        for i, value in enumerate(axis.written):
+            first.setdefault(value, i)
+        return [first[value] for value in axis.values]
+    except TypeError:  # unhashable values (lists): the quadratic way
+        return [axis.written.index(value) for value in axis.values]
 
 
 def _set(raw: dict, path: tuple[str, ...], value) -> None:
