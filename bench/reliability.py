@@ -168,7 +168,7 @@ def bad_images(n_bad: int = 7, n: int = 200) -> str:
             else:
                 Image.fromarray(pairs.images.pixels[i].permute(1, 2, 0).numpy().astype(np.uint8)
                                 ).save(root / f"img/{i}.jpg")
-            rows.append(f"img/{i}.jpg,{caption}")
+            rows.append(f'img/{i}.jpg,"{caption}"')  # captions hold commas
         (root / "train.csv").write_text("\n".join(rows) + "\n")
         (root / "s.toml").write_text(f"""
 [study]
