@@ -58,8 +58,12 @@ def test_a_study_with_several_nodes_of_the_kind_asks_for_a_name(pair, base_spec)
                 '{ study = "up.toml", node = "select" }')
     with pytest.raises(XspecError) as info:
         _plan(path)
-    assert str(info.value) == ("model.init: study 't' has 2 select nodes; name one: "
-                               "select@objective=mmcl, select@objective=ssl")
+    assert str(info.value) == ("model.init: study 't' has 2 select nodes; name one (by its "
+                               "name or `where`): select@objective=mmcl, select@objective=ssl")
+    where = compile_spec(load_spec(pair(
+        base_spec.replace('objective = "mmcl"', 'objective = ["mmcl", "ssl"]'),
+        '{ study = "up.toml", node = "select", where = { objective = "ssl" } }')))
+    assert where.nodes[where.own()[1].deps[-1]].name == "select@objective=ssl"
     named = compile_spec(load_spec(pair(
         base_spec.replace('objective = "mmcl"', 'objective = ["mmcl", "ssl"]'),
         '{ study = "up.toml", node = "select@objective=ssl" }')))
@@ -92,3 +96,13 @@ def test_a_missing_study_file_names_the_key(pair, base_spec, tmp_path):
     assert str(info.value).startswith(
         f"model.init: in the study it names ({tmp_path / 'nowhere.toml'}): ")
     assert "cannot read spec" in str(info.value)
+
+
+def test_a_cleaning_only_study_keeps_the_upstream_run_order():
+    """toy fig13 cleans toy table2's MMCL+SSL model, whose select matches the MMCL one's
+    accuracy: the MMCL select comes first in the plan (the debug executor runs in plan order)."""
+    plan = _plan(TOY / "fig13_large_cleaning_set.toml")
+    order = [n.id for n in plan.ordered()]
+    for node in plan.nodes.values():
+        assert all(order.index(d) < order.index(node.id) for d in node.deps), node.name
+    assert not plan.external  # the model it cleans is part of its own report

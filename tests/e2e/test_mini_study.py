@@ -168,8 +168,8 @@ warmup_steps = 1
     study = open_study(spec)
     upstream = open_study(MINI).plan
     (select,) = [n for n in upstream.of_kind("select") if n.name == "select@objective=mmcl"]
-    cleans = study.plan.own()
-    assert [n.kind for n in cleans] == ["clean", "clean"]
+    cleans = study.plan.of_kind("clean")
+    assert len(cleans) == 2 and not study.plan.external
     assert all(select.id in n.deps for n in cleans)
     outcome = run_study(study, workspace, "debug")
     assert sorted(outcome.ran) == sorted(n.id for n in cleans) and not outcome.failed
@@ -177,4 +177,5 @@ warmup_steps = 1
     con = duckdb.connect(str(workspace.db_path), read_only=True)
     kinds = con.execute("SELECT kind, count(*) FROM nodes WHERE study = 'mini-recleaned' "
                         "GROUP BY kind").fetchall()
-    assert kinds == [("clean", 2)]  # mini's nodes stay in mini's report
+    # The model it cleans and its pre-training are part of its report (the starting point).
+    assert sorted(kinds) == [("clean", 2), ("poison", 1), ("pretrain", 1), ("select", 1)]

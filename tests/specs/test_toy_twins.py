@@ -61,7 +61,7 @@ def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
     # The paper's ResNet-50 experiments train the tiny ModifiedResNet, its ViT experiment a ViT.
     resnet = {n.config["model"]["arch"].startswith("RN50") for n in paper.plan.of_kind("pretrain")}
     assert {n.config["model"]["arch"] == "xspec-rn-tiny"
-            for n in toy.plan.own() if n.kind == "pretrain"} == resnet
+            for n in toy.plan.of_kind("pretrain")} == resnet
     assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
 
 

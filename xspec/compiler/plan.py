@@ -71,6 +71,7 @@ class Plan:
     # Nodes of other studies this one takes inputs from: id -> (their study, hops away).
     external: dict[str, tuple[str, int]] = field(default_factory=dict)
     parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one
+    upstream: dict = field(default_factory=dict, repr=False)  # spec path -> its plan (a cache)
 
     def ordered(self) -> list[Node]:
         """Dependency order: the farthest upstream study first, then kind by kind."""

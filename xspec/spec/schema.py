@@ -257,8 +257,11 @@ class StudyOutput(XspecModel):
     study: Annotated[str, Field(min_length=1)]
     """The other study's spec file, relative to this spec."""
     node: Annotated[str, Field(min_length=1)] = "select"
-    """A node kind of that study that has one node (select, pretrain, ...), or a node's name as
-    `xspec plan --all` shows it (select@objective=mmcl)."""
+    """A node kind of that study (select, pretrain, ...), or a node's name as `xspec plan`
+    shows it (select@objective=mmcl)."""
+    where: dict[str, str | int | float] = {}
+    """Which node of that kind: settings it must have, by short name or dotted key
+    ({ objective = "mmcl+ssl", poisons = 3000 }); one node must match."""
 
 
 class Model(XspecModel):
