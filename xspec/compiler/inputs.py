@@ -93,7 +93,7 @@ def ancestors(plan, node) -> list:
     return list(seen.values())
 
 
-def started_upstream(plan, spec):
+def started_upstream(plan, spec, attack_config: dict):
     """(start, poison, pretrain) for clean.start: the other study's node cleaning starts from,
     and the poison and pre-training nodes behind it, after checking that this spec's attack and
     training set are that study's (cleaning evaluates ASR with them and draws from that pool)."""
@@ -104,7 +104,7 @@ def started_upstream(plan, spec):
         node = plan.nodes[node.deps[0]]
     poison = plan.nodes[node.deps[0]]
     attack = {k: v for k, v in poison.config.items() if k not in ("train", "seed", "plugins")}
-    if attack != spec.attack.model_dump(mode="json"):
+    if attack != attack_config:
         raise CompileError(f"clean.start: {start.name} of study {study!r} was poisoned with "
                            f"{attack}; [attack] here must be the same, since ASR is measured "
                            "with it")

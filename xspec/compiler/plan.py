@@ -261,7 +261,7 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
 
 
 def _started_chain(plan: Plan, spec: Spec) -> Chain:
-    start, poison, pretrain = started_upstream(plan, spec)
+    start, poison, pretrain = started_upstream(plan, spec, _attack_config(spec))
     return Chain(spec, poison, pretrain, start)
 
 
