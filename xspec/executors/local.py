@@ -27,8 +27,11 @@ class LocalExecutor(RunsHere):
         try:
             self._loop(plan, workspace, settings, reporter, waiting, outcome, running)
         finally:
-            for *_, held in running.values():
-                held.release()  # the workers go on (or die with us); their status tells
+            for _, proc, _, held in running.values():
+                if proc.poll() is not None:
+                    held.release()
+                # else a worker outlives us (an exception here): its claim names its pid, so
+                # another `xspec run` waits for it, and takes the node over once it is gone
         return outcome
 
     def _loop(self, plan, workspace, settings, reporter, waiting, outcome, running) -> None:
