@@ -8,10 +8,18 @@ logs every step). MFU = 3 x forward FLOPs per sample (counted by torch's FlopCou
 samples/s / the GPU's dense bf16 peak. Evaluation: `evaluate()` over in-memory 224-px images,
 each scored clean and triggered, against the image tower alone on the same images.
 
-Without a GPU the CPU path runs the same code on the tiny model (xspec-vit-tiny, fp32, batch
-128, a few steps) and says so; MFU is then left out (no meaningful peak), achieved GFLOP/s shown.
+File path (`--files`, on by default): the same loops on 224-px JPEG files through the real
+loaders: xspec's `TrainingData` (CSV, `run.workers` = --workers; uint8 to the GPU, normalised
+there) for RN50 and ViT-B-32, MMCL and MMCL+SSL, beside open_clip_train's CSV loader
+(`--dataset-type csv`, same files, same worker count) for MMCL: samples/s, MFU, and the share of
+each step xspec's loop waited for data.
+
+Without a GPU the CPU path runs the same code on the tiny models (xspec-vit-tiny in memory,
+bench/tiny224.json on files; fp32, batch 128, a few steps) and says so; MFU is then left out
+(no meaningful peak), achieved GFLOP/s shown.
 
 Usage: .venv/bin/python bench/bench_gpu.py [--device auto|cuda|cpu] [--steps 40] [--json out.json]
+                                           [--no-files] [--workers 12]
 """
 
 from __future__ import annotations
@@ -50,6 +58,7 @@ from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches  # noq
 PEAKS = {"H200": 989e12, "H100": 989e12, "A100": 312e12, "L40S": 362e12, "L4": 121e12,
          "A10": 125e12, "RTX 4090": 165e12}
 SKIP = 5
+BENCH = Path(__file__).resolve().parent
 
 
 def profile(device: torch.device) -> dict:
@@ -129,6 +138,89 @@ def bench_training(figures: Figures, device: torch.device, p: dict, steps: int,
                         note="no MFU: no known peak for this device")
 
 
+class OpenClipCsvRunner(OpenClipRunner):
+    """open_clip_train reading a tab-separated CSV of image paths and captions."""
+
+    def __init__(self, tsv: Path, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.tsv = tsv
+
+    def args(self, run: str) -> list[str]:
+        out = super().args(run)
+        i = out.index("synthetic")
+        out[i - 1:i + 1] = ["--dataset-type", "csv", "--train-data", str(self.tsv),
+                            "--csv-img-key", "filepath", "--csv-caption-key", "title",
+                            "--csv-separator", "\t"]
+        return out
+
+
+def file_data(arch: str, objective: str, folder: Path, n: int, p: dict, steps: int,
+              workers: int, device: torch.device) -> TrainingData:
+    """TrainingData over the JPEG CSV, indices repeated to fill `steps` batches."""
+    from xspec.runtime.augment import SslAugmenter
+    from xspec.runtime.objectives import needed_views
+
+    model = models.create(arch, "scratch", torch.device("cpu"))
+    mean, std, size = models.image_stats(model)
+    pairs = open_pairs({"format": "csv", "path": str(folder / "pairs.csv"), "image_key": "image",
+                        "caption_key": "caption", "size": n}, size)
+    attack = make_attack(quickstart_attack(n), 0)
+    poisoned = np.zeros(n, dtype=bool)
+    poisoned[attack.select(pairs.captions)] = True
+    views = needed_views(objective)
+    return TrainingData(pairs, np.arange(steps * p["batch"]) % n, pairs.captions, poisoned,
+                        attack, models.tokenizer(arch), Normalizer.of(mean, std), p["batch"], 0,
+                        views, SslAugmenter(None) if "image_aug" in views else None, workers,
+                        device)
+
+
+def bench_files(figures: Figures, device: torch.device, p: dict, steps: int, logs: Path,
+                workers: int) -> None:
+    from bench_loader import write_jpegs
+
+    import os
+
+    archs = ("RN50", "ViT-B-32") if device.type == "cuda" else (str(BENCH / "tiny224.json"),)
+    if device.type == "cpu":  # as a node would run (xspec.runtime.runner.configure_process)
+        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
+    n = 2048 if device.type == "cuda" else 512
+    folder = logs / "jpegs"
+    write_jpegs(folder, n)
+    rows = (folder / "openclip.tsv").read_text().splitlines()
+    needed = (steps + SKIP + 1) * p["batch"]  # open_clip_train's CSV epoch is the file's length
+    body = [rows[1 + i % (len(rows) - 1)] for i in range(needed)]
+    (folder / "openclip.tsv").write_text("\n".join([rows[0], *body]) + "\n")
+    peak = peak_flops(device)
+    for arch in archs:
+        label = Path(arch).stem
+        flops = train_flops_per_sample(arch, device)
+        for objective in ("mmcl", "mmcl+ssl"):
+            data = file_data(arch, objective, folder, n, p, steps + SKIP + 1, workers, device)
+            baton = Baton(["xspec"])
+            timed = TimedData(data, baton, "xspec")
+            baton.run({"xspec": xspec_loop(objective, timed, arch, device)})
+            step = median(baton.times["xspec"][SKIP:-1])
+            wait = median(timed.data_times[SKIP:]) / step
+            per_pair = flops * (2 if objective == "mmcl+ssl" else 1)
+            mfu = f", MFU {per_pair * p['batch'] / step / peak:.1%}" if peak else ""
+            figures.add(f"files {label} {objective}, xspec, pairs/s", p["batch"] / step, "/s",
+                        note=f"data wait {wait:.0%} of a step, {workers} workers{mfu}")
+            if objective != "mmcl":
+                continue
+            oc = OpenClipCsvRunner(folder / "openclip.tsv", logs, p["batch"], models.resolve(arch),
+                                   (steps + SKIP + 1) * p["batch"], device.type, p["precision"],
+                                   workers)
+            baton = Baton([oc.name])
+            with quiet_logging(torch.get_num_threads()):
+                baton.run({oc.name: oc.loop(baton)})
+            logged = median(oc.logged[SKIP:])
+            mfu = f", MFU {flops * p['batch'] / logged / peak:.1%}" if peak else ""
+            figures.add(f"files {label} mmcl, open_clip_train csv, pairs/s", p["batch"] / logged,
+                        "/s", note=f"{workers} workers{mfu}")
+            figures.add(f"files {label} mmcl pairs/s, xspec / open_clip_train", logged / step,
+                        "x", (">=", 1.0))
+
+
 def bench_evaluation(figures: Figures, device: torch.device, p: dict) -> None:
     arch = p["arch"]
     torch.manual_seed(0)
@@ -181,7 +273,10 @@ def main() -> None:
     parser = cli(__doc__.splitlines()[0],
                  device={"default": "auto", "help": "auto, cuda or cpu"},
                  steps={"type": int, "default": 0,
-                        "help": "timed steps per loop (default: 40 on GPU, 8 on CPU)"})
+                        "help": "timed steps per loop (default: 40 on GPU, 8 on CPU)"},
+                 workers={"type": int, "default": 0,
+                          "help": "loader workers on the file path (default: 12 GPU, 2 CPU)"},
+                 no_files={"action": "store_true", "help": "skip the file path"})
     args = parser.parse_args()
     name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available()
                                                       else "cpu")
@@ -200,6 +295,12 @@ def main() -> None:
     figures.add("device", where)
     logs = Path(tempfile.mkdtemp(prefix="xspec-bench-gpu-"))
     try:
+        # The file path first: its loader workers are forked before open_clip_train has run
+        # in this process (a run forked after bench_training hung once on this machine).
+        if not args.no_files:
+            workers = args.workers or (12 if device.type == "cuda" else 2)
+            bench_files(figures, device, p, steps, logs, workers)
+            torch.set_num_threads(threads)
         bench_training(figures, device, p, steps, logs)
         bench_evaluation(figures, device, p)
     finally:

@@ -185,7 +185,7 @@ workers = {workers}
 """
 
 
-def bench_pretrain(figures: Figures, folder: Path, tmp: Path) -> None:
+def bench_pretrain(figures: Figures, folder: Path, tmp: Path, threads: int) -> None:
     import pyarrow.parquet as pq
 
     from xspec.store.workspace import Workspace
@@ -204,6 +204,7 @@ def bench_pretrain(figures: Figures, folder: Path, tmp: Path) -> None:
         spec.write_text(PRETRAIN_SPEC.format(workers=workers, csv=train, eval_csv=eval_csv,
                                              arch=TINY_224))
         study, workspace = open_study(spec), Workspace(tmp / f"ws-{k}")
+        torch.set_num_threads(threads)  # the debug executor's node set it for this process
         [node] = study.plan.of_kind("pretrain")
         start = time.perf_counter()
         outcome = run_study(study, workspace, "debug")
@@ -237,7 +238,7 @@ def main() -> None:
         if "loader" in args.part:
             bench_loader(figures, folder, shards, n, args.rounds)
         if "pretrain" in args.part:
-            bench_pretrain(figures, folder, Path(tmp))
+            bench_pretrain(figures, folder, Path(tmp), threads)
     figures.dump(args.json)
 
 

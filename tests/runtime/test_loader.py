@@ -94,3 +94,19 @@ def test_evaluation_batches_are_identical_with_0_and_2_workers(jpeg_csv):
     for run in (0, 1):
         for got, want in zip(out[2][run], out[0][0]):
             assert all(torch.equal(g, w) for g, w in zip(got, want))
+
+
+def test_cpu_runs_with_workers_leave_the_workers_their_cores():
+    import os
+
+    from xspec.runtime.node import configure_process
+
+    before = torch.get_num_threads()
+    cores = len(os.sched_getaffinity(0))
+    try:
+        configure_process({"device": "cpu", "workers": 1})
+        assert torch.get_num_threads() == max(1, cores - 1)
+        configure_process({"device": "cpu", "workers": 1, "threads": 3})
+        assert torch.get_num_threads() == 3  # an explicit run.threads wins
+    finally:
+        torch.set_num_threads(before)

@@ -72,14 +72,23 @@ def pick_device(name: str) -> torch.device:
 
 
 def configure_process(settings: dict) -> torch.device:
-    """Plugins, threads, TF32 and log level for this process; returns the device nodes run on."""
+    """Plugins, threads, TF32 and log level for this process; returns the device nodes run on.
+
+    On the CPU with loader workers and no `run.threads`, the training process leaves the
+    workers their cores: compute threads that share cores with busy workers spin-wait at every
+    parallel region (measured here: 2 workers + 2 threads on 2 cores ran 2.4x slower than no
+    workers; 2 workers + 1 thread ran 2.3x faster)."""
     import_recorded(settings.get("plugins", []))
-    if settings.get("threads"):
-        torch.set_num_threads(settings["threads"])
+    device = pick_device(settings.get("device", "auto"))
+    threads = settings.get("threads")
+    if not threads and device.type == "cpu" and settings.get("workers", 0) > 0:
+        threads = max(1, len(os.sched_getaffinity(0)) - settings["workers"])
+    if threads:
+        torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     logging.getLogger().setLevel(logging.ERROR)  # open_clip warns about random init
-    return pick_device(settings.get("device", "auto"))
+    return device
 
 
 def node_logger(run: RunDir, name: str, echo: bool = False):
