@@ -12,9 +12,10 @@ STAGES = "xspec.runtime.stages"
 register_node_kind("poison", order=0, stage=f"{STAGES}:poison", label="poison manifest")
 register_node_kind("pretrain", order=10, stage=f"{STAGES}:pretrain", trains=True,
                    label="pre-training")
-register_node_kind("select", order=20, stage=f"{STAGES}:select", label="checkpoint selection")
+register_node_kind("select", order=20, stage=f"{STAGES}:select", label="checkpoint selection",
+                   config="xspec.compiler.configs:SelectConfig")
 register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}:shrink_perturb",
-                   label="shrink and perturb")
+                   label="shrink and perturb", config="xspec.compiler.configs:ShrinkPerturbConfig")
 register_node_kind("pseudo_labels", order=40, stage="xspec.runtime.pseudo_labels:pseudo_labels",
                    label="pseudo-labels")
 register_node_kind("clean", order=50, stage=f"{STAGES}:clean", trains=True, label="cleaning")

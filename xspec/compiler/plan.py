@@ -24,7 +24,8 @@ from xspec.compiler.hashing import canonical_json, node_id
 from xspec.compiler.inputs import resolve, started_upstream
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
-from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, kind_order, rank
+from xspec.compiler.configs import typed
+from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, NODE_KINDS, kind_order, rank
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
 from xspec.spec.load import LoadedSpec
@@ -100,6 +101,9 @@ def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...],
     id and the run order; the lineage says what they are ("study:node") instead of merging
     theirs."""
     inputs = inputs or {}
+    model = NODE_KINDS.get(kind).config
+    if model is not None:
+        typed(resolve_ref(model), config, f"{kind} node")
     everything = deps + tuple(node for node, _ in inputs.values())
     nid = node_id(kind, config, tuple(d.id for d in everything))
     plan.external.pop(nid, None)  # this study makes the node too: it is its own

@@ -174,8 +174,10 @@ class Defence:
 class NodeKind:
     """A kind of node in the DAG: `order` sorts kinds (a dependency always sorts first), `stage`
     is its stage function (`fn(ctx)`, runtime side), `trains` marks kinds that get GPUs, DDP
-    ranks and a progress bar of `epochs`, `cluster` gives it a `[cluster.<kind>]` table, and
-    `label` is how reports and `xspec plan` name it."""
+    ranks and a progress bar of `epochs`, `cluster` gives it a `[cluster.<kind>]` table,
+    `label` is how reports and `xspec plan` name it, and `config` (optional) is the model of
+    its resolved config (or its "module:attr"): checked when compiling, handed to the stage
+    typed (`ctx.cfg`)."""
 
     name: str
     order: float
@@ -184,6 +186,7 @@ class NodeKind:
     cluster: bool = True
     label: str = ""
     origin: str = ""
+    config: Any = None
 
 
 @dataclass(frozen=True)
@@ -282,11 +285,11 @@ def register_defence(name: str, behaviour: Any, *, annotation: Any = None, defau
 
 
 def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,
-                       cluster: bool = True, label: str = "") -> NodeKind:
+                       cluster: bool = True, label: str = "", config: Any = None) -> NodeKind:
     origin = stage.partition(":")[0] if isinstance(stage, str) else getattr(
         stage, "__module__", "?")
     return NODE_KINDS.add(name, NodeKind(name, order, stage, trains, cluster, label or name,
-                                         f"{origin}.{name}"))
+                                         f"{origin}.{name}", config))
 
 
 def kind_order() -> list[str]:

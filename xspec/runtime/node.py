@@ -47,6 +47,16 @@ class Context:
     def config(self) -> dict:
         return self.node["config"]
 
+    @property
+    def cfg(self):
+        """The config as its kind's typed model (`register_node_kind(config=...)`), validated
+        once per process; kinds without a model have only `config`."""
+        if "_typed" not in self.__dict__:
+            model = NODE_KINDS.get(self.node["kind"]).config
+            self.__dict__["_typed"] = None if model is None else resolve(model).model_validate(
+                self.node["config"])
+        return self.__dict__["_typed"]
+
     def deps(self, kind: str) -> list[RunDir]:
         """The run folders of this node's dependencies of `kind`, in dependency order."""
         runs = [RunDir(self.workspace.runs / name) for name in self.node["dep_runs"]]
@@ -134,6 +144,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
                    error=None, world_size=dist.world)
     ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
     try:
+        ctx.cfg  # noqa: B018  (a config its kind's model refuses fails here, before any work)
         stage_of(kind.name)(ctx)
     except Exception as exc:
         reason = failure_reason(exc)

@@ -129,8 +129,8 @@ def select(ctx: Context) -> None:
     source = ctx.dep("pretrain")
     rows = MetricsLog(source.metrics_file, "").rows
     top1 = {r["epoch"]: r["value"] for r in rows if (r["split"], r["metric"]) == ("eval", "top1")}
-    policy = ctx.config["policy"]
-    name, arg = ((policy, ctx.config["reference"]) if "reference" in ctx.config
+    policy = ctx.cfg.policy
+    name, arg = ((policy, ctx.cfg.reference) if ctx.cfg.reference is not None
                  else (parse_policy(policy).name, parse_policy(policy).arg))
     epoch = resolve(POLICIES.get(name).behaviour)(top1, arg, ctx)
     if epoch not in top1 or not source.checkpoint(epoch).exists():
@@ -277,25 +277,25 @@ def clean(ctx: Context) -> None:
 
 def shrink_perturb(ctx: Context) -> None:
     """Evaluate every (shrink, perturb) candidate; keep the most accurate one under the ASR bar."""
-    cfg = ctx.config
-    set_seed(cfg["seed"])
+    cfg = ctx.cfg  # ShrinkPerturbConfig
+    set_seed(cfg.seed)
     selected = json.loads((ctx.first_dep().path / "selected.json").read_text())
     model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
-    evaluator = Evaluator(cfg["eval"], make_attack(cfg["attack"], cfg["seed"]), tokenizer,
+    evaluator = Evaluator(cfg.eval.model_dump(), make_attack(cfg.attack, cfg.seed), tokenizer,
                           normalize, size, ctx.device, ctx.settings)
     start = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     parameters = {name for name, _ in model.named_parameters()}
     fresh = None
-    if cfg["noise"] == "init":
-        torch.manual_seed(cfg["seed"])
+    if cfg.noise == "init":
+        torch.manual_seed(cfg.seed)
         fresh = models.create(selected["arch"], "scratch", torch.device("cpu")).state_dict()
     metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
     metrics.rows, candidates = [], []
-    for shrink in cfg["shrink"]:
-        for sigma in cfg["perturb"]:
-            model.load_state_dict(perturbed(start, parameters, shrink, sigma, cfg["noise"], fresh,
-                                              cfg["seed"]))
+    for shrink in cfg.shrink:
+        for sigma in cfg.perturb:
+            model.load_state_dict(perturbed(start, parameters, shrink, sigma, cfg.noise, fresh,
+                                              cfg.seed))
             scores = evaluator(model)
             candidates.append({"shrink": shrink, "perturb": sigma,
                                **{k: v[0] for k, v in scores.items()}})
@@ -303,11 +303,11 @@ def shrink_perturb(ctx: Context) -> None:
                 metrics.add(0, "candidate", name, value, n, step=len(candidates) - 1)
             ctx.log(f"shrink {shrink} perturb {sigma}: " +
                     ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items()))
-    eligible = [c for c in candidates if c.get("asr", 0.0) <= cfg["asr_threshold"]]
+    eligible = [c for c in candidates if c.get("asr", 0.0) <= cfg.asr_threshold]
     best = max(eligible or candidates, key=lambda c: (c["top1"], -c.get("asr", 0.0)))
     chosen = candidates.index(best)
     model.load_state_dict(perturbed(start, parameters, best["shrink"], best["perturb"],
-                                    cfg["noise"], fresh, cfg["seed"]))
+                                    cfg.noise, fresh, cfg.seed))
     save_checkpoint(ctx.run.checkpoint(0), {"model": model.state_dict(), "epoch": 0,
                                             "node_id": ctx.node["id"],
                                             "activation": models.activation(model)})
