@@ -34,9 +34,17 @@ def print_notes(console: Console, plan) -> None:
 
 
 def plan_json(plan) -> dict:
+    """Nodes of other studies this one takes inputs from say which ("from")."""
     return {"study": plan.study, "notes": plan.notes, "nodes": [
-        {"id": n.id, "kind": n.kind, "name": n.name, "deps": list(n.deps), "config": n.config}
+        {"id": n.id, "kind": n.kind, "name": n.name, "deps": list(n.deps), "config": n.config,
+         **({"from": plan.external[n.id][0]} if n.id in plan.external else {})}
         for n in plan.ordered()]}
+
+
+def shown_name(plan, node) -> str:
+    """A node's name; one of another study's is prefixed with that study (study:name)."""
+    study = plan.external.get(node.id, (None,))[0]
+    return f"{study}:{node.name}" if study else node.name
 
 
 def _varying(plan, node) -> str:
@@ -99,7 +107,7 @@ def status_table(console: Console, plan, workspace, states: dict | None = None) 
         epoch = status.get("epoch")
         shown = _state(state) if epoch is None else Text.assemble(
             (state, STATE_STYLE.get(state, "white")), f"\nepoch {epoch}")
-        table.add_row(Text(node.name.replace(",", ", ")), node.short, shown,
+        table.add_row(Text(shown_name(plan, node).replace(",", ", ")), node.short, shown,
                       Text(detail.replace(prefix, "")))
     console.print(table)
 

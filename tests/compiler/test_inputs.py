@@ -106,3 +106,24 @@ def test_a_cleaning_only_study_keeps_the_upstream_run_order():
     for node in plan.nodes.values():
         assert all(order.index(d) < order.index(node.id) for d in node.deps), node.name
     assert not plan.external  # the model it cleans is part of its own report
+
+
+def test_status_and_json_name_the_study_an_input_comes_from(tmp_path):
+    import json
+
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from xspec.cli import app
+    from xspec.cli_views import status_table
+    from xspec.store.workspace import Workspace
+    from xspec.study import open_study
+
+    study = open_study(TOY / "fig03_finetuned.toml")
+    console = Console(width=100, record=True)
+    status_table(console, study.plan, Workspace(tmp_path))
+    assert "toy_clip_stand_in:select" in console.export_text()
+    result = CliRunner().invoke(app, ["plan", str(TOY / "fig03_finetuned.toml"), "--json"])
+    nodes = json.loads(result.output)["nodes"]
+    assert {n["kind"] for n in nodes if n.get("from") == "toy_clip_stand_in"} == {
+        "poison", "pretrain", "select"}
