@@ -46,6 +46,7 @@ def test_nan_loss_fails_one_node_keeps_checkpoint_and_grid_continues(write_spec,
     assert rows["state"] == "done"
 
 
+@pytest.mark.slow
 def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp_path):
     """A crash after epoch 1 (simulated by deleting what epoch 2 wrote) resumes from last.pt."""
     study = open_study(write_spec(base_spec.replace("[clean]", "[clean_off]").split("[clean_off]")[0]))
@@ -128,6 +129,7 @@ batch_size = 40
     return open_study(spec)
 
 
+@pytest.mark.slow
 def test_bad_images_are_skipped_and_counted_in_status(tmp_path):
     study = _csv_study(tmp_path, n_bad=3)
     workspace = Workspace(tmp_path / "ws")
@@ -141,6 +143,7 @@ def test_bad_images_are_skipped_and_counted_in_status(tmp_path):
     assert "unreadable images" in html and "<td>3</td>" in html
 
 
+@pytest.mark.slow
 def test_too_many_bad_images_fail_the_node_with_the_count(tmp_path):
     study = _csv_study(tmp_path, n_bad=12, limit=0.05)
     workspace = Workspace(tmp_path / "ws")

@@ -65,6 +65,7 @@ def _packed_copy(reference, tmp_path, pack: int = 3):
     return open_study(path), copy
 
 
+@pytest.mark.slow
 def test_packed_grid_gives_the_unpacked_metric_rows(reference, tmp_path):
     study, copy = _packed_copy(reference, tmp_path)
     outcome = run_study(study, copy, "debug")
@@ -80,6 +81,7 @@ def test_packed_grid_gives_the_unpacked_metric_rows(reference, tmp_path):
         assert copy.run_dir(node).checkpoint(2).exists()
 
 
+@pytest.mark.slow
 def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
     study, copy = _packed_copy(reference, tmp_path)
     real = packed.train_step
@@ -104,6 +106,7 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
             assert _rows(copy, node) == _rows(reference[1], node)
 
 
+@pytest.mark.slow
 def test_a_killed_pack_resumes_every_member(reference, tmp_path, monkeypatch):
     """Killed right after the first member saved epoch 2 (the others are one epoch behind):
     the rerun resumes each member from its own last.pt and ends with the unpacked rows."""
@@ -134,6 +137,7 @@ def test_a_killed_pack_resumes_every_member(reference, tmp_path, monkeypatch):
         assert _rows(copy, node) == _rows(reference[1], node)
 
 
+@pytest.mark.slow
 def test_one_more_learning_rate_runs_only_the_new_point(reference, tmp_path):
     study, workspace = reference
     copy = Workspace(tmp_path / "ws")
@@ -146,6 +150,7 @@ def test_one_more_learning_rate_runs_only_the_new_point(reference, tmp_path):
     assert [bigger.plan.nodes[i].config["lr"] for i in outcome.ran] == [3e-4]
 
 
+@pytest.mark.slow
 def test_a_pack_too_large_for_memory_is_refused_naming_run_pack(reference, tmp_path,
                                                                 monkeypatch):
     study, copy = _packed_copy(reference, tmp_path)
@@ -171,6 +176,7 @@ def test_packs_group_only_siblings_that_share_their_inputs(write_spec, base_spec
     assert [len(job) for job in packs(cleans, 1)] == [1] * 6
 
 
+@pytest.mark.slow
 def test_the_local_executor_runs_a_pack_in_one_child_process(reference, tmp_path):
     study, copy = _packed_copy(reference, tmp_path)
     outcome = run_study(study, copy, "local")
@@ -188,6 +194,7 @@ def test_the_local_executor_runs_a_pack_in_one_child_process(reference, tmp_path
     assert packed_runs == {"poison": [0], "pretrain": [0], "select": [0], "clean": [3, 3, 3]}
 
 
+@pytest.mark.slow
 def test_plan_counts_the_packed_jobs_of_pending_nodes(reference, tmp_path):
     study, copy = _packed_copy(reference, tmp_path)
     shown = CliRunner().invoke(app, ["plan", study.plan.spec_path, "-w", str(copy.root)])
