@@ -104,6 +104,11 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
         if node not in failed:
             assert copy.run_dir(node).status()["state"] == "done"
             assert _rows(copy, node) == _rows(reference[1], node)
+    monkeypatch.setattr(packed, "train_step", real)
+    again = run_study(study, copy, "debug")  # the failed point alone: resumed from epoch 1
+    assert again.ran == [failed[0].id]
+    assert copy.run_dir(failed[0]).status()["packed_with"] is None
+    assert _rows(copy, failed[0]) == _rows(reference[1], failed[0])
 
 
 @pytest.mark.slow

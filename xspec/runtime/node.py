@@ -141,7 +141,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
     log, log_handle = node_logger(run, record["name"], echo)
     log(f"started (pid {os.getpid()} on {os.uname().nodename})")
     run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
-                   error=None, world_size=dist.world)
+                   error=None, world_size=dist.world, packed_with=None)
     ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
     try:
         ctx.cfg  # noqa: B018  (a config its kind's model refuses fails here, before any work)
