@@ -127,7 +127,7 @@ SELECT n.study, n.node_id, n.kind, n.name, n.status, n.error, n.updated,
     (SELECT coalesce((x.detail->>'$.bad_train_images')::BIGINT, 0)
             + coalesce((x.detail->>'$.bad_eval_images')::BIGINT, 0)
      FROM nodes x WHERE x.study = n.study AND x.id = n.node_id) AS bad_images,
-    (SELECT 1 + json_array_length(x.detail->'$.packed_with')
+    (SELECT 1 + nullif(json_array_length(x.detail->'$.packed_with'), 0)
      FROM nodes x WHERE x.study = n.study AND x.id = n.node_id) AS packed,
     p.pairs_per_s, p.data_wait_share
 FROM xr_nodes n LEFT JOIN xr_perf p ON p.node_id = n.node_id
