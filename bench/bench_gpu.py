@@ -295,14 +295,12 @@ def main() -> None:
     figures.add("device", where)
     logs = Path(tempfile.mkdtemp(prefix="xspec-bench-gpu-"))
     try:
-        # The file path first: its loader workers are forked before open_clip_train has run
-        # in this process (a run forked after bench_training hung once on this machine).
+        bench_training(figures, device, p, steps, logs)
+        bench_evaluation(figures, device, p)
         if not args.no_files:
             workers = args.workers or (12 if device.type == "cuda" else 2)
             bench_files(figures, device, p, steps, logs, workers)
             torch.set_num_threads(threads)
-        bench_training(figures, device, p, steps, logs)
-        bench_evaluation(figures, device, p)
     finally:
         shutil.rmtree(logs, ignore_errors=True)
     figures.dump(args.json)

@@ -144,7 +144,10 @@ class OpenClipRunner:
         self.settings = {"--model": arch, "--train-num-samples": str(samples),
                          "--device": device, "--precision": precision, "--workers": str(workers)}
         self.runs, self.data_times, self.baton = 0, [], None
-        original = oc_main.get_data
+        # Wrap the unpatched get_data: a second runner in this process must not time its
+        # batches through the first runner's baton (that deadlocks).
+        original = getattr(oc_main, "_unpatched_get_data", oc_main.get_data)
+        oc_main._unpatched_get_data = original
 
         def get_data(*args, **kwargs):
             data = original(*args, **kwargs)
