@@ -229,7 +229,7 @@ def bench_evaluation(figures: Figures, device: torch.device, p: dict) -> None:
     normalize = Normalizer.of(mean, std)
     data = open_eval({"format": "fashion_mnist", "split": "test", "path": FASHION,
                       "size": p["eval_images"]}, size)
-    attack = make_attack({**quickstart_attack(100), "poisons": 0}, 0)
+    attack = make_attack({**quickstart_attack(100), "poisons": 1}, 0)  # evaluation ignores it
     target = data.classes.index("bag")
     autocast = (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
                 else torch.autocast("cpu", enabled=False))

@@ -107,7 +107,6 @@ def uss_mb(pid: int) -> float:
 
 def worker_figures(figures: Figures, path: Path) -> None:
     import numpy as np
-    import torch
 
     from xspec.runtime import models
     from xspec.runtime.attacks import make_attack
@@ -137,7 +136,6 @@ def worker_figures(figures: Figures, path: Path) -> None:
                 note=", ".join(f"{x:.0f}" for x in first))
     figures.add("worker USS growth over 8,192 more pairs", growth, " MB", ("<=", 16.0),
                 note=f"of a {n:,}-row CSV; after: " + ", ".join(f"{x:.0f}" for x in after))
-    del torch
 
 
 def main() -> None:

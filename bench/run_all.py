@@ -27,9 +27,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Figure, load_figures, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-BENCHES = ("train", "eval", "data", "compiler", "report", "gpu", "estimate", "quickstart",
-           "pack")
-LONG = ("quickstart", "pack")  # minutes each: only with --quickstart or --only
+BENCHES = ("train", "eval", "data", "memory", "compiler", "report", "gpu", "estimate",
+           "quickstart", "pack", "loader")
+LONG = ("quickstart", "pack", "loader")  # minutes each: only with --quickstart or --only
 REPORT_LINE = re.compile(r"^(?P<what>build_\w+.*?): (?P<s>[\d.]+) s(?: wall)?"
                          r"(?:, (?P<cpu>[\d.]+) s CPU)?", re.MULTILINE)
 REPORT_GOAL_S = 5.0
