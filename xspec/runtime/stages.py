@@ -296,6 +296,9 @@ def shrink_perturb(ctx: Context) -> None:
         for sigma in cfg.perturb:
             model.load_state_dict(perturbed(start, parameters, shrink, sigma, cfg.noise, fresh,
                                               cfg.seed))
+            if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+                ctx.log(f"shrink {shrink} perturb {sigma}: parameters overflowed; not a candidate")
+                continue
             scores = evaluator(model)
             candidates.append({"shrink": shrink, "perturb": sigma,
                                **{k: v[0] for k, v in scores.items()}})
@@ -303,6 +306,9 @@ def shrink_perturb(ctx: Context) -> None:
                 metrics.add(0, "candidate", name, value, n, step=len(candidates) - 1)
             ctx.log(f"shrink {shrink} perturb {sigma}: " +
                     ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items()))
+    if not candidates:
+        raise DataError("shrink_perturb: every (shrink, perturb) candidate overflowed; "
+                        "lower clean.shrink_perturb.perturb")
     eligible = [c for c in candidates if c.get("asr", 0.0) <= cfg.asr_threshold]
     best = max(eligible or candidates, key=lambda c: (c["top1"], -c.get("asr", 0.0)))
     chosen = candidates.index(best)
