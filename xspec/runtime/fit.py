@@ -29,6 +29,7 @@ class Evaluator:
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
         self.normalize, self.device, self.settings = normalize, device, settings
         self.skipped: set[int] = set()
+        self.bad_images = 0  # unreadable evaluation images, over all ranks
         self.loader = None
         target = getattr(attack, "target", None)
         self.target_index = (self.data.classes.index(target)
@@ -53,6 +54,13 @@ class Evaluator:
                                skipped=self.skipped, loader=self.loader, dist=dist,
                                device=self.device)
         scores = evaluate_many(models, classifiers, batches, self.target_index, dist)
+        self.bad_images = len(self.skipped)  # this rank's share; summed over the ranks below
+        if dist.world > 1:
+            import torch.distributed as td
+
+            total = torch.tensor([self.bad_images], dtype=torch.int64, device=self.device)
+            td.all_reduce(total)
+            self.bad_images = int(total.item())
         return [{k: v for k, v in s.items() if k in self.metrics} for s in scores]
 
 
@@ -70,7 +78,7 @@ def _first_groups(state: dict) -> dict:
 
 def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
     """Count unreadable images; past the spec's limit, stop with the count."""
-    counts = {"bad_train_images": len(data.skipped), "bad_eval_images": len(evaluator.skipped)}
+    counts = {"bad_train_images": len(data.skipped), "bad_eval_images": evaluator.bad_images}
     limit = ctx.settings.get("max_bad_fraction", 0.01)
     for (name, count), total in zip(counts.items(), (len(data.pairs.captions),
                                                      len(evaluator.data.labels))):
