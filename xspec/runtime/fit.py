@@ -127,16 +127,14 @@ class Member:
     that share their data and evaluation passes."""
 
     def __init__(self, ctx: Context, model, keep_all: bool):
-        cfg = ctx.config
+        cfg = ctx.cfg  # PretrainConfig or CleanConfig
         self.ctx, self.model, self.keep_all = ctx, model, keep_all
-        self.train_cfg = TrainConfig(cfg["objective"],
-                                     {"mmcl": cfg["mmcl_weight"], "ssl": cfg["ssl_weight"]},
-                                     cfg["epochs"], cfg["lr"], cfg["warmup_steps"],
-                                     cfg.get("schedule", "paper"))
-        self.optimizer = adamw(model, cfg["lr"], cfg["weight_decay"])
+        self.train_cfg = TrainConfig(cfg.objective, cfg.weights, cfg.epochs, cfg.lr,
+                                     cfg.warmup_steps, cfg.schedule)
+        self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
-        if cfg.get("optimizer") == "pretrain" and not self.last.exists():
+        if cfg.continues_optimizer and not self.last.exists():
             _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
         if self.last.exists():
             saved = load_checkpoint(self.last)
@@ -157,7 +155,7 @@ class Member:
     def end_epoch(self, losses: dict[str, float], scores: dict,
                   heldout: tuple[float, int] | None, data: TrainingData,
                   evaluator: Evaluator) -> None:
-        ctx, cfg, state, model = self.ctx, self.ctx.config, self.state, self.model
+        ctx, cfg, state, model = self.ctx, self.ctx.cfg, self.state, self.model
         for name, value in losses.items():
             self.metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
         for name, value in state.perf.items():
@@ -166,11 +164,11 @@ class Member:
             self.metrics.add(state.epoch, "heldout", "mmcl", *heldout, step=state.step)
         _log_eval(self.metrics, state.epoch, state.step, scores)
         weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if self.keep_all or state.epoch == cfg["epochs"]:
+        if self.keep_all or state.epoch == cfg.epochs:
             save_checkpoint(ctx.run.checkpoint(state.epoch),
                             {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
                              "activation": activation(model)})
-        if self.keep_all and cfg.get("save_optimizer"):  # a cleaning run continues with it
+        if self.keep_all and cfg.save_optimizer:  # a cleaning run continues with it
             save_checkpoint(ctx.run.checkpoints / f"optimizer_{state.epoch}.pt",
                             model_optimizer_state(self.optimizer))
         self.metrics.flush()
@@ -180,7 +178,7 @@ class Member:
                                     "node_id": ctx.node["id"], "config": ctx.config})
         ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
         summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
-        ctx.log(f"epoch {state.epoch}/{cfg['epochs']}: loss "
+        ctx.log(f"epoch {state.epoch}/{cfg.epochs}: loss "
                 f"{losses.get('loss', float('nan')):.4f}, {summary}")
 
     def finish(self) -> None:
@@ -246,8 +244,8 @@ def _augmenter(objective: str):
 
 def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
                    tokenizer, normalize) -> TrainingData:
-    cfg = ctx.config
+    cfg = ctx.cfg
     return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
-                        cfg["batch_size"], cfg["seed"], needed_views(cfg["objective"]),
-                        _augmenter(cfg["objective"]), ctx.settings.get("workers", 0), ctx.device,
-                        text_once=cfg.get("text_augment") == "once")
+                        cfg.batch_size, cfg.seed, needed_views(cfg.objective),
+                        _augmenter(cfg.objective), ctx.settings.get("workers", 0), ctx.device,
+                        text_once=cfg.text_augment == "once")

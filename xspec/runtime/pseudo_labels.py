@@ -25,18 +25,18 @@ from xspec.store.workspace import atomic_write_bytes
 def pseudo_labels(ctx: Context) -> None:
     from xspec.runtime.stages import _model, checkpoint_of, cleaning_indices, read_manifest
 
-    cfg = ctx.config
-    set_seed(cfg["seed"])
-    arch, checkpoint = checkpoint_of(ctx.dep(cfg["input"]))
+    cfg = ctx.cfg  # PseudoLabelsConfig
+    set_seed(cfg.seed)
+    arch, checkpoint = checkpoint_of(ctx.dep(cfg.input))
     model, tokenizer, normalize, size = _model(arch, {"path": checkpoint}, ctx)
-    pairs = open_pairs(cfg["data"]["from"], size, ctx.settings.get("on_bad_image", "skip"))
+    pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
-    same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
-    indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
-                               len(pairs.captions), cfg["seed"])
+    same_pool = cfg.data.source == ctx.dep("poison").read_node()["config"]["train"]
+    indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
+                               len(pairs.captions), cfg.seed)
     if same_pool:
         indices = np.union1d(indices, [e["index"] for e in manifest["poisoned"]])
-    source = cfg["classes"]
+    source = cfg.classes
     classes = list(read_classes("fashion_mnist" if source["format"] == "fashion_mnist"
                                 else source["classes"]))
     classifier = zero_shot_classifier(model, tokenizer, classes, clip80_templates(), ctx.device)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from xspec.compiler.configs import CleanDataConfig
 from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.extend.registry import POLICIES, resolve
@@ -29,9 +30,9 @@ from xspec.store.workspace import RunDir, atomic_write_json
 
 def poison(ctx: Context) -> None:
     """The poison manifest: which pairs carry the trigger and their new captions."""
-    cfg = ctx.config
-    keys, captions = pair_keys_and_captions(cfg["train"])
-    attack = make_attack(cfg, cfg["seed"])
+    cfg = ctx.cfg  # PoisonConfig
+    keys, captions = pair_keys_and_captions(cfg.train)
+    attack = make_attack(cfg.attack, cfg.seed)
     indices = attack.select(captions)
     atomic_write_json(ctx.run.path / "manifest.json", {
         "n_pairs": len(captions), "target": attack.target,
@@ -84,20 +85,21 @@ def _model(arch: str, init, ctx: Context):
 
 
 def pretrain(ctx: Context) -> None:
-    cfg = ctx.config
-    set_seed(cfg["seed"])
-    models.resolve(cfg["model"]["arch"], cfg["model"].get("arch_sha256"))
-    model, tokenizer, normalize, size = _model(cfg["model"]["arch"], cfg["model"]["init"], ctx)
-    pairs = open_pairs(cfg["train"], size, ctx.settings.get("on_bad_image", "skip"))
+    cfg = ctx.cfg  # PretrainConfig
+    set_seed(cfg.seed)
+    models.resolve(cfg.model.arch, cfg.model.arch_sha256)
+    model, tokenizer, normalize, size = _model(cfg.model.arch, cfg.model.init, ctx)
+    pairs = open_pairs(cfg.train, size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"), pairs)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:
         captions[entry["index"]] = entry["caption"]
         poisoned[entry["index"]] = True
-    attack = make_attack(cfg["attack"], cfg["seed"])
+    attack = make_attack(cfg.attack, cfg.seed)
     data = training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
                           attack, tokenizer, normalize)
-    evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
+    evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
+                          ctx.settings)
     fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
 
 
@@ -150,14 +152,15 @@ def select(ctx: Context) -> None:
     ctx.log(f"selected epoch {epoch} by {policy}: top1 {top1[epoch]:.3f}")
 
 
-def cleaning_indices(cfg: dict, manifest: dict, n_pool: int, seed: int) -> np.ndarray:
-    excluded = [e["index"] for e in manifest["poisoned"]] if cfg["overlap"] == "disjoint" else []
+def cleaning_indices(cfg: CleanDataConfig, manifest: dict, n_pool: int,
+                     seed: int) -> np.ndarray:
+    excluded = [e["index"] for e in manifest["poisoned"]] if cfg.overlap == "disjoint" else []
     pool = np.setdiff1d(np.arange(n_pool, dtype=np.int64), np.array(excluded, dtype=np.int64))
-    if cfg["size"] > len(pool):
-        raise DataError(f"clean.size = {cfg['size']} but only {len(pool)} eligible pairs "
-                        f"({cfg['overlap']} from the poisoned ones)")
+    if cfg.size > len(pool):
+        raise DataError(f"clean.size = {cfg.size} but only {len(pool)} eligible pairs "
+                        f"({cfg.overlap} from the poisoned ones)")
     perm = torch.randperm(len(pool), generator=generator(seed, "clean-set")).numpy()
-    return np.sort(pool[perm[: cfg["size"]]])
+    return np.sort(pool[perm[: cfg.size]])
 
 
 def heldout_indices(n_pool: int, used: np.ndarray, manifest: dict, seed: int,
@@ -200,30 +203,31 @@ class CleanInputs:
 
 
 def clean_inputs(ctx: Context) -> CleanInputs:
-    cfg = ctx.config
-    set_seed(cfg["seed"])
+    cfg = ctx.cfg  # CleanConfig
+    set_seed(cfg.seed)
     selected = start_point(ctx)
     model, tokenizer, normalize, size = _model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
-    pairs = open_pairs(cfg["data"]["from"], size, ctx.settings.get("on_bad_image", "skip"))
-    same_pool = cfg["data"]["from"] == ctx.dep("poison").read_node()["config"]["train"]
+    pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
+    same_pool = cfg.data.source == ctx.dep("poison").read_node()["config"]["train"]
     manifest = read_manifest(ctx.dep("poison"), pairs if same_pool else None)
-    indices = cleaning_indices(cfg["data"], manifest if same_pool else {"poisoned": []},
-                               len(pairs.captions), cfg["seed"])
+    indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
+                               len(pairs.captions), cfg.seed)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
-    attack = make_attack(cfg["attack"], cfg["seed"])
-    if cfg.get("poisons"):
+    attack = make_attack(cfg.attack, cfg.seed)
+    if cfg.poisons:
         indices = _poison_cleaning_set(ctx, indices, captions, poisoned, attack, manifest,
                                        same_pool)
     data = training_data(ctx, model, pairs, indices, captions, poisoned, attack, tokenizer,
                           normalize)
-    evaluator = Evaluator(cfg["eval"], attack, tokenizer, normalize, size, ctx.device, ctx.settings)
-    spare = heldout_indices(len(pairs.captions), indices, manifest, cfg["seed"])
+    evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
+                          ctx.settings)
+    spare = heldout_indices(len(pairs.captions), indices, manifest, cfg.seed)
     heldout = None
     if len(spare) >= 2:
         held = TrainingData(pairs, spare, pairs.captions, np.zeros(len(pairs.captions), bool),
-                            attack, tokenizer, normalize, min(cfg["batch_size"], len(spare)),
-                            cfg["seed"], {"image", "text"}, workers=ctx.settings.get("workers", 0),
+                            attack, tokenizer, normalize, min(cfg.batch_size, len(spare)),
+                            cfg.seed, {"image", "text"}, workers=ctx.settings.get("workers", 0),
                             device=ctx.device)
         heldout = HeldOutLoss(held, ctx.device)
     return CleanInputs(model, data, evaluator, heldout)
@@ -247,9 +251,9 @@ def _poison_cleaning_set(ctx: Context, indices: np.ndarray, captions, poisoned: 
                          attack, manifest: dict, same_pool: bool) -> np.ndarray:
     """Poisoned pairs inside the cleaning set (non-ideal conditions); updates captions and
     the poisoned mask in place and returns the cleaning set's indices."""
-    cfg = ctx.config
-    if cfg.get("poison_source", "pretrain") == "fresh":
-        chosen = fresh_poisons(indices, cfg["poisons"], attack, captions, cfg["seed"])
+    cfg = ctx.cfg
+    if cfg.poison_source == "fresh":
+        chosen = fresh_poisons(indices, cfg.poisons, attack, captions, cfg.seed)
         for i in chosen.tolist():
             captions[i], poisoned[i] = attack.poison_caption(i, captions[i]), True
         ctx.log(f"{len(chosen)} pairs of the cleaning set of {len(indices)} poisoned afresh")
@@ -257,7 +261,7 @@ def _poison_cleaning_set(ctx: Context, indices: np.ndarray, captions, poisoned: 
     if not same_pool:
         raise DataError("clean.poison_source = 'pretrain' needs the cleaning set drawn from the "
                         "training pool")
-    left = left_poisons(manifest, cfg["poisons"], cfg["seed"])
+    left = left_poisons(manifest, cfg.poisons, cfg.seed)
     for entry in left:
         captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
     indices = np.union1d(indices, [e["index"] for e in left])
