@@ -69,6 +69,7 @@ def test_ablation_fields_and_defences_are_typed(write_spec, base_spec):
     cfg = _typed(plan.of_kind("clean")[0])
     assert (cfg.poisons, cfg.poison_source, cfg.schedule) == (5, "pretrain", "cleanclip")
     assert cfg.continues_optimizer
+    assert (cfg.deep_cluster.k, cfg.deep_cluster.assign) == (10, "epoch")
     assert _typed(plan.of_kind("pretrain")[0]).save_optimizer
 
 

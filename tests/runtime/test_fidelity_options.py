@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from xspec.compiler.configs import DeepClusterConfig
 from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster
@@ -138,7 +139,7 @@ def cluster(resnet, tmp_path, **cfg):
     labels.write_text("index,label\n0,0\n1,1\n2,2\n3,1\n")
     source = cfg.pop("labels", {"path": str(labels)})
     full = {"k": 3, "weight": 1.0, "labels": source, "iterations": 5, **cfg}
-    return DeepCluster(full, resnet, Pairs(), adamw(resnet, 1e-3, 0.1), CPU, seed=0)
+    return DeepCluster(DeepClusterConfig.model_validate(full), resnet, Pairs(), adamw(resnet, 1e-3, 0.1), CPU, seed=0)
 
 
 def test_head_from_fixed_labels_is_initialised_once(resnet, tmp_path):

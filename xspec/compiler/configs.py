@@ -20,13 +20,15 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 from xspec.errors import CompileError
 from xspec.spec.base import NonNegativeInt, XspecModel
 from xspec.extend.registry import DEFENCES
-from xspec.spec.schema import CleanData, Clean, Data, ShrinkPerturb, Training
+from xspec.spec.schema import (
+    Clean, CleanData, DeepCluster, Metric, ShrinkPerturb, Templates, Training,
+)
 
 
 class EvalConfig(XspecModel):
     source: dict[str, Any]
-    templates: str
-    metrics: list[str]
+    templates: Templates
+    metrics: list[Metric]
     folder_labels: Literal["by_name"] | None = None
     """Set for ImageFolder evaluation sets (labels from folder names): only in the id."""
 
@@ -99,12 +101,20 @@ class CleanDataConfig(CleanData):
     """The pool the cleaning set is drawn from ("train" resolved to the training pairs)."""
 
 
+class DeepClusterConfig(DeepCluster):
+    """`clean.deep_cluster` as a clean node's config holds it: labels "kmeans", a labels CSV's
+    fingerprint ({path, bytes, mtime_ns}) or {"input": "pseudo_labels"}."""
+
+    labels: str | dict[str, Any] = DeepCluster.model_fields["labels"].default
+
+
 class CleanConfig(Clean, TrainingConfig):
     """`[clean]`'s fields (its ablation fields left out at their defaults), and one entry per
     registered defence that is on, typed by `xspec.runtime.defences` with its own model."""
 
     model_config = ConfigDict(extra="allow")
     data: CleanDataConfig
+    deep_cluster: DeepClusterConfig | None = None
 
     @property
     def continues_optimizer(self) -> bool:
@@ -123,7 +133,7 @@ class PseudoLabelsConfig(XspecModel):
     data: CleanDataConfig
     classes: dict[str, Any]
     """The evaluation source whose classes the labels are over."""
-    templates: Annotated[Data.model_fields["templates"].annotation, Field()]
+    templates: Templates
     seed: NonNegativeInt
     input: str
     """The kind of the dependency whose checkpoint labels (another study's node)."""

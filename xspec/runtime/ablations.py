@@ -9,6 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from xspec.compiler.configs import DeepClusterConfig
 from xspec.errors import DataError
 from xspec.runtime.data import iterate
 from xspec.textfiles import read_csv_rows
@@ -19,12 +20,13 @@ from xspec.runtime.defences import replace_group
 from xspec.runtime.train import ExtraTerm
 
 
-def deep_cluster(cfg: dict, setup) -> Pieces:
+def deep_cluster(value: dict, setup) -> Pieces:
     """The `[clean] deep_cluster` defence (registered in `xspec.spec.schema`). Labels from
     another study's model are the labels.csv its pseudo_labels node wrote."""
-    if isinstance(cfg["labels"], dict) and "input" in cfg["labels"]:
-        labels = setup.dep(cfg["labels"]["input"]).path / "labels.csv"
-        cfg = {**cfg, "labels": {"path": str(labels)}}
+    cfg = DeepClusterConfig.model_validate(value)
+    if isinstance(cfg.labels, dict) and "input" in cfg.labels:
+        labels = setup.dep(cfg.labels["input"]).path / "labels.csv"
+        cfg = cfg.model_copy(update={"labels": {"path": str(labels)}})
     cluster = DeepCluster(cfg, setup.model, setup.data, setup.optimizer, setup.device,
                           setup.seed, setup.log)
     return Pieces(terms=[cluster.term], on_epoch_start=cluster.on_epoch_start)
@@ -39,19 +41,19 @@ class DeepCluster:
     (initialised N(0, 0.01), bias 0, as the original's) is re-initialised whenever labels are
     recomputed (`head_reset = "new_labels"`) or at every epoch (`"every_epoch"`)."""
 
-    def __init__(self, cfg: dict, model, data: TrainingData, optimizer, device, seed: int,
+    def __init__(self, cfg: DeepClusterConfig, model, data: TrainingData, optimizer, device, seed: int,
                  log=print):
         self.cfg, self.model, self.data, self.optimizer = cfg, model, data, optimizer
         self.device, self.seed, self.log = device, seed, log
         self.labels: dict[int, int] = {}
         self.centroids: torch.Tensor | None = None
         self.head: torch.nn.Linear | None = None
-        labels = cfg["labels"]  # "kmeans", or the fingerprint {"path", ...} of a labels CSV
+        labels = cfg.labels  # "kmeans", or the fingerprint {"path", ...} of a labels CSV
         self.fixed = None if labels == "kmeans" else _read_labels(labels["path"])
 
     @property
     def term(self) -> ExtraTerm:
-        return ExtraTerm("deep_cluster", self.cfg["weight"], self.loss)
+        return ExtraTerm("deep_cluster", self.cfg.weight, self.loss)
 
     def on_epoch_start(self, epoch: int) -> None:
         indices = self.data.indices.tolist()
@@ -65,7 +67,7 @@ class DeepCluster:
             labels, centroids = self._kmeans(self._embed(indices), epoch)
             self.centroids = torch.from_numpy(centroids).to(self.device)
         self.labels = dict(zip(indices, labels.tolist()))
-        reset = self.cfg.get("head_reset", "new_labels") == "every_epoch" or self.fixed is None
+        reset = self.cfg.head_reset == "every_epoch" or self.fixed is None
         if self.head is None or reset:
             k = len(self.centroids) if self.fixed is None else int(labels.max()) + 1
             self._new_head(k, epoch)
@@ -84,7 +86,7 @@ class DeepCluster:
 
     def loss(self, model, batch, features) -> torch.Tensor:
         image = features["image"]
-        if self.fixed is None and self.cfg.get("assign", "epoch") == "online":
+        if self.fixed is None and self.cfg.assign == "online":
             distances = torch.cdist(image.detach().float(), self.centroids.float())
             targets = distances.argmin(dim=1)
         else:
@@ -108,10 +110,10 @@ class DeepCluster:
         """(each embedding's cluster, the centroids [k, d])."""
         import faiss
 
-        k = min(self.cfg["k"], len(embeddings))
-        if k < self.cfg["k"]:
-            self.log(f"deep_cluster: k = {self.cfg['k']} > {len(embeddings)} samples; using {k}")
-        kmeans = faiss.Kmeans(embeddings.shape[1], k, niter=self.cfg["iterations"],
+        k = min(self.cfg.k, len(embeddings))
+        if k < self.cfg.k:
+            self.log(f"deep_cluster: k = {self.cfg.k} > {len(embeddings)} samples; using {k}")
+        kmeans = faiss.Kmeans(embeddings.shape[1], k, niter=self.cfg.iterations,
                               spherical=True, seed=derive_seed(self.seed, "kmeans", epoch) % (1 << 31),
                               verbose=False)
         kmeans.train(np.ascontiguousarray(embeddings, dtype=np.float32))

@@ -28,6 +28,7 @@ from xspec.spec.base import (  # noqa: F401  (re-exported: the names tables are 
 from xspec.spec.policies import parse_policy
 
 Metric = Literal["top1", "top5", "asr"]
+Templates = Literal["clip80"]
 MAX_SEED = 2**64 - 1
 FASHION_SIZES = {"train": 60_000, "test": 10_000}
 
@@ -158,7 +159,7 @@ class Data(XspecModel):
     train: PairSource
     clean: CleanData = CleanData()
     eval: EvalSource
-    templates: Literal["clip80"] = "clip80"
+    templates: Templates = "clip80"
     # Missing or undecodable images: skipped and counted (in status.json) up to this fraction
     # of a dataset, or fatal at the first one.
     on_bad_image: Literal["skip", "fail"] = "skip"
