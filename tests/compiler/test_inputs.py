@@ -127,3 +127,14 @@ def test_status_and_json_name_the_study_an_input_comes_from(tmp_path):
     nodes = json.loads(result.output)["nodes"]
     assert {n["kind"] for n in nodes if n.get("from") == "toy_clip_stand_in"} == {
         "poison", "pretrain", "select"}
+
+
+def test_cleaning_another_studys_model_needs_its_attack(tmp_path):
+    text = (TOY / "fig13_large_cleaning_set.toml").read_text()
+    text = text.replace('target = "bag"', 'target = "shirt"').replace(
+        '"table2.toml"', repr(str(TOY / "table2.toml")).replace("'", '"'))
+    spec = tmp_path / "fig13.toml"
+    spec.write_text(text)
+    with pytest.raises(XspecError, match=r"clean.start: .* was poisoned with \{'kind': 'badnet', "
+                                         r"'target': 'bag'"):
+        _plan(spec)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from xspec.compiler.configs import PoisonConfig
 from xspec.errors import CompileError, XspecError
 
 # What each kind of node hands on: a checkpoint (selected.json or its last epoch's weights).
@@ -103,7 +104,7 @@ def started_upstream(plan, spec, attack_config: dict):
     while node.kind != "pretrain":  # clean -> its start, shrink_perturb -> select -> pretrain
         node = plan.nodes[node.deps[0]]
     poison = plan.nodes[node.deps[0]]
-    attack = {k: v for k, v in poison.config.items() if k not in ("train", "seed", "plugins")}
+    attack = PoisonConfig.model_validate(poison.config).attack
     if attack != attack_config:
         raise CompileError(f"clean.start: {start.name} of study {study!r} was poisoned with "
                            f"{attack}; [attack] here must be the same, since ASR is measured "
