@@ -170,3 +170,42 @@ def test_retried_node_does_not_block_its_dependents(write_spec, base_spec, tmp_p
     outcome = run_study(study, workspace, "local")
     assert outcome.blocked == [] and outcome.failed == {}
     assert all(workspace.state(n) == "done" for n in study.plan.ordered())
+
+
+def _eval_rows(run) -> dict:
+    import pyarrow.parquet as pq
+
+    return {(r["epoch"], r["metric"]): r["value"] for r in pq.read_table(run.metrics_file).to_pylist()
+            if r["split"] in ("eval", "train")}
+
+
+@pytest.mark.slow
+def test_l2_to_start_anchors_a_resumed_cleaning_run_at_its_real_start(write_spec, base_spec,
+                                                                      tmp_path):
+    """Killed after epoch 1 and resumed, an L2-to-start cleaning run pulls toward the weights
+    it started from, not toward the resumed ones: its rows equal an uninterrupted run's."""
+    text = base_spec.replace("lr = [1e-5, 2e-5]", "lr = 1e-3\nl2_weight = 50.0\nbatch_size = 16")
+    study = open_study(write_spec(text))
+    node = study.plan.of_kind("clean")[0]
+    whole = Workspace(tmp_path / "whole")
+    assert not run_study(study, whole, "debug").failed
+    from xspec.runtime import fit
+
+    original = fit.save_checkpoint
+
+    def crash_after_cleaning_epoch_one(path, payload):
+        original(path, payload)
+        if path.name == "last.pt" and payload["epoch"] == 1 and payload["node_id"] == node.id:
+            raise KeyboardInterrupt
+
+    resumed = Workspace(tmp_path / "resumed")
+    fit.save_checkpoint = crash_after_cleaning_epoch_one
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_study(study, resumed, "debug")
+    finally:
+        fit.save_checkpoint = original
+    resumed.run_dir(node).set_status("failed", error="killed")
+    assert not run_study(study, resumed, "debug").failed
+    assert "resuming after epoch 1" in resumed.run_dir(node).log_file.read_text()
+    assert _eval_rows(resumed.run_dir(node)) == _eval_rows(whole.run_dir(node))

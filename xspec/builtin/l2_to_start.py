@@ -10,11 +10,15 @@ from xspec.extend import NonNegativeFloat, Pieces, Term, register_defence
 
 
 def build(weight: float, setup) -> Pieces:
-    start = [p.detach().clone() for p in setup.model.parameters() if p.requires_grad]
+    if setup.start_parameters is not None:
+        start = setup.start_parameters()
+    else:
+        start = {n: p.detach().clone() for n, p in setup.model.named_parameters()
+                 if p.requires_grad}
 
     def penalty(model, batch, features):
-        params = [p for p in model.parameters() if p.requires_grad]
-        return sum(((p - p0) ** 2).sum() for p, p0 in zip(params, start))
+        return sum(((p - start[n]) ** 2).sum() for n, p in model.named_parameters()
+                   if p.requires_grad)
 
     return Pieces(terms=[Term("l2_to_start", weight, penalty)])
 

@@ -29,6 +29,9 @@ class CleaningSetup:
     seed: int
     log: Callable[[str], None] = print
     dep: Callable[[str], Any] | None = None
+    start_parameters: Callable[[], dict] | None = None
+    """{name: tensor} of the trainable parameters the node started from, also after a resume
+    (the model itself then holds the resumed weights)."""
 
     def param_group(self, owner: str, params, **options) -> None:
         """Replace the parameter group `owner` added before (and its optimizer state) by
@@ -64,9 +67,10 @@ def defences(ctx) -> Callable | None:
     if not chosen:
         return None
 
-    def build(model, data, optimizer):
+    def build(model, data, optimizer, start_parameters=None):
         setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
-                              ctx.config["seed"], ctx.log, getattr(ctx, "dep", None))
+                              ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
+                              start_parameters)
         terms, hooks = [], []
         for defence, value in chosen:
             pieces = resolve(defence.behaviour)(value, setup)

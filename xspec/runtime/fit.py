@@ -121,6 +121,10 @@ class HeldOutLoss:
         return [(total / max(1, n), n) for total in totals]
 
 
+def _parameters(model) -> dict:
+    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
+
+
 class Member:
     """One training node's side of `fit`: its optimiser, metrics, resume state and what it
     records at each epoch's end. `fit` drives one; `xspec.runtime.packed` drives several
@@ -134,9 +138,12 @@ class Member:
         self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
+        self._start: dict | None = None
         if cfg.continues_optimizer and not self.last.exists():
             _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
         if self.last.exists():
+            # A resumed run still knows where it started (kept on the CPU until asked for).
+            self._start = {n: p.cpu() for n, p in _parameters(model).items()}
             saved = load_checkpoint(self.last)
             model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(_first_groups(saved["optimizer"]))
@@ -144,6 +151,13 @@ class Member:
             ctx.log(f"resuming after epoch {self.state.epoch} (step {self.state.step})")
         # Without last.pt nothing was finished: drop everything, epoch-0 evaluation included.
         self.metrics.keep_through(self.state.epoch if self.last.exists() else -1)
+
+    def start_parameters(self) -> dict:
+        """The trainable parameters the node started from (before any epoch, resumed or not)."""
+        if self._start is None:
+            return _parameters(self.model)
+        device = next(self.model.parameters()).device
+        return {name: p.to(device) for name, p in self._start.items()}
 
     def log_start(self, scores: dict, heldout: tuple[float, int] | None) -> None:
         """The starting model's evaluation, as epoch 0."""
@@ -203,7 +217,8 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
                              data, evaluator)
         ctx.dist.barrier()  # the other ranks wait while rank 0 writes
 
-    terms, on_epoch_start = ablations(model, data, member.optimizer) if ablations else ((), None)
+    terms, on_epoch_start = (ablations(model, data, member.optimizer, member.start_parameters)
+                             if ablations else ((), None))
     train(member.train_cfg, model, data, member.optimizer, member.state, on_epoch_end,
           ctx.device, on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start,
           dist=ctx.dist)

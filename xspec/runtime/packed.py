@@ -144,7 +144,8 @@ def _seat(seat: Seat, inputs: CleanInputs) -> None:
     seat.member = Member(seat.ctx, seat.model, keep_all_checkpoints(seat.ctx))
     build = defences(seat.ctx)
     if build is not None:
-        seat.terms, seat.on_epoch_start = build(seat.model, inputs.data, seat.member.optimizer)
+        seat.terms, seat.on_epoch_start = build(seat.model, inputs.data, seat.member.optimizer,
+                                                seat.member.start_parameters)
 
 
 def _fail(seat: Seat, exc: Exception) -> None:
