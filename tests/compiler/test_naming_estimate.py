@@ -57,10 +57,24 @@ def test_gpu_estimate_names_its_gpu_and_what_it_cannot_count(write_spec, base_sp
     assert cost.unit == "GPU-h (A100)"
     assert cost.kinds["pretrain"].unknown == [
         f"{Path(text and write_spec(text)).parent / 'missing.csv'} is not readable here: "
-        "give its size = N"]
+        "give its expected_size = N"]
     assert "OpenCLIP" in cost.sources["RN50"] or "ViT-B-32" in cost.sources["RN50"]
     assert estimate(open_study(write_spec(text)).plan, gpu="T4").kinds["clean"].unknown == [
         "no T4 rate for RN50 (known: )"]
+
+
+def test_expected_size_counts_data_not_staged_here_and_keeps_node_ids(write_spec, base_spec):
+    text = base_spec.replace('"xspec-vit-micro"', '"RN50"').replace(
+        'train = { format = "fashion_mnist", size = 256 }',
+        'train = { format = "csv", path = "missing.csv" }')
+    hinted = text.replace('path = "missing.csv" }', 'path = "missing.csv", expected_size = 3000 }')
+    plain, with_size = open_study(write_spec(text)).plan, open_study(write_spec(hinted)).plan
+    assert sorted(plain.nodes) == sorted(with_size.nodes)  # an estimate hint, not data
+    cost = estimate(with_size)
+    assert cost.kinds["pretrain"].unknown == [] and cost.kinds["pretrain"].seconds > 0
+    rate = rates()[("RN50", "A100")]
+    evals = 64 * 2 * 2 / rate["eval_per_s"]  # 64 images x 2 (ASR) after each of 2 epochs
+    assert cost.kinds["pretrain"].seconds == pytest.approx(3000 * 2 / rate["train_per_s"] + evals)
 
 
 def test_plan_groups_by_kind_and_json_carries_the_estimate():

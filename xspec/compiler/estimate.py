@@ -71,11 +71,12 @@ def estimate(plan, gpu: str = DEFAULT_GPU, device: str = "auto") -> Estimate:
     where = "cpu" if on_cpu else gpu
     result = Estimate(where, {}, {a: rates()[(a, where)]["source"] for a in sorted(archs)
                                   if (a, where) in rates()})
+    expected = _expected_sizes(plan)
     for node in plan.ordered():
         cost = result.kinds.setdefault(node.kind, KindCost())
         cost.nodes += 1
         try:
-            cost.seconds += _seconds(node, where)
+            cost.seconds += _seconds(node, where, expected)
         except _Unknown as exc:
             if str(exc) not in cost.unknown:
                 cost.unknown.append(str(exc))
@@ -84,6 +85,15 @@ def estimate(plan, gpu: str = DEFAULT_GPU, device: str = "auto") -> Estimate:
 
 class _Unknown(Exception):
     pass
+
+
+def _expected_sizes(plan) -> dict[str, int]:
+    """`expected_size` of every dataset this plan or the studies it takes inputs from name."""
+    sizes: dict[str, int] = {}
+    for upstream in getattr(plan, "upstream", {}).values():
+        sizes.update(_expected_sizes(upstream))
+    sizes.update(getattr(plan, "expected_sizes", {}))
+    return sizes
 
 
 def _arch(node) -> str | None:
@@ -101,19 +111,19 @@ def _rate(node, where: str) -> dict:
     return rates()[(arch, where)]
 
 
-def _seconds(node, where: str) -> float:
+def _seconds(node, where: str, expected: dict[str, int]) -> float:
     config = node.config
     if node.kind in ("poison", "select"):
         return 0.0  # a manifest of indices; a pick among recorded metrics
     rate = _rate(node, where)
     if node.kind == "pseudo_labels":  # one pass over the cleaning set's images
         return config["data"]["size"] / rate["eval_per_s"]
-    evals = _eval_images(config["eval"])
+    evals = _eval_images(config["eval"], expected)
     if node.kind == "shrink_perturb":
         return evals * len(config["shrink"]) * len(config["perturb"]) / rate["eval_per_s"]
     views = 2 if "ssl" in config["objective"].split("+") else 1
     if node.kind == "pretrain":
-        pairs, passes = _pairs(config["train"]), config["epochs"]
+        pairs, passes = _pairs(config["train"], expected), config["epochs"]
     else:
         pairs, passes = config["data"]["size"], config["epochs"] + 1
     seconds = pairs * config["epochs"] * views / rate["train_per_s"]
@@ -123,17 +133,17 @@ def _seconds(node, where: str) -> float:
     return seconds
 
 
-def _eval_images(eval_config: dict) -> int:
+def _eval_images(eval_config: dict, expected: dict[str, int]) -> int:
     source = eval_config["source"]
-    images = source.get("size") or _size(source)
+    images = source.get("size") or _size(source, expected)
     return images * (2 if "asr" in eval_config["metrics"] else 1)
 
 
-def _pairs(source: dict) -> int:
-    return source.get("size") or _size(source)
+def _pairs(source: dict, expected: dict[str, int]) -> int:
+    return source.get("size") or _size(source, expected)
 
 
-def _size(source: dict) -> int:
+def _size(source: dict, expected: dict[str, int]) -> int:
     fmt = source["format"]
     if (fmt, source.get("split")) in KNOWN_SIZES:
         return KNOWN_SIZES[(fmt, source.get("split"))]
@@ -141,20 +151,24 @@ def _size(source: dict) -> int:
         rows = _csv_rows(source["path"])
         if rows is None and fmt == "labels_csv" and source.get("classes") == "imagenet1k":
             return IMAGENET_VAL
+        if rows is None and source["path"] in expected:
+            return expected[source["path"]]
         if rows is None:
-            raise _Unknown(f"{source['path']} is not readable here: give its size = N")
+            raise _Unknown(f"{source['path']} is not readable here: give its expected_size = N")
         return rows
     if fmt == "webdataset":
         from xspec.shards import declared_size, shard_paths
 
         declared = declared_size(shard_paths(source["path"]))
+        if declared is None and source["path"] in expected:
+            return expected[source["path"]]
         if declared is None:
             raise _Unknown(f"{source['path']}: shards without sizes.json or _stats.json: "
-                           "give its size = N")
+                           "give its expected_size = N")
         return declared
     if fmt == "imagefolder" and source.get("classes") == "imagenet1k":
         return IMAGENET_VAL
-    raise _Unknown(f"size of {source.get('path', fmt)} unknown: give its size = N")
+    raise _Unknown(f"size of {source.get('path', fmt)} unknown: give its expected_size = N")
 
 
 @functools.lru_cache(maxsize=64)

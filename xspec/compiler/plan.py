@@ -73,6 +73,8 @@ class Plan:
     external: dict[str, tuple[str, int]] = field(default_factory=dict)
     parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one
     upstream: dict = field(default_factory=dict, repr=False)  # spec path -> its plan (a cache)
+    # Dataset path -> the pair count its spec expects (`expected_size`): for the estimate only.
+    expected_sizes: dict[str, int] = field(default_factory=dict)
 
     def ordered(self) -> list[Node]:
         """Dependency order: the farthest upstream study first, then kind by kind."""
@@ -395,6 +397,10 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
             _clean(plan, chain, start)
     _name_nodes(plan)
     _warn_if_large(plan, loaded)
+    for spec in specs:
+        for source in (spec.data.train, spec.data.clean.source):
+            if getattr(source, "expected_size", None):
+                plan.expected_sizes[source.path] = source.expected_size
     for axis in loaded.axes:
         if axis.dropped:
             plan.notes.append(

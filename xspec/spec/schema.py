@@ -94,6 +94,9 @@ class CsvPairs(XspecModel):
     image_key: str = "image"
     caption_key: str = "caption"
     size: PositiveInt | None = None
+    expected_size: PositiveInt | None = Field(None, exclude=True)
+    """Pairs the dataset is expected to hold: `xspec plan`'s compute estimate counts it where
+    the data is not readable (planning before it is staged). Never part of a node's id."""
 
 
 @register_data_source("xspec.runtime.data", roles=("pairs",))
@@ -108,6 +111,9 @@ class WebDatasetPairs(XspecModel):
     image_ext: str | None = None
     caption_ext: str = "txt"
     size: PositiveInt | None = None
+    expected_size: PositiveInt | None = Field(None, exclude=True)
+    """Pairs the dataset is expected to hold: `xspec plan`'s compute estimate counts it where
+    the data is not readable (planning before it is staged). Never part of a node's id."""
 
 
 @register_data_source("xspec.runtime.data", roles=("eval",))
