@@ -13,6 +13,13 @@ MINI = ROOT / "specs" / "toy" / "mini.toml"
 os.environ.setdefault("OMP_NUM_THREADS", "2")
 
 
+@pytest.fixture(autouse=True)
+def _own_default_workspace(tmp_path_factory, monkeypatch):
+    """A command a test runs without -w uses a workspace of its own, never the ./xspec-work
+    that `make quickstart` leaves in the checkout."""
+    monkeypatch.setenv("XSPEC_WORKSPACE", str(tmp_path_factory.mktemp("default-ws")))
+
+
 @pytest.fixture
 def write_spec(tmp_path):
     """Write a TOML spec from text into tmp_path and return its path."""
