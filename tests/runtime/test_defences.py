@@ -8,7 +8,7 @@ import torch
 
 from xspec.extend import Pieces, Term, register_defence
 from xspec.extend.registry import ALL, DEFENCES
-from xspec.runtime.defences import active, defences, replace_group
+from xspec.runtime.defences import DefenceConflict, active, defences, replace_group
 
 
 @pytest.fixture
@@ -44,7 +44,8 @@ def test_two_defences_add_their_terms_hooks_and_groups(registries):
     model = torch.nn.Linear(2, 2)
     optimizer = torch.optim.AdamW([{"params": [model.weight]}, {"params": [model.bias]}])
     build = defences(_ctx({"first_x": 0.5, "second_x": 2.0}))
-    terms, on_epoch_start = build(model, None, optimizer)
+    composed = build(model, None, optimizer)
+    terms, on_epoch_start = composed.terms, composed.on_epoch_start
     assert [(t.name, t.weight) for t in terms] == [("first_x", 0.5), ("second_x", 2.0)]
     on_epoch_start(1)
     on_epoch_start(2)
@@ -72,3 +73,16 @@ def test_defences_that_are_off_build_nothing():
     names = [d.name for d, _ in active({"l2_weight": 0.1, "deep_cluster": {"k": 3, "weight": 1.0,
                                         "labels": "kmeans", "iterations": 2}})]
     assert names == [d.name for d in DEFENCES if d.name in ("l2_weight", "deep_cluster")]
+
+
+def test_two_defences_replacing_the_objective_are_refused(registries):
+    def replacing(value, setup):
+        return Pieces(loss=lambda model, net, batch: (None, {}, {}))
+
+    register_defence("first_y", replacing, annotation=float, default=0.0)
+    register_defence("second_y", replacing, annotation=float, default=0.0)
+    model = torch.nn.Linear(2, 2)
+    build = defences(_ctx({"first_y": 1.0, "second_y": 1.0}))
+    with pytest.raises(DefenceConflict, match="clean.first_y and clean.second_y both replace "
+                                              "the cleaning loss"):
+        build(model, None, torch.optim.AdamW(model.parameters()))

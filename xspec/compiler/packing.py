@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from xspec.compiler.hashing import canonical_json
+from xspec.extend.registry import DEFENCES
 
 PACKABLE_KINDS = ("clean",)
 # Fields a packed job lets its members differ in: none of them changes a batch's contents.
@@ -25,6 +26,8 @@ def pack_key(node) -> str | None:
     so it shares nothing worth a pack."""
     if node.kind not in PACKABLE_KINDS or "deep_cluster" in node.config:
         return None
+    if any(not d.packable and d.name in node.config for d in DEFENCES):
+        return None  # it trains on batches of its own (SuFi's labelled set)
     shared = {k: v for k, v in node.config.items() if k not in OPTIMISATION_FIELDS}
     return canonical_json({"kind": node.kind, "deps": sorted(node.deps), "config": shared})
 

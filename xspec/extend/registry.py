@@ -165,6 +165,9 @@ class Defence:
     version: str | None
     origin: str
     description: str = ""
+    packable: bool = True
+    """False: a node with this defence on trains alone, never in a pack (`[run] pack`): it
+    replaces the batches its siblings would share."""
 
     def active(self, value: Any) -> bool:
         return value != self.default
@@ -202,10 +205,19 @@ class Term:
 class Pieces:
     """What a defence adds to a cleaning run: loss terms, and a hook called at the start of each
     epoch (1-based) before its first step. Extra parameter groups (e.g. a fresh head) go through
-    `setup.param_group(owner, params)`, so several defences can each own some."""
+    `setup.param_group(owner, params)`, so several defences can each own some.
+
+    A defence that changes what cleaning trains on may also give `transform(batch) -> batch`
+    (each training batch, on the device and normalised, before the forward pass: an
+    augmentation), `loss(model, net, batch) -> (loss, parts, features)` (replaces the
+    objective), and `batches`: an object with `batches(epoch, dist)` and `steps_per_epoch` that
+    replaces the cleaning pairs (a labelled set). At most one defence of a run gives each."""
 
     terms: list[Term] = field(default_factory=list)
     on_epoch_start: Callable[[int], None] | None = None
+    transform: Callable[[dict], dict] | None = None
+    loss: Callable | None = None
+    batches: Any = None
 
 
 ATTACKS: Registry[Attack] = Registry("attack kind")
@@ -273,7 +285,8 @@ def register_policy(name: str, behaviour: Any, *, arg: str | None = None) -> Non
 
 def register_defence(name: str, behaviour: Any, *, annotation: Any = None, default: Any = None,
                      start: Callable | None = None, config: Callable | None = None,
-                     version: str | None = None, description: str = "", origin: str = ""):
+                     version: str | None = None, description: str = "", origin: str = "",
+                     packable: bool = True):
     """A `[clean] <name>` field. With a model class as `annotation` the field is that table
     (`None` = off); otherwise give the field's type and its "off" default."""
     if annotation is None:
@@ -281,7 +294,7 @@ def register_defence(name: str, behaviour: Any, *, annotation: Any = None, defau
     origin = origin or (behaviour.partition(":")[0] if isinstance(behaviour, str)
                         else getattr(behaviour, "__module__", "?"))
     return DEFENCES.add(name, Defence(name, annotation, default, behaviour, start, config,
-                                      version, f"{origin}.{name}", description))
+                                      version, f"{origin}.{name}", description, packable))
 
 
 def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,

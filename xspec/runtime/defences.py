@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from pydantic import BaseModel
 
+from xspec.errors import XspecError
 from xspec.extend.registry import DEFENCES, Defence, resolve
 
 
@@ -61,27 +62,52 @@ def active(config: dict) -> list[tuple[Defence, Any]]:
             if d.behaviour is not None and d.name in config]
 
 
+@dataclass
+class Composed:
+    """The active defences of one run, together: every loss term, one epoch hook calling each
+    defence's in turn, and at most one batch transform, objective and batch source."""
+
+    terms: list = field(default_factory=list)
+    on_epoch_start: Callable[[int], None] | None = None
+    transform: Callable[[dict], dict] | None = None
+    loss: Callable | None = None
+    batches: Any = None
+
+
+def _one(chosen: list, key: str) -> Any:
+    """The one defence's `key` piece; two defences giving one is an error naming both."""
+    given = [(name, getattr(pieces, key)) for name, pieces in chosen
+             if getattr(pieces, key) is not None]
+    if len(given) > 1:
+        raise DefenceConflict(f"clean.{given[0][0]} and clean.{given[1][0]} both replace the "
+                              f"cleaning {key}; turn one of them off")
+    return given[0][1] if given else None
+
+
+class DefenceConflict(XspecError):
+    pass
+
+
 def defences(ctx) -> Callable | None:
-    """The builder `fit` calls once the optimizer exists: (terms, on_epoch_start) or None."""
+    """The builder `fit` calls once the optimizer exists: a `Composed`, or None."""
     chosen = active(ctx.config)
     if not chosen:
         return None
 
-    def build(model, data, optimizer, start_parameters=None):
+    def build(model, data, optimizer, start_parameters=None) -> Composed:
         setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
                               ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
                               start_parameters)
-        terms, hooks = [], []
-        for defence, value in chosen:
-            pieces = resolve(defence.behaviour)(value, setup)
-            terms += pieces.terms
-            if pieces.on_epoch_start is not None:
-                hooks.append(pieces.on_epoch_start)
+        built = [(defence.name, resolve(defence.behaviour)(value, setup))
+                 for defence, value in chosen]
+        hooks = [p.on_epoch_start for _, p in built if p.on_epoch_start is not None]
 
         def on_epoch_start(epoch: int) -> None:
             for hook in hooks:
                 hook(epoch)
 
-        return terms, on_epoch_start if hooks else None
+        return Composed([t for _, p in built for t in p.terms],
+                        on_epoch_start if hooks else None, _one(built, "transform"),
+                        _one(built, "loss"), _one(built, "batches"))
 
     return build

@@ -217,11 +217,12 @@ def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all:
                              data, evaluator)
         ctx.dist.barrier()  # the other ranks wait while rank 0 writes
 
-    terms, on_epoch_start = (ablations(model, data, member.optimizer, member.start_parameters)
-                             if ablations else ((), None))
-    train(member.train_cfg, model, data, member.optimizer, member.state, on_epoch_end,
-          ctx.device, on_step=ctx.progress, extra_terms=terms, on_epoch_start=on_epoch_start,
-          dist=ctx.dist)
+    hooks = (ablations(model, data, member.optimizer, member.start_parameters)
+             if ablations else None)
+    train(member.train_cfg, model, hooks.batches if hooks and hooks.batches else data,
+          member.optimizer, member.state, on_epoch_end, ctx.device, on_step=ctx.progress,
+          extra_terms=hooks.terms if hooks else (),
+          on_epoch_start=hooks.on_epoch_start if hooks else None, dist=ctx.dist, hooks=hooks)
     if ctx.dist.main:
         member.finish()
 

@@ -49,6 +49,7 @@ class Seat:
     member: Member | None = None
     terms: tuple = ()
     on_epoch_start: object = None
+    hooks: object = None  # the seat's defences (xspec.runtime.defences.Composed)
     sums: dict[str, float] = field(default_factory=dict)
     batches: int = 0
     error: str | None = None
@@ -144,8 +145,9 @@ def _seat(seat: Seat, inputs: CleanInputs) -> None:
     seat.member = Member(seat.ctx, seat.model, keep_all_checkpoints(seat.ctx))
     build = defences(seat.ctx)
     if build is not None:
-        seat.terms, seat.on_epoch_start = build(seat.model, inputs.data, seat.member.optimizer,
-                                                seat.member.start_parameters)
+        seat.hooks = build(seat.model, inputs.data, seat.member.optimizer,
+                           seat.member.start_parameters)
+        seat.terms, seat.on_epoch_start = seat.hooks.terms, seat.hooks.on_epoch_start
 
 
 def _fail(seat: Seat, exc: Exception) -> None:
@@ -220,7 +222,8 @@ def _step(seat: Seat, data, batch: dict) -> None:
     member = seat.member
     total_steps = member.train_cfg.epochs * data.steps_per_epoch
     losses = train_step(member.train_cfg, seat.model, seat.model, member.optimizer, batch,
-                        seat.state, total_steps, seat.ctx.device, seat.terms)
+                        seat.state, total_steps, seat.ctx.device, seat.terms,
+                        hooks=seat.hooks)
     seat.batches += 1
     for name, value in losses.items():
         seat.sums[name] = seat.sums.get(name, 0.0) + float(value)

@@ -87,12 +87,21 @@ def autocast_for(device: torch.device):
 
 def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: TrainState,
                total_steps: int, device: torch.device, extra_terms: Sequence[ExtraTerm] = (),
-               dist: Dist = Dist()) -> dict[str, torch.Tensor]:
-    """One optimiser step on one batch; returns the loss and its parts (detached)."""
+               dist: Dist = Dist(), hooks=None) -> dict[str, torch.Tensor]:
+    """One optimiser step on one batch; returns the loss and its parts (detached). `hooks`
+    (a defence's `transform` and `loss`, see `xspec.runtime.defences.Composed`) may change the
+    batch before the forward pass and replace the objective."""
     set_lr(optimizer, cfg.lr_at(state.step, total_steps))
+    transform, replaced = (hooks.transform, hooks.loss) if hooks is not None else (None, None)
+    if transform is not None:
+        batch = transform(batch)
     with autocast_for(device):
-        features = encode(net, batch, device, dist)
-        loss, parts = total_loss(cfg.objective, cfg.weights, features, model.logit_scale.exp())
+        if replaced is not None:
+            loss, parts, features = replaced(model, net, batch)
+        else:
+            features = encode(net, batch, device, dist)
+            loss, parts = total_loss(cfg.objective, cfg.weights, features,
+                                     model.logit_scale.exp())
         for term in extra_terms:
             parts[term.name] = term.fn(model, batch, features)
             loss = loss + term.weight * parts[term.name]
@@ -122,7 +131,8 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
           on_epoch_end: Callable[[TrainState, dict[str, float]], None],
           device: torch.device, on_step: Callable[[TrainState], None] | None = None,
           extra_terms: Sequence[ExtraTerm] = (),
-          on_epoch_start: Callable[[int], None] | None = None, dist: Dist = Dist()) -> TrainState:
+          on_epoch_start: Callable[[int], None] | None = None, dist: Dist = Dist(),
+          hooks=None) -> TrainState:
     total_steps = cfg.epochs * data.steps_per_epoch
     net = wrap(model, dist, device)
     while state.epoch < cfg.epochs:
@@ -137,7 +147,7 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
             waited += wait
             pairs += len(batch["index"])
             losses = train_step(cfg, model, net, optimizer, batch, state, total_steps, device,
-                                extra_terms, dist)
+                                extra_terms, dist, hooks)
             batches += 1
             for name, value in losses.items():
                 sums[name] = sums.get(name, 0.0) + float(value)
