@@ -125,7 +125,7 @@ def write_workspace(root: Path) -> int:
                                              "lineage", "status", "error"])
         con.execute("INSERT INTO nodes SELECT *, now(), NULL FROM frame")
         frame = pd.DataFrame(cols)  # noqa: F841 (read by DuckDB's replacement scan)
-        con.execute("INSERT INTO metrics SELECT node_id, epoch, split, metric, value, n, step "
+        con.execute("INSERT INTO metrics BY NAME SELECT node_id, epoch, split, metric, value, n, step "
                     "FROM frame")
         con.execute("INSERT INTO studies VALUES (?, ?, ?, now())",
                     [f"ablation-seed{seed}", "specs/ablation.toml", json.dumps({})])

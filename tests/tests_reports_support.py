@@ -151,7 +151,7 @@ def write_study(db_path: Path, study: str = STUDY, seed: int = 0, shift: float =
     metric_frame = pd.DataFrame(metrics, columns=METRIC_COLUMNS)  # noqa: F841
     con.execute("INSERT INTO nodes SELECT study, id, kind, name, config, deps, lineage, status, "
                 "error, updated::TIMESTAMP, NULL FROM node_frame")
-    con.execute("INSERT INTO metrics SELECT node_id, epoch, split, metric, value, n::BIGINT, "
-                "step::BIGINT FROM metric_frame")
+    con.execute("INSERT INTO metrics BY NAME SELECT node_id, epoch, split, metric, value, "
+                "n::BIGINT AS n, step::BIGINT AS step FROM metric_frame")
     con.execute("INSERT INTO studies VALUES (?, ?, ?, now())", [study, "specs/x.toml", "{}"])
     con.close()

@@ -31,7 +31,8 @@ def db(tmp_path_factory) -> Path:
                 "now(), NULL)", [syn.STUDY, DIVERGED, deps, json.dumps(lineage), WHY])
     for epoch in (1, 2):  # what it logged before failing: better than any real run
         for row in syn.eval_rows(DIVERGED, epoch, 0.99, 0.0):
-            con.execute("INSERT INTO metrics VALUES (?, ?, ?, ?, ?, ?, ?)", list(row))
+            con.execute("INSERT INTO metrics (node_id, epoch, split, metric, value, n, step) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)", list(row))
     con.close()
     return path
 

@@ -7,6 +7,7 @@ import pytest
 
 from xspec.errors import WorkspaceBusy
 from xspec.store.db import connect
+from xspec.store.schema import MIGRATIONS
 from xspec.store.workspace import Workspace, atomic_write_json
 
 
@@ -111,7 +112,7 @@ def test_half_created_database_is_completed(tmp_path):
     con.close()
     with connect(path) as con:
         assert con.execute("SELECT list(number ORDER BY number) FROM _migrations"
-                           ).fetchone()[0] == [1, 2]
+                           ).fetchone()[0] == sorted(MIGRATIONS)
         assert "detail" in {row[0] for row in con.execute("DESCRIBE nodes").fetchall()}
     assert {"studies", "nodes", "metrics", "checkpoints"} <= _tables(path)
 
@@ -125,6 +126,7 @@ def killed(con):
     os.kill(os.getpid(), signal.SIGKILL)  # after the CREATEs, before the migration is recorded
 schema.MIGRATIONS[1] = killed
 from xspec.store.db import connect
+from xspec.store.schema import MIGRATIONS
 with connect(sys.argv[1]):
     pass
 """
@@ -135,5 +137,26 @@ def test_kill_during_first_migration_leaves_a_usable_database(tmp_path):
     proc = subprocess.run([sys.executable, "-c", KILL_MID_MIGRATION, str(path)])
     assert proc.returncode == -9
     with connect(path) as con:
-        assert con.execute("SELECT count(*) FROM _migrations").fetchone() == (2,)
+        assert con.execute("SELECT count(*) FROM _migrations").fetchone() == (len(MIGRATIONS),)
         con.execute("INSERT INTO studies VALUES ('s', 'p', '{}', now())")
+
+
+def test_eval_set_migration_names_the_set_of_existing_rows(tmp_path):
+    """Rows ingested before migration 3 get their set from the split; other rows none."""
+    import duckdb
+
+    path = tmp_path / "xspec.duckdb"
+    con = duckdb.connect(str(path))
+    con.execute("CREATE TABLE _migrations (number INTEGER PRIMARY KEY)")
+    MIGRATIONS[1](con)
+    MIGRATIONS[2](con)
+    con.execute("INSERT INTO _migrations VALUES (1), (2)")
+    con.execute("INSERT INTO metrics VALUES ('a', 1, 'eval', 'top1', 0.5, 10, 1), "
+                "('a', 1, 'eval:shoes', 'top1', 0.4, 5, 1), "
+                "('a', 1, 'retrieval:coco', 'i2t_r1', 0.3, 5, 1), "
+                "('a', 1, 'train', 'loss', 2, 1, 1)")
+    con.close()
+    with connect(path) as con:
+        rows = con.execute("SELECT split, eval_set FROM metrics ORDER BY split").fetchall()
+    assert rows == [("eval", "eval"), ("eval:shoes", "shoes"), ("retrieval:coco", "coco"),
+                    ("train", None)]

@@ -31,6 +31,12 @@ class EvalConfig(XspecModel):
     metrics: list[Metric]
     folder_labels: Literal["by_name"] | None = None
     """Set for ImageFolder evaluation sets (labels from folder names): only in the id."""
+    primary: str = "eval"
+    """The primary set's name in the results (`evaluate.primary`)."""
+    sets: dict[str, dict[str, Any]] = {}
+    """More zero-shot sets (`xspec.compiler.evalsets`): source, subset, templates, probe."""
+    retrieval: dict[str, dict[str, Any]] = {}
+    """Image-caption retrieval sets: their sources."""
 
 
 class Shared(XspecModel):

@@ -25,6 +25,7 @@ from xspec.compiler.inputs import resolve, started_upstream
 from xspec.compiler.naming import Fact, facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
+from xspec.compiler.evalsets import sets_config, target_notes
 from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, NODE_KINDS, kind_order, rank
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
@@ -147,7 +148,7 @@ def _eval_config(spec: Spec) -> dict:
         # Labels come from folder names (they came from sorted folder order): new ids for
         # ImageFolder studies only.
         config["folder_labels"] = "by_name"
-    return config
+    return {**config, **sets_config(spec)}
 
 
 @dataclass(frozen=True)
@@ -398,6 +399,7 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
     _name_nodes(plan)
     _warn_if_large(plan, loaded)
     for spec in specs:
+        plan.notes += [n for n in target_notes(spec) if n not in plan.notes]
         for source in (spec.data.train, spec.data.clean.source):
             if getattr(source, "expected_size", None):
                 plan.expected_sizes[source.path] = source.expected_size

@@ -9,6 +9,7 @@ import torch
 
 from xspec.errors import DataError
 from xspec.runtime.data import open_eval
+from xspec.runtime.evalsets import OtherSets, restrict
 from xspec.runtime.evaluate import clip80_templates, evaluate_many, zero_shot_classifier
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
@@ -25,15 +26,19 @@ class Evaluator:
 
     def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
                  device: torch.device, settings: dict):
-        self.data = open_eval(cfg["source"], size, settings.get("on_bad_image", "skip"))
+        self.data = restrict(open_eval(cfg["source"], size, settings.get("on_bad_image", "skip")),
+                             cfg.get("subset"))
+        self.templates = cfg.get("templates") or clip80_templates()
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
         self.normalize, self.device, self.settings = normalize, device, settings
         self.skipped: set[int] = set()
         self.bad_images = 0  # unreadable evaluation images, over all ranks
         self.loader = None
         target = getattr(attack, "target", None)
-        self.target_index = (self.data.classes.index(target)
-                             if target and "asr" in self.metrics else None)
+        self.target_index = (self.data.classes.index(target)  # a set may lack it: no ASR
+                             if target in self.data.classes and "asr" in self.metrics else None)
+        self.others = OtherSets(type(self), cfg, attack, tokenizer, normalize, size, device,
+                                settings)
 
     def __call__(self, model, dist: Dist = Dist()) -> dict[str, tuple[float, int]]:
         """With several ranks, each scores its share of the batches and the counts are summed:
@@ -43,7 +48,7 @@ class Evaluator:
     def many(self, models: list, dist: Dist = Dist()) -> list[dict[str, tuple[float, int]]]:
         """Scores of several models from one pass over the evaluation images."""
         classifiers = [zero_shot_classifier(model, self.tokenizer, list(self.data.classes),
-                                            clip80_templates(), self.device) for model in models]
+                                            self.templates, self.device) for model in models]
         with_trigger = self.target_index is not None
         if self.loader is None:
             self.loader = eval_loader(self.data, self.attack, with_trigger,
@@ -61,7 +66,8 @@ class Evaluator:
             total = torch.tensor([self.bad_images], dtype=torch.int64, device=self.device)
             td.all_reduce(total)
             self.bad_images = int(total.item())
-        return [{k: v for k, v in s.items() if k in self.metrics} for s in scores]
+        scores = [{k: v for k, v in s.items() if k in self.metrics} for s in scores]
+        return self.others.score(models, scores, dist) if self.others else scores
 
 
 def model_optimizer_state(optimizer) -> dict:
@@ -92,6 +98,8 @@ def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
 def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
     for name, (value, n) in scores.items():
         metrics.add(epoch, "eval", name, value, n, step)
+    for split, name, value, n in getattr(scores, "rows", ()):  # the other evaluation sets
+        metrics.add(epoch, split, name, value, n, step)
 
 
 class HeldOutLoss:

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from xspec.errors import SpecError
 from xspec.spec.classes import class_names
+from xspec.spec.evalsets import SUBSETS
 from xspec.textfiles import decode_utf8
 from xspec.spec.schema import Spec, spec_model
 from xspec.spec.sweep import Axis, branch, expand, unwrap
@@ -20,7 +21,8 @@ from xspec.spec.sweep import Axis, branch, expand, unwrap
 MAX_PROBLEMS = 10
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 # Keys holding a file path, with the keyword that means "no file" (resolved against the spec).
-PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans", "study": None}
+PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans", "study": None,
+             "templates": "clip80"}
 
 
 @dataclass(frozen=True)
@@ -132,7 +134,8 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
     value = ENV_VAR.sub(substitute, value)
     key = next((k for k in reversed(keys) if isinstance(k, str)), None)  # a sweep's list items
     is_path = (key in PATH_KEYS and value != PATH_KEYS[key]
-               or key == "arch" and value.endswith(".json"))
+               or key == "arch" and value.endswith(".json")
+               or keys[-1:] == ("subset",) and value not in SUBSETS)  # a file, not a list item
     if is_path and not os.path.isabs(value):
         value = str(base / value)
     return value

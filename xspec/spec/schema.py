@@ -25,6 +25,7 @@ from xspec.spec.archs import check_arch, image_size
 from xspec.spec.base import (  # noqa: F401  (re-exported: the names tables are written with)
     Fraction, NonNegativeFloat, NonNegativeInt, NotBool, PositiveFloat, PositiveInt, XspecModel,
 )
+from xspec.spec.evalsets import RetrievalSet, SetName, ZeroShotSet, check_names, evaluate_fields
 from xspec.spec.policies import parse_policy
 
 Metric = Literal["top1", "top5", "asr"]
@@ -413,6 +414,18 @@ class Clean(Training):
 class Evaluate(XspecModel):
     metrics: Annotated[list[Metric], Field(min_length=1)] = ["top1", "top5", "asr"]
     batch_size: PositiveInt = 256
+    primary: SetName = "eval"
+    """The name of data.eval, the primary set (selection policies, the paper's tables), in the
+    results and the report."""
+    sets: dict[SetName, ZeroShotSet] = {}
+    """More zero-shot sets, measured with the primary one: [evaluate.sets.<name>]."""
+    retrieval: dict[SetName, RetrievalSet] = {}
+    """Image-caption retrieval sets: [evaluate.retrieval.<name>]."""
+
+    @model_validator(mode="after")
+    def _unique_set_names(self):
+        check_names(self.primary, self.sets, self.retrieval)
+        return self
 
 
 ReportTable = Literal["selected_models", "best_clean_accuracy", "selection_policies"]
@@ -567,8 +580,10 @@ def _build() -> type[SpecBase]:
         for d in DEFENCES})
     cluster = create_model("Cluster", __base__=Cluster, __doc__=Cluster.__doc__, **{
         k.name: (ClusterOptions | None, None) for k in NODE_KINDS if k.cluster})
+    evaluate = create_model("Evaluate", __base__=Evaluate, __doc__=Evaluate.__doc__,
+                            **evaluate_fields(_sources("eval"), pair))
     return create_model("Spec", __base__=SpecBase, __doc__=SpecBase.__doc__,
-                        data=(data, ...), attack=(_union([a.spec for a in ATTACKS], "kind"), ...),
+                        data=(data, ...), evaluate=(evaluate, evaluate()), attack=(_union([a.spec for a in ATTACKS], "kind"), ...),
                         clean=(clean | None, None), cluster=(cluster, cluster()))
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 import duckdb
 
 from xspec.errors import WorkspaceBusy
-from xspec.store.schema import migrate
+from xspec.store.schema import EVAL_SET, migrate
 from xspec.store.workspace import Workspace, node_record
 
 
@@ -67,6 +67,15 @@ def connect(path: Path, read_only: bool = False,
         con.close()
 
 
+def primary_set(plan) -> str:
+    """The name of the study's primary evaluation set (`evaluate.primary`)."""
+    for node in plan.own():
+        evaluation = node.config.get("eval")
+        if isinstance(evaluation, dict):
+            return evaluation.get("primary", "eval")
+    return "eval"
+
+
 def ingest(workspace: Workspace, plan) -> int:
     """Load the status and metrics of every node of `plan` into the database; returns row count.
     Nodes of other studies that `plan` takes inputs from belong to those studies' reports."""
@@ -93,9 +102,10 @@ def ingest(workspace: Workspace, plan) -> int:
         con.execute("DELETE FROM metrics WHERE list_contains(?, node_id)", [ids])
         if metric_files:
             con.execute(
-                "INSERT INTO metrics SELECT node_id, epoch, split, metric, value, n, step "
-                "FROM read_parquet(?)",
-                [metric_files],
+                "INSERT INTO metrics (node_id, epoch, split, metric, value, n, step, eval_set) "
+                "SELECT node_id, epoch, split, metric, value, n, step, "
+                f"{EVAL_SET.format(primary='?')} FROM read_parquet(?)",
+                [primary_set(plan), metric_files],
             )
         con.execute("DELETE FROM checkpoints WHERE list_contains(?, node_id)", [ids])
         for node, run in runs:

@@ -13,7 +13,10 @@ Tables
   denominator), "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...) and
   "perf" for the epoch's loader figures (pairs_per_s over all ranks; data_wait_share, the share
   of the epoch's wall time the training loop waited for the next batch).
-  Epoch 0 of a clean node is the starting model.
+  Epoch 0 of a clean node is the starting model. Other evaluation sets than the primary one
+  (`[evaluate.sets]`, `[evaluate.retrieval]`) log split "eval:<set>" (top1, top5, asr) and
+  "retrieval:<set>" (i2t_r1.., t2i_r1.., asr_r1..); `eval_set` (migration 3) names the set of
+  every evaluation row, the primary one's included (`evaluate.primary`, default "eval").
 - checkpoints(node_id, epoch, path).
 
 Each migration runs in one transaction with its row in `_migrations`, so a process killed
@@ -64,6 +67,20 @@ def _initial(con) -> None:
 def _node_detail(con) -> None:
     """status.json of each node (bad image counts, world size, timings) for reports."""
     con.execute("ALTER TABLE nodes ADD COLUMN IF NOT EXISTS detail JSON")
+
+
+@migration(3)
+def _eval_set(con) -> None:
+    """metrics.eval_set: the evaluation set a row measures (the primary set's name for split
+    "eval", <name> for "eval:<name>", "retrieval:<name>" and "probe:<name>"), NULL otherwise."""
+    con.execute("ALTER TABLE metrics ADD COLUMN IF NOT EXISTS eval_set VARCHAR")
+    fill = EVAL_SET.format(primary="'eval'")
+    con.execute(f"UPDATE metrics SET eval_set = {fill} WHERE eval_set IS NULL")
+
+
+# The evaluation set of a metrics row, from its split; {primary} is the primary set's name.
+EVAL_SET = ("CASE WHEN split = 'eval' THEN {primary} WHEN regexp_matches(split, "
+            "'^(eval|retrieval|probe):.') THEN split_part(split, ':', 2) END")
 
 
 def migrate(con) -> None:
