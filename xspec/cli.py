@@ -9,9 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from rich.console import Console
-from rich.markup import escape
-
+from xspec.cli_views import SafeConsole as Console
 from xspec.cli_views import print_notes, styled
 from xspec.errors import XspecError
 
@@ -257,8 +255,9 @@ def main() -> None:
     if "--debug" in sys.argv:
         sys.argv.remove("--debug")
     try:
-        code = app(standalone_mode=False)  # click returns typer.Exit's code in this mode
-        sys.exit(code if isinstance(code, int) else 0)
+        code = app(standalone_mode=False)  # click returns typer.Exit's code (130: Ctrl-C)
+    except KeyboardInterrupt:
+        code = 130
     except XspecError as exc:
         for line in str(exc).splitlines():
             err.print(styled("error:", "red", line), soft_wrap=True)
@@ -266,23 +265,28 @@ def main() -> None:
             raise
         sys.exit(1)
     except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except KeyboardInterrupt:
-        import shlex
-
-        again = shlex.join(["xspec", *sys.argv[1:]])
-        err.print(f"[red]interrupted[/red]: finished runs are kept; `{escape(again)}` resumes "
-                  "the rest", soft_wrap=True)
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors
+        code = exc.exit_code
+    except Exception as exc:  # click's usage errors, then the unexpected
         import click
+
+        from xspec.cli_errors import crash_line
 
         if isinstance(exc, click.exceptions.ClickException):
             exc.show()
             sys.exit(exc.exit_code)
         if isinstance(exc, click.exceptions.Abort):
+            code = 130
+        elif debug:
+            raise
+        else:
+            err.print(styled("error:", "red", crash_line(exc)), soft_wrap=True)
             sys.exit(1)
-        raise
+    if code == 130:
+        from xspec.cli_errors import interrupted_line
+
+        label, rest = interrupted_line().split(": ", 1)
+        err.print(styled(f"{label}:", "red", rest), soft_wrap=True)
+    sys.exit(code if isinstance(code, int) else 0)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 
@@ -16,6 +17,35 @@ from xspec.store import locks
 
 STATE_STYLE = {"done": "green", "failed": "red", "running": "yellow", "queued": "cyan",
                "pending": "white"}
+
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` with terminal control characters shown as escapes (\\x1b), so that a key name, a
+    `where` key or an error message from a spec or a run folder cannot drive the terminal."""
+    return _CONTROL.sub(lambda m: repr(m.group())[1:-1], text)
+
+
+class SafeConsole(Console):
+    """A console that never writes control characters that come from data: every string and
+    Text it renders (table cells included) goes through `printable`; styles still colour."""
+
+    def render_str(self, text: str, **kwargs) -> Text:
+        return super().render_str(printable(text), **kwargs)
+
+    def render(self, renderable, options=None):
+        if isinstance(renderable, Text) and _CONTROL.search(renderable.plain):
+            cuts = sorted({i for m in _CONTROL.finditer(renderable.plain) for i in m.span()})
+            safe = Text(style=renderable.style, end=renderable.end)
+            for part in renderable.divide(cuts):
+                if _CONTROL.fullmatch(part.plain):
+                    safe.append(printable(part.plain), style=part.get_style_at_offset(self, 0))
+                else:
+                    safe.append_text(part)
+            renderable = safe
+        return super().render(renderable, options)
 
 
 def styled(label: str, style: str, text: str) -> Text:

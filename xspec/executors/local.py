@@ -6,6 +6,7 @@ for, never started twice."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -13,6 +14,16 @@ import time
 from xspec.executors.base import (POLL_SECONDS, Outcome, RunsHere, SilentReporter, claim, pack_jobs,
                                   pending, ready, total_steps)
 from xspec.store.workspace import Workspace
+
+# `-P`: the folder `xspec run` is typed in is not put on the worker's sys.path, so a json.py
+# (or torch.py, ...) lying there is never imported; plugins load from their recorded files.
+WORKER_PYTHON = [sys.executable, "-P"]
+
+
+def worker_env() -> dict:
+    """The environment of a worker: ours, with PYTHONSAFEPATH set so that processes it starts
+    (DDP ranks, loader workers) do not import from their current folder either."""
+    return {**os.environ, "PYTHONSAFEPATH": "1"}
 
 
 class LocalExecutor(RunsHere):
@@ -93,11 +104,12 @@ class LocalExecutor(RunsHere):
             # Not "failed" from an earlier try while the worker starts: dependents must wait.
             run.set_status("queued", error=None)
         stderr = runs[0].path / "stderr.txt"
-        command = ([sys.executable, "-m", "xspec.runtime.node", str(runs[0].path),
+        command = ([*WORKER_PYTHON, "-m", "xspec.runtime.node", str(runs[0].path),
                     json.dumps(settings)] if len(runs) == 1 else
-                   [sys.executable, "-m", "xspec.runtime.packed", json.dumps(settings),
+                   [*WORKER_PYTHON, "-m", "xspec.runtime.packed", json.dumps(settings),
                     *(str(run.path) for run in runs)])
-        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(stderr, "ab"))
+        proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(stderr, "ab"),
+                                env=worker_env())
         for node in job:
             claims[node.id].set_worker(proc.pid)
         return proc, stderr

@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shlex
 import subprocess
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from submitit.helpers import Checkpointable, DelayedSubmission
 from xspec.compiler.packing import packs
 from xspec.errors import XspecError
 from xspec.executors.base import Outcome, prepare
+from xspec.executors.local import WORKER_PYTHON
 from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
@@ -97,9 +99,35 @@ def check_options(options: dict) -> dict:
                  for k, v in given.items()
                  if k in OPTION_TYPES and (not isinstance(v, OPTION_TYPES[k])
                                            or isinstance(v, bool))]
+    problems += _unsafe(given)
     if problems:
         raise XspecError("\n".join(problems))
     return {**DEFAULTS, **given}
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
+
+
+def _unsafe(options: dict) -> list[str]:
+    """Problems of options that would leave their `#SBATCH` line: a control character (a newline
+    starts a new line of the script, which runs as shell) or an `additional` name that is not an
+    sbatch option name."""
+    problems = []
+    for key, value in options.items():
+        items = value.items() if isinstance(value, dict) else [(None, value)]
+        for name, item in items:
+            where = f"slurm option {key!r}" + (f" {name!r}" if name is not None else "")
+            if name is not None and not (isinstance(name, str) and _OPTION_NAME.fullmatch(name)):
+                problems.append(f"{where}: not an sbatch option name (letters, digits, - and _)")
+            elif isinstance(item, str) and _CONTROL.search(item):
+                problems.append(f"{where}: control character {_CONTROL.search(item).group()!r} "
+                                "not allowed (a newline would start a new line of the sbatch "
+                                "script)")
+            elif name is not None and not isinstance(item, (str, int, float, bool)):
+                problems.append(f"{where}: expected a string or number, got "
+                                f"{type(item).__name__}")
+    return problems
 
 
 def _type_name(kind) -> str:
@@ -312,7 +340,8 @@ class SlurmExecutor:
             extra["dependency"] = "afterok:" + ":".join(sorted(after))
         folder = workspace.root / "slurm" / "%j"
         executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
-                                         slurm_max_num_timeout=opts["max_requeues"])
+                                         slurm_max_num_timeout=opts["max_requeues"],
+                                         slurm_python=shlex.join(WORKER_PYTHON))
         executor.update_parameters(**params, slurm_additional_parameters=extra)
         # A DDP job's tasks would each run the whole pack: packing needs one task per job.
         groups = packs(nodes, int(settings.get("pack", 1)) if params["tasks_per_node"] == 1

@@ -57,10 +57,11 @@ def import_recorded(plugins: list[dict]) -> None:
     for plugin in plugins:
         if plugin["name"] in sys.modules:
             continue
-        if plugin["path"]:
-            _from_file(plugin["name"], Path(plugin["path"]))
+        name, path = plugin["name"], plugin["path"]
+        if path:
+            _import(name, lambda: _from_file(name, Path(path)), path)
         else:
-            importlib.import_module(plugin["name"])
+            _import(name, lambda: importlib.import_module(name), "sys.path")
 
 
 def _local(name: str, base: Path) -> Path | None:
@@ -97,6 +98,9 @@ def _import(name: str, load, where: str, base: Path | None = None) -> None:
                         f"{type(exc).__name__}: {exc}") from None
     except SpecError:
         raise
+    except SystemExit as exc:  # a plugin must not end xspec silently with its own exit code
+        raise SpecError(f"study.plugins: plugin {name!r} ({where}) called sys.exit({exc.code!r}) "
+                        "while being imported") from None
     except Exception as exc:
         raise SpecError(f"study.plugins: plugin {name!r} ({where}) failed to import: "
                         f"{type(exc).__name__}: {exc}") from None

@@ -15,6 +15,7 @@ from xspec.errors import DataError, SpecError
 from xspec.textfiles import read_utf8
 
 BUILTIN = ("fashion_mnist", "imagenet1k")
+MAX_CLASS_FILE = 16 * 2**20  # bytes; ImageNet-21k's 21,841 names take 0.4 MB
 
 
 @cache
@@ -24,13 +25,30 @@ def read_classes(name: str) -> tuple[str, ...]:
         text = resources.files("xspec.data").joinpath(f"classes/{name}.txt").read_text()
     else:
         try:
-            text = read_utf8(name, SpecError)
+            text = read_utf8(name, SpecError, MAX_CLASS_FILE)
         except SpecError as exc:
             raise SpecError(f"class list {exc}; built-in lists: {', '.join(BUILTIN)}") from None
-    classes = tuple(line.strip() for line in text.splitlines() if line.strip())
+    lines = [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+             if line.strip()]
+    classes = tuple(line for _, line in lines)
     if not classes:
         raise SpecError(f"class list {name!r} is empty")
+    if name not in BUILTIN and len(set(classes)) < len(classes):
+        first: dict[str, int] = {}
+        for number, line in lines:
+            if line in first:  # the lines are named, never shown: the file may be any file
+                raise SpecError(f"class list {name}: lines {first[line]} and {number} name the "
+                                "same class; each class once")
+            first[line] = number
     return classes
+
+
+def examples(name: str, classes: tuple[str, ...], count: int = 5) -> str:
+    """How an error describes a class list: its size and, for a built-in list, a few names.
+    A user's file is never quoted: a spec could name any file (an env file with a secret)."""
+    if name in BUILTIN:
+        return f"{len(classes)} classes, e.g. {', '.join(classes[:count])}"
+    return f"{len(classes)} classes listed in {name}"
 
 
 def class_names(source) -> tuple[str, ...] | None:
@@ -73,8 +91,8 @@ def folder_labels(root: str, folders: list[str], name: str) -> list[int]:
             raise DataError(f"{root}/{folder}: the name of {len(found)} classes of {name!r} "
                             f"(indices {', '.join(map(str, found))}); name the folder{hint}")
         if not found:
-            raise DataError(f"{root}/{folder}: matches no class of {name!r} ({len(classes)} "
-                            f"classes, e.g. {', '.join(classes[:3])}); name each folder by its "
+            raise DataError(f"{root}/{folder}: matches no class of {name!r} "
+                            f"({examples(name, classes, 3)}); name each folder by its "
                             f"class{hint}")
         if found[0] in seen:
             raise DataError(f"{root}: folders {seen[found[0]]!r} and {folder!r} are both class "

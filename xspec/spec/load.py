@@ -12,14 +12,16 @@ from typing import Any
 from pydantic import ValidationError
 
 from xspec.errors import SpecError
-from xspec.spec.classes import class_names
+from xspec.spec.classes import class_names, examples
 from xspec.spec.evalsets import SUBSETS
-from xspec.textfiles import decode_utf8
+from xspec.textfiles import decode_utf8, read_regular
 from xspec.spec.schema import Spec, spec_model
 from xspec.spec.sweep import Axis, branch, expand, unwrap
 
 MAX_PROBLEMS = 10
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+MAX_SPEC_BYTES = 4 * 2**20  # a 10,000-point sweep written out takes 0.1 MB
+MAX_DEPTH = 32  # tables and arrays inside each other; xspec's schema needs 4
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keys holding a file path, with the keyword that means "no file" (resolved against the spec).
 PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans", "study": None,
              "templates": "clip80"}
@@ -45,14 +47,18 @@ class LoadedSpec:
 def load_spec(path: str | Path) -> LoadedSpec:
     path = Path(path)
     try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read spec ({exc.strerror})") from None
+        data = read_regular(path, SpecError, MAX_SPEC_BYTES)
+    except SpecError as exc:
+        raise SpecError(f"cannot read spec {exc}") from None
     text = decode_utf8(data, str(path), SpecError)
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise SpecError(f"{path}: not valid TOML: {exc}") from None
+    except RecursionError:
+        raise SpecError(f"{path}: nested deeper than Python can parse; a spec nests tables "
+                        f"and arrays at most {MAX_DEPTH} levels") from None
+    _check_depth(path, raw)
     base = path.parent.resolve()
     plugins = _load_plugins(path, raw, base)
     model = spec_model()
@@ -60,7 +66,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
     for where, part in _variants(raw):
         try:
             part = _expand_env(part, (), base)
-            axes, variants = expand(part, model)
+            axes, variants = expand(part, model, before=len(specs))
         except SpecError as exc:
             raise SpecError(f"{path}: {where}{exc}") from None
         all_axes += axes
@@ -123,15 +129,7 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
     if not isinstance(value, str):
         return value
 
-    def substitute(match: re.Match) -> str:
-        name, default = match.group(1), match.group(2)
-        if name in os.environ:
-            return os.environ[name]
-        if default is not None:
-            return default
-        raise SpecError(f"{_dotted(keys)}: environment variable {name} is not set")
-
-    value = ENV_VAR.sub(substitute, value)
+    value = expand_vars(value, keys)
     key = next((k for k in reversed(keys) if isinstance(k, str)), None)  # a sweep's list items
     is_path = (key in PATH_KEYS and value != PATH_KEYS[key]
                or key == "arch" and value.endswith(".json")
@@ -139,6 +137,55 @@ def _expand_env(value: Any, keys: tuple, base: Path) -> Any:
     if is_path and not os.path.isabs(value):
         value = str(base / value)
     return value
+
+
+def expand_vars(text: str, keys: tuple = ()) -> str:
+    """`${VAR}` and `${VAR:-default}` replaced, where a default may itself hold `${...}`
+    (`${A:-${B}}`); anything else is kept as written."""
+    out, i = [], 0
+    while (start := text.find("${", i)) >= 0:
+        out.append(text[i:start])
+        name = ENV_NAME.match(text, start + 2)
+        end = _closing(text, name.end()) if name else -1
+        if end < 0 or text[name.end()] not in "}:" or (
+                text[name.end()] == ":" and not text.startswith(":-", name.end())):
+            out.append("${")
+            i = start + 2
+            continue
+        if name.group() in os.environ:
+            out.append(os.environ[name.group()])
+        elif text[name.end()] == ":":
+            out.append(expand_vars(text[name.end() + 2:end], keys))
+        else:
+            raise SpecError(f"{_dotted(keys)}: environment variable {name.group()} is not set")
+        i = end + 1
+    return "".join(out) + text[i:]
+
+
+def _closing(text: str, i: int) -> int:
+    """The index of the `}` closing a `${` whose name ends before `i`; -1 if none."""
+    depth = 1
+    while i < len(text):
+        if text.startswith("${", i):
+            depth, i = depth + 1, i + 2
+            continue
+        if text[i] == "}":
+            depth -= 1
+            if depth == 0:
+                return i
+        i += 1
+    return -1
+
+
+def _check_depth(path: Path, raw: dict) -> None:
+    stack = [(raw, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SpecError(f"{path}: tables and arrays nested more than {MAX_DEPTH} levels "
+                            "deep; a spec needs a few")
+        children = value.values() if isinstance(value, dict) else value
+        stack += [(v, depth + 1) for v in children if isinstance(v, (dict, list))]
 
 
 def _dotted(loc) -> str:
@@ -228,9 +275,11 @@ def _check_targets(path: Path, specs) -> None:
             continue
         classes = class_names(spec.data.eval)
         if classes is not None and spec.attack.target not in classes:
+            source = "fashion_mnist" if spec.data.eval.format == "fashion_mnist" else \
+                spec.data.eval.classes
             raise SpecError(
                 f"{path}: attack.target: {spec.attack.target!r} is not a class of the evaluation "
-                f"set ({len(classes)} classes, e.g. {', '.join(classes[:5])})"
+                f"set ({examples(source, classes)})"
             )
 
 

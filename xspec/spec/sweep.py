@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+import math
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -16,6 +18,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from xspec.errors import SpecError
+
+MAX_POINTS = int(os.environ.get("XSPEC_MAX_SWEEP", 100_000))  # variants of one spec
 
 
 @dataclass(frozen=True)
@@ -91,10 +95,13 @@ def find_axes(raw: dict, model: type[BaseModel], prefix: tuple[str, ...] = ()) -
 def _axis(path: tuple[str, ...], values: list) -> Axis:
     if not values:
         raise SpecError(f"{'.'.join(path)}: empty sweep; give at least one value")
-    kept = []
-    for v in values:
-        if v not in kept:
-            kept.append(v)
+    try:
+        kept = list(dict.fromkeys(values))
+    except TypeError:  # unhashable values (lists): the quadratic way
+        kept = []
+        for v in values:
+            if v not in kept:
+                kept.append(v)
     return Axis(path, tuple(kept), written=tuple(values))
 
 
@@ -135,10 +142,23 @@ def _resolve_leaders(axes: list[Axis]) -> list[Axis]:
     return resolved
 
 
-def expand(raw: dict, model: type[BaseModel]) -> tuple[list[Axis], list[tuple[dict, dict]]]:
+def check_size(leaders: list[Axis], before: int = 0) -> None:
+    """Refuse, before expanding, a sweep of more than MAX_POINTS variants (`before`: those of
+    earlier [[variants]] tables), naming its axes and their sizes."""
+    points = math.prod(len(a.values) for a in leaders)
+    if before + points > MAX_POINTS:
+        sizes = " x ".join(f"{a.name} ({len(a.values):,})" for a in leaders)
+        earlier = f" plus {before:,} of earlier [[variants]]" if before else ""
+        raise SpecError(f"sweep of {points:,} points{earlier}: {sizes}; at most {MAX_POINTS:,} "
+                        "points (XSPEC_MAX_SWEEP raises the cap); sweep fewer values")
+
+
+def expand(raw: dict, model: type[BaseModel],
+           before: int = 0) -> tuple[list[Axis], list[tuple[dict, dict]]]:
     """All variants of a raw spec: (raw dict with one value per axis, {axis path: index})."""
     axes = _resolve_leaders(find_axes(raw, model))
     leaders = [a for a in axes if a.leader is None]
+    check_size(leaders, before)
     followers = {a.path: [f for f in axes if f.leader == a.path] for a in leaders}
     # Copy the spec without its axes' value lists once: a copy per variant that carried them
     # would make a sweep of n values cost n^2.

@@ -1,0 +1,29 @@
+"""A node worker never imports from the folder `xspec run` is typed in (issue 19): a json.py
+lying there used to run inside every node, with no plugin declared."""
+
+from xspec.executors.local import LocalExecutor
+from xspec.store.workspace import Workspace
+from xspec.study import open_study
+
+
+class _Claim:
+    def set_worker(self, pid: int) -> None:
+        self.pid = pid
+
+
+def test_a_json_py_in_the_current_folder_is_not_imported_by_the_worker(
+        write_spec, base_spec, tmp_path, monkeypatch):
+    marker = tmp_path / "imported"
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    (cwd / "json.py").write_text(f"open({str(marker)!r}, 'w').write('ran')\n"
+                                 "from _json import *\n")
+    study = open_study(write_spec(base_spec))
+    workspace = Workspace(tmp_path / "ws")
+    poison = study.plan.of_kind("poison")[0]
+    workspace.prepare(poison)
+    monkeypatch.chdir(cwd)
+    proc, stderr = LocalExecutor._start(workspace, [poison], {"threads": 1}, {poison.id: _Claim()})
+    assert proc.wait(timeout=300) == 0, stderr.read_text()
+    assert not marker.exists()
+    assert workspace.state(poison) == "done"
