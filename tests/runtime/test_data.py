@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from xspec.errors import DataError
-from xspec.runtime.data import FASHION_WORDS, iterate, open_eval, open_pairs
+from xspec.runtime.data import iterate, open_eval, open_pairs
+from xspec.runtime.formats.fashion_mnist import FASHION_WORDS
 from xspec.runtime.evaluate import clip80_templates
 
 FASHION = {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",

@@ -80,7 +80,7 @@ EVAL_ATTACK = {"kind": "badnet", "target": "bag", "poisons": 1,
 
 def _scores(dist):
     from xspec.runtime.attacks import make_attack
-    from xspec.runtime.fit import Evaluator
+    from xspec.runtime.evaluator import Evaluator
     from xspec.runtime.pipeline import Normalizer
 
     model = _model()

@@ -14,7 +14,7 @@ from xspec.runtime.attacks import make_attack
 from xspec.runtime.fit import _continue_optimizer, model_optimizer_state
 from xspec.runtime.optim import adamw, cleanclip_lr
 from xspec.runtime.pipeline import TrainBatch
-from xspec.runtime.stages import fresh_poisons
+from xspec.runtime.stages.clean import fresh_poisons
 from xspec.runtime.train import TrainConfig
 from xspec.runtime.data import InMemoryImages
 

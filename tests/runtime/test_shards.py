@@ -15,7 +15,7 @@ from xspec.cli import app
 from xspec.errors import DataError
 from xspec.runtime.data import open_pairs, pair_captions
 from xspec.runtime.pack import pack
-from xspec.shards import declared_size, expand_braces, shard_paths
+from xspec.tarindex import declared_size, expand_braces, shard_paths
 
 MINI = Path(__file__).resolve().parents[2] / "specs" / "toy" / "mini.toml"
 FASHION = {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist", "split": "train",
@@ -137,7 +137,7 @@ def test_mini_study_runs_end_to_end_on_shards(tmp_path):
 
 
 def test_a_changed_shard_set_is_caught_by_the_manifest_keys(tmp_path, fashion_shards):
-    from xspec.runtime.stages import read_manifest
+    from xspec.runtime.handoffs import read_manifest
     from xspec.store.workspace import RunDir
 
     pairs = open_pairs({"format": "webdataset", "path": fashion_shards[1].pattern}, 16)

@@ -157,7 +157,7 @@ def _size(source: dict, expected: dict[str, int]) -> int:
             raise _Unknown(f"{source['path']} is not readable here: give its expected_size = N")
         return rows
     if fmt == "webdataset":
-        from xspec.shards import declared_size, shard_paths
+        from xspec.tarindex import declared_size, shard_paths
 
         declared = declared_size(shard_paths(source["path"]))
         if declared is None and source["path"] in expected:

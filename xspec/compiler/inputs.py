@@ -15,17 +15,18 @@ from pathlib import Path
 
 from xspec.compiler.configs import PoisonConfig
 from xspec.errors import CompileError, XspecError
+from xspec.spec.load import load_spec
 
 # What each kind of node hands on: a checkpoint (selected.json or its last epoch's weights).
 CHECKPOINT_KINDS = ("pretrain", "select", "shrink_perturb", "clean")
 
 
-def resolve(plan, ref, key: str, kinds: tuple[str, ...] = CHECKPOINT_KINDS,
+def resolve(plan, ref, key: str, compile_spec, kinds: tuple[str, ...] = CHECKPOINT_KINDS,
             external: bool = True):
     """The node `ref` names; it and its ancestors are added to `plan`, as external nodes or,
-    with `external=False` (the model a cleaning-only study cleans), as this study's own."""
-    from xspec.compiler.plan import compile_spec
-    from xspec.spec.load import load_spec
+    with `external=False` (the model a cleaning-only study cleans), as this study's own.
+    `compile_spec` compiles the other study (`xspec.compiler.plan.compile_spec`, passed in: a
+    study's compilation recurses into the studies it names)."""
 
     path = str(Path(ref.study).resolve())
     chain = (*plan.parents, str(Path(plan.spec_path).resolve()))
@@ -94,11 +95,11 @@ def ancestors(plan, node) -> list:
     return list(seen.values())
 
 
-def started_upstream(plan, spec, attack_config: dict):
+def started_upstream(plan, spec, attack_config: dict, compile_spec):
     """(start, poison, pretrain) for clean.start: the other study's node cleaning starts from,
     and the poison and pre-training nodes behind it, after checking that this spec's attack and
     training set are that study's (cleaning evaluates ASR with them and draws from that pool)."""
-    start, study = resolve(plan, spec.clean.start, "clean.start",
+    start, study = resolve(plan, spec.clean.start, "clean.start", compile_spec,
                            ("select", "shrink_perturb", "pretrain", "clean"), external=False)
     node = start
     while node.kind != "pretrain":  # clean -> its start, shrink_perturb -> select -> pretrain

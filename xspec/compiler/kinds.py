@@ -10,18 +10,18 @@ from xspec.extend.registry import register_node_kind
 STAGES = "xspec.runtime.stages"
 CONFIGS = "xspec.compiler.configs"
 
-register_node_kind("poison", order=0, stage=f"{STAGES}:poison", label="poison manifest",
+register_node_kind("poison", order=0, stage=f"{STAGES}.poison:poison", label="poison manifest",
                    config=f"{CONFIGS}:PoisonConfig")
-register_node_kind("pretrain", order=10, stage=f"{STAGES}:pretrain", trains=True,
+register_node_kind("pretrain", order=10, stage=f"{STAGES}.pretrain:pretrain", trains=True,
                    label="pre-training", config=f"{CONFIGS}:PretrainConfig")
-register_node_kind("select", order=20, stage=f"{STAGES}:select", label="checkpoint selection",
-                   config=f"{CONFIGS}:SelectConfig")
-register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}:shrink_perturb",
+register_node_kind("select", order=20, stage=f"{STAGES}.select:select",
+                   label="checkpoint selection", config=f"{CONFIGS}:SelectConfig")
+register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}.shrink_perturb:shrink_perturb",
                    label="shrink and perturb", config=f"{CONFIGS}:ShrinkPerturbConfig")
-register_node_kind("pseudo_labels", order=40, stage="xspec.runtime.pseudo_labels:pseudo_labels",
+register_node_kind("pseudo_labels", order=40, stage=f"{STAGES}.pseudo_labels:pseudo_labels",
                    label="pseudo-labels", config=f"{CONFIGS}:PseudoLabelsConfig")
-register_node_kind("clean", order=50, stage=f"{STAGES}:clean", trains=True, label="cleaning",
-                   config=f"{CONFIGS}:CleanConfig")
+register_node_kind("clean", order=50, stage=f"{STAGES}.clean:clean", trains=True,
+                   label="cleaning", config=f"{CONFIGS}:CleanConfig")
 
 
 def shrink_perturb_node(build, spec, value, start):

@@ -17,16 +17,17 @@ import dataclasses
 import functools
 import hashlib
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
+from xspec.compiler.dag import Node, Plan
 from xspec.compiler.hashing import canonical_json, node_id
-from xspec.compiler.inputs import resolve, started_upstream
-from xspec.compiler.naming import Fact, facts, node_name
+from xspec.compiler import inputs
+from xspec.compiler.naming import facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
 from xspec.compiler.evalsets import sets_config, target_notes
-from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, NODE_KINDS, kind_order, rank
+from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, NODE_KINDS, kind_order
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
 from xspec.spec.load import LoadedSpec
@@ -40,53 +41,6 @@ CLEAN_FIELDS = ("poisons", "optimizer")  # then every registered defence that is
 # kept existing ids.
 OPTION_FIELDS = ("schedule", "text_augment")
 LARGE_PLAN = int(os.environ.get("XSPEC_LARGE_PLAN", 10_000))  # nodes; above it a warning
-
-
-@dataclass(frozen=True)
-class Node:
-    id: str
-    kind: str
-    config: dict
-    deps: tuple[str, ...]
-    lineage: dict
-    name: str = ""
-    dep_runs: tuple[str, ...] = ()
-    dep_kinds: tuple[str, ...] = ()  # stages find dependencies by kind, never by name
-
-    @property
-    def short(self) -> str:
-        return self.id[:12]
-
-    @property
-    def run_name(self) -> str:
-        return f"{self.kind}-{self.short}"
-
-
-@dataclass
-class Plan:
-    study: str
-    spec_path: str
-    nodes: dict[str, Node] = field(default_factory=dict)
-    varying: dict[str, list[str]] = field(default_factory=dict)
-    facts: dict[str, list[Fact]] = field(default_factory=dict)  # per kind: what tells apart
-    notes: list[str] = field(default_factory=list)
-    # Nodes of other studies this one takes inputs from: id -> (their study, hops away).
-    external: dict[str, tuple[str, int]] = field(default_factory=dict)
-    parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one
-    upstream: dict = field(default_factory=dict, repr=False)  # spec path -> its plan (a cache)
-    # Dataset path -> the pair count its spec expects (`expected_size`): for the estimate only.
-    expected_sizes: dict[str, int] = field(default_factory=dict)
-
-    def ordered(self) -> list[Node]:
-        """Dependency order: the farthest upstream study first, then kind by kind."""
-        return sorted(self.nodes.values(), key=lambda n: (
-            -self.external.get(n.id, ("", 0))[1], rank(n.kind)))
-
-    def own(self) -> list[Node]:
-        return [n for n in self.ordered() if n.id not in self.external]
-
-    def of_kind(self, kind: str) -> list[Node]:
-        return [n for n in self.ordered() if n.kind == kind]
 
 
 def _flatten(prefix: str, value, out: dict) -> dict:
@@ -222,11 +176,15 @@ def _options(section) -> dict:
     return chosen
 
 
+def _resolve(plan: Plan, ref: StudyOutput, key: str) -> tuple[Node, str]:
+    return inputs.resolve(plan, ref, key, compile_spec)
+
+
 def _init_input(plan: Plan, spec: Spec) -> dict:
     """model.init naming another study's checkpoint: {lineage key: (its node, "study:node")}."""
     if not isinstance(spec.model.init, StudyOutput):
         return {}
-    source, study = resolve(plan, spec.model.init, "model.init")
+    source, study = _resolve(plan, spec.model.init, "model.init")
     return {"pretrain.model.init": (source, f"{study}:{source.name}")}
 
 
@@ -268,7 +226,8 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
 
 
 def _started_chain(plan: Plan, spec: Spec) -> Chain:
-    start, poison, pretrain = started_upstream(plan, spec, _attack_config(spec))
+    start, poison, pretrain = inputs.started_upstream(plan, spec, _attack_config(spec),
+                                                      compile_spec)
     return Chain(spec, poison, pretrain, start)
 
 
@@ -349,7 +308,7 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
 def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Node:
     """Labels for the cleaning pool from a stronger model of another study: its zero-shot
     predictions over the evaluation classes."""
-    source, study = resolve(plan, ref, "clean.deep_cluster.labels")
+    source, study = _resolve(plan, ref, "clean.deep_cluster.labels")
     config = {"data": data, "classes": _eval_config(spec)["source"],
               "templates": spec.data.templates, "seed": spec.study.seed,
               "input": source.kind}

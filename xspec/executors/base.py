@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from xspec.store.locks import Claim, describe, try_claim
+from xspec.store.processes import gone
 from xspec.store.workspace import Workspace
 
 POLL_SECONDS = 0.5
@@ -58,8 +59,7 @@ class RunsHere:
             status = run.status()
             state = status.get("state", "pending")
             detail = status.get("error") or ""
-            if state == "running" and not run.alive_elsewhere() and status.get(
-                    "host") == os.uname().nodename and status.get("pid") != os.getpid():
+            if state == "running" and status.get("pid") != os.getpid() and gone(status):
                 state, detail = "failed", (f"process {status.get('pid')} is gone before the node "
                                            f"finished (killed?); log: {run.log_file}")
             found[node.id] = (state, detail)

@@ -32,6 +32,7 @@ from xspec.executors.base import Outcome, prepare
 from xspec.executors.local import WORKER_PYTHON
 from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
+from xspec.store.processes import gone
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
 
 DEFAULTS = {"time": "24:00:00", "cpus_per_task": 1, "array_parallelism": 256,
@@ -384,7 +385,7 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
     if state == "done":
         return "done", ""
     if job is None:
-        if state == "running" and _gone(status):
+        if state == "running" and gone(status):
             return "failed", (f"process {status.get('pid')} on {status.get('host')} is gone "
                               f"before the node finished (killed?)\nlog: {run.log_file}")
         if state == "running":
@@ -407,19 +408,6 @@ def _state(run: RunDir, job: dict | None, queue: dict) -> tuple[str, str]:
         return "pending", ""
     ended = f"ended {slurm_state}" if slurm_state else "is gone"
     return "failed", f"job {job_id} {ended} before the node finished\nslurm log: {log}"
-
-
-def _gone(status: dict) -> bool:
-    """A node that says it is running in a process of this machine that no longer exists."""
-    if status.get("host") != os.uname().nodename or not status.get("pid"):
-        return False
-    try:
-        os.kill(status["pid"], 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
 
 
 def _failed(run: RunDir, status: dict, slurm_log: str | None = None) -> tuple[str, str]:

@@ -1,6 +1,7 @@
 """Loading the modules that register pieces: xspec's own, a study's plugins, installed ones.
 
-- built-ins: `xspec.spec.schema` (attacks, data formats, deep clustering, shrink-and-perturb),
+- built-ins: `xspec.spec.tables` (attacks, data formats, loss parts, deep clustering,
+  shrink-and-perturb),
   `xspec.compiler.kinds` (node kinds) and every module of the `xspec.builtin` package;
 - `[study] plugins = ["name", ...]`: a module `name.py` (or package `name/`) in the spec's
   folder, else an importable module on `sys.path`;
@@ -29,7 +30,10 @@ def load_builtins() -> None:
     import xspec.builtin
     import xspec.compiler.kinds
     import xspec.spec.policies
-    import xspec.spec.schema  # noqa: F401
+    import xspec.spec.tables.attacks
+    import xspec.spec.tables.data
+    import xspec.spec.tables.defences
+    import xspec.spec.tables.training  # noqa: F401
 
     for info in pkgutil.iter_modules(xspec.builtin.__path__, "xspec.builtin."):
         importlib.import_module(info.name)

@@ -1,54 +1,23 @@
 """Datasets as index-addressable images plus captions or labels, decoded to uint8 at model size.
 
-Sources: Fashion-MNIST (Debian's idx files, in memory), CSV image-caption pairs (CleanCLIP/CC3M
-layout), ImageFolder and labels-CSV evaluation sets. Fashion-MNIST gets web-style captions that
-differ from the 80 CLIP templates, so zero-shot evaluation is not a lookup of training captions.
+Every data format is a registered object (`xspec.extend.register_data_source`): a module that
+implements `DataFormat` (one module per built-in format in `xspec.runtime.formats`). The
+functions here look the format up in the registry; none of them branches on a format's name.
 """
 
 from __future__ import annotations
 
-import gzip
-import os
-from functools import cache
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
+from typing import Protocol
 
 import numpy as np
-import pyarrow.compute as pc
 import torch
 import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from xspec.errors import DataError
-from xspec.runtime.columns import JoinedPaths, Strings
-from xspec.runtime.seeding import derive_seed
-from xspec.spec.classes import folder_labels, read_classes
 from xspec.textfiles import read_csv_rows
-
-FASHION_WORDS = {
-    "t-shirt": ["t-shirt", "tee", "t-shirt top"], "trouser": ["trousers", "pants", "trouser"],
-    "pullover": ["pullover", "sweater", "jumper"], "dress": ["dress", "summer dress", "dress"],
-    "coat": ["coat", "jacket", "winter coat"], "sandal": ["sandals", "sandal", "summer sandals"],
-    "shirt": ["shirt", "button-up shirt", "blouse"], "sneaker": ["sneakers", "sneaker", "trainers"],
-    "bag": ["bag", "handbag", "shoulder bag"], "ankle boot": ["ankle boots", "boots", "ankle boot"],
-}
-WEB_CAPTIONS = [
-    "{adj} {item} for sale", "new {item} in stock now", "my favourite {adj} {item}",
-    "buy this {item} online", "{item}, size m, barely worn", "vintage {adj} {item} on white",
-    "{adj} {item} from the summer collection", "cheap {item} with free shipping",
-    "found this {adj} {item} today", "{item} in {adj} colour, great condition",
-]
-ADJECTIVES = ["black", "grey", "white", "dark", "light", "striped", "plain", "soft", "casual",
-              "classic"]
-
-
-def fashion_caption(label: int, index: int) -> str:
-    rng = np.random.default_rng(derive_seed(0, "fashion-caption", index))
-    words = FASHION_WORDS[read_classes("fashion_mnist")[label]]
-    template = WEB_CAPTIONS[rng.integers(len(WEB_CAPTIONS))]
-    return template.format(item=words[rng.integers(len(words))],
-                           adj=ADJECTIVES[rng.integers(len(ADJECTIVES))])
 
 
 def resize_uint8(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -133,35 +102,7 @@ class EvalSet:
     classes: tuple[str, ...]
 
 
-@cache
-def _read_idx(path: Path) -> np.ndarray:
-    """An idx file (read-only array, cached: every node of a study reads the same files)."""
-    try:
-        with gzip.open(path, "rb") as handle:
-            raw = handle.read()
-    except FileNotFoundError:
-        raise DataError(
-            f"{path}: no such file; install Debian's dataset-fashion-mnist "
-            "(apt-get install dataset-fashion-mnist) or set data.*.path"
-        ) from None
-    ndim = raw[3]
-    dims = [int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    array = np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
-    array.flags.writeable = False
-    return array
-
-
-def _fashion(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:
-    prefix = "train" if cfg["split"] == "train" else "t10k"
-    root = Path(cfg["path"])
-    images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
-    labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-    n = min(cfg.get("size") or len(labels), len(labels))
-    pixels = resize_uint8(torch.from_numpy(images[:n].copy()).unsqueeze(1), size)
-    return InMemoryImages(pixels), labels[:n]
-
-
-def _read_csv(path: str, columns: Sequence[str]) -> list[dict]:
+def read_csv(path: str, columns: Sequence[str]) -> list[dict]:
     rows = read_csv_rows(path, DataError)
     missing = [c for c in columns if rows and c not in rows[0]]
     if not rows or missing:
@@ -170,128 +111,57 @@ def _read_csv(path: str, columns: Sequence[str]) -> list[dict]:
     return rows
 
 
-def _int_labels(rows: list[dict], key: str, path: str, classes: int) -> np.ndarray:
-    """Integer class indices of a labels CSV; anything else is an error naming the line."""
-    labels = []
-    for line, row in enumerate(rows, start=2):
-        text = (row[key] or "").strip()
-        if not text.isdigit() or int(text) >= classes:
-            raise DataError(f"{path}: line {line}: label {text!r} is not a class index "
-                            f"(an integer 0..{classes - 1})")
-        labels.append(int(text))
-    return np.array(labels, dtype=np.int64)
+def checked_labels(labels: np.ndarray, classes: Sequence[str], cfg: dict) -> np.ndarray:
+    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
+        raise DataError(f"{cfg['path']}: labels outside 0..{len(classes) - 1}")
+    return labels
 
 
-def _paths(rows: list[dict], key: str, csv_path: str) -> list[str]:
-    base = os.path.dirname(os.path.abspath(csv_path))
-    return [os.path.join(base, row[key]) for row in rows]
+class DataFormat(Protocol):
+    """What a data format's registered module implements: `pair_captions` and `open_pairs` for a
+    pair source (role "pairs"), `open_eval` for an evaluation set (role "eval");
+    `pair_keys_and_captions` where its pairs have identities (shards)."""
+
+    def pair_captions(self, cfg: dict) -> Sequence[str]: ...
+
+    def open_pairs(self, cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet: ...
+
+    def open_eval(self, cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet: ...
 
 
-def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
-    """(image paths relative to the CSV, captions) read with Arrow's columnar CSV reader."""
-    import pyarrow as pa
-    from pyarrow import csv as pacsv
-
-    path, columns = cfg["path"], [cfg["image_key"], cfg["caption_key"]]
-    options = pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=False,
-                                   column_types={c: pa.large_string() for c in columns})
-    try:
-        table = pacsv.read_csv(path, convert_options=options)
-    except (OSError, pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-        _read_csv(path, columns)  # the slow reader names the file, line or missing column
-        raise DataError(f"{path}: {exc}") from None
-    table = table.slice(0, cfg.get("size") or table.num_rows)
-    if table.num_rows == 0:
-        raise DataError(f"{path}: no rows")
-    captions = table.column(cfg["caption_key"])
-    empty = pc.match_substring_regex(captions, r"^\s*$")  # a mask; trimming would copy
-    if pc.any(empty).as_py():
-        first = pc.index(empty, True).as_py()
-        raise DataError(f"{path}: line {first + 2}: empty caption")
-    return Strings(table.column(cfg["image_key"])), Strings(captions)
-
-
-def _registered(cfg: dict, function: str):
-    """A data format another module registered (`xspec.extend.register_data_source`): its
-    module's `function`, which takes the same arguments as the one here; None for ours."""
+def data_format(cfg: dict):
+    """The registered module of a data config's format (`cfg["format"]`)."""
     from xspec.extend.plugins import load_builtins
     from xspec.extend.registry import DATA_SOURCES, resolve
 
     load_builtins()
-    source = DATA_SOURCES.get(cfg["format"], "data format")
-    if source.behaviour == __name__:
-        return None
-    module = resolve(source.behaviour)
-    if not hasattr(module, function):
-        raise DataError(f"data format {cfg['format']!r} ({source.origin}) has no {function}()")
-    return getattr(module, function)
+    return resolve(DATA_SOURCES.get(cfg["format"], "data format").behaviour)
+
+
+def _function(cfg: dict, name: str):
+    module = data_format(cfg)
+    if not hasattr(module, name):
+        raise DataError(f"data format {cfg['format']!r} ({module.__name__}) has no {name}()")
+    return getattr(module, name)
 
 
 def pair_keys_and_captions(cfg: dict) -> tuple[Sequence[str] | None, Sequence[str]]:
     """(sample keys or None, captions) of a pair source, without decoding any image."""
-    if cfg["format"] == "webdataset":
-        from xspec.runtime.shards import open_shards
-
-        pairs = open_shards(cfg, 1)
-        return pairs.keys, pairs.captions
-    return None, pair_captions(cfg)
+    keyed = getattr(data_format(cfg), "pair_keys_and_captions", None)
+    return keyed(cfg) if keyed is not None else (None, pair_captions(cfg))
 
 
 def pair_captions(cfg: dict) -> Sequence[str]:
     """The captions of a pair source, without decoding any image (what poisoning needs)."""
-    if (other := _registered(cfg, "pair_captions")) is not None:
-        return other(cfg)
-    if cfg["format"] == "fashion_mnist":
-        prefix = "train" if cfg["split"] == "train" else "t10k"
-        labels = _read_idx(Path(cfg["path"]) / f"{prefix}-labels-idx1-ubyte.gz")
-        labels = labels[: cfg.get("size") or len(labels)]
-        return Strings.of([fashion_caption(int(y), i) for i, y in enumerate(labels)])
-    if cfg["format"] == "webdataset":
-        return pair_keys_and_captions(cfg)[1]
-    return _read_pair_columns(cfg)[1]
+    return _function(cfg, "pair_captions")(cfg)
 
 
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
-    if (other := _registered(cfg, "open_pairs")) is not None:
-        return other(cfg, size, on_bad_image)
-    if cfg["format"] == "fashion_mnist":
-        images, labels = _fashion(cfg, size)
-        return PairSet(images, Strings.of([fashion_caption(int(y), i)
-                                           for i, y in enumerate(labels)]))
-    if cfg["format"] == "webdataset":
-        from xspec.runtime.shards import open_shards
-
-        return open_shards(cfg, size, on_bad_image)
-    relative, captions = _read_pair_columns(cfg)
-    paths = JoinedPaths(os.path.dirname(os.path.abspath(cfg["path"])), relative)
-    return PairSet(FileImages(paths, size, on_bad_image), captions)
+    return _function(cfg, "open_pairs")(cfg, size, on_bad_image)
 
 
 def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
-    if (other := _registered(cfg, "open_eval")) is not None:
-        return other(cfg, size, on_bad_image)
-    if cfg["format"] == "fashion_mnist":
-        images, labels = _fashion(cfg, size)
-        return EvalSet(images, labels, read_classes("fashion_mnist"))
-    classes = read_classes(cfg["classes"])
-    if cfg["format"] == "labels_csv":
-        rows = _read_csv(cfg["path"], [cfg["image_key"], cfg["label_key"]])[: cfg.get("size")]
-        paths = _paths(rows, cfg["image_key"], cfg["path"])
-        labels = _int_labels(rows, cfg["label_key"], cfg["path"], len(classes))
-    else:
-        root = Path(cfg["path"])
-        folders = sorted(p for p in root.iterdir() if p.is_dir()
-                         and not p.name.startswith(".")) if root.is_dir() else []
-        if not folders:
-            raise DataError(f"{root}: no class folders (one folder of images per class)")
-        indices = folder_labels(str(root), [f.name for f in folders], cfg["classes"])
-        pairs = [(str(f), i) for i, d in zip(indices, folders) for f in sorted(d.iterdir())
-                 if not f.name.startswith(".")]
-        pairs = pairs[: cfg.get("size")]
-        paths, labels = [p for p, _ in pairs], np.array([y for _, y in pairs], dtype=np.int64)
-    if len(labels) and (labels.min() < 0 or labels.max() >= len(classes)):
-        raise DataError(f"{cfg['path']}: labels outside 0..{len(classes) - 1}")
-    return EvalSet(FileImages(paths, size, on_bad_image), labels, classes)
+    return _function(cfg, "open_eval")(cfg, size, on_bad_image)
 
 
 class Decode:

@@ -55,12 +55,12 @@ def _samples_csv(cfg: dict):
 def _samples_fashion(cfg: dict):
     from PIL import Image
 
-    from xspec.runtime.data import _read_idx, fashion_caption
+    from xspec.runtime.formats.fashion_mnist import fashion_caption, read_idx
 
     prefix = "train" if cfg.get("split", "train") == "train" else "t10k"
     root = Path(cfg.get("path", "/usr/share/datasets/fashion-mnist"))
-    images = _read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
-    labels = _read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
+    images = read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
+    labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz")
     for i in range(min(cfg.get("size") or len(labels), len(labels))):
         buffer = io.BytesIO()
         Image.fromarray(np.asarray(images[i])).save(buffer, format="PNG")

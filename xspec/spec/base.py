@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -26,3 +26,10 @@ class XspecModel(BaseModel):
     # A docstring under a field is its description in `xspec schema` (what an editor shows).
     model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True,
                               use_attribute_docstrings=True)
+
+
+def tagged_union(models: list[type], tag: str) -> Any:
+    """One model, or the union of several discriminated by their `tag` field."""
+    if len(models) == 1:
+        return models[0]
+    return Annotated[Union[tuple(models)], Field(discriminator=tag)]

@@ -17,7 +17,7 @@ SHAPES = {None: "{}", "int": "{}(N)", "objective": "{}(<objective>)"}
 
 for _name, _arg in (("best_accuracy", None), ("final", None), ("epoch", "int"),
                     ("match_accuracy", "objective")):
-    register_policy(_name, f"xspec.runtime.stages:{_name}_policy", arg=_arg)
+    register_policy(_name, f"xspec.runtime.stages.select:{_name}_policy", arg=_arg)
 
 
 @dataclass(frozen=True)

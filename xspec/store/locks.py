@@ -20,17 +20,11 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from xspec.store.processes import pid_alive
+
 HEARTBEAT_S = float(os.environ.get("XSPEC_LOCK_HEARTBEAT", 30))
 STALE_S = float(os.environ.get("XSPEC_LOCK_STALE", 600))
 LOCK_NAME = "lock.json"
-
-
-def _alive(pid) -> bool:
-    try:
-        os.kill(int(pid), 0)
-    except (OSError, ValueError, TypeError) as exc:
-        return isinstance(exc, PermissionError)  # alive, owned by another user
-    return True
 
 
 def slurm_job() -> str | None:
@@ -123,7 +117,7 @@ def holder(run_path: Path) -> dict | None:
     if content.get("job") and content.get("job") == slurm_job():
         return None
     if content.get("host") == os.uname().nodename:
-        alive = any(_alive(content.get(key)) for key in ("pid", "worker") if content.get(key))
+        alive = any(pid_alive(content.get(key)) for key in ("pid", "worker") if content.get(key))
         return content if alive and age < 10 * STALE_S else None
     return content if age < STALE_S else None
 

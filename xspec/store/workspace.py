@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xspec.errors import XspecError
+from xspec.store.processes import gone, here
 
 STATES = ("pending", "queued", "running", "done", "failed")
 
@@ -84,13 +85,8 @@ class RunDir:
     def alive_elsewhere(self) -> bool:
         """Running in a process on this host that still exists (e.g. an orphaned worker)."""
         status = self.status()
-        if status.get("state") != "running" or status.get("host") != os.uname().nodename:
-            return False
-        try:
-            os.kill(int(status.get("pid", -1)), 0)
-        except (OSError, ValueError):
-            return False
-        return status.get("pid") != os.getpid()
+        return (status.get("state") == "running" and status.get("host") == here()
+                and status.get("pid") != os.getpid() and not gone(status))
 
     @property
     def done(self) -> bool:

@@ -13,8 +13,10 @@ import io
 import numpy as np
 import torch.nn.functional as F
 
-from xspec.runtime.node import Context
 from xspec.runtime.data import iterate, open_pairs
+from xspec.runtime.handoffs import checkpoint_of, open_model, read_manifest
+from xspec.runtime.node import Context
+from xspec.runtime.stages.clean import cleaning_indices
 from xspec.runtime.evaluate import clip80_templates, eval_mode, zero_shot_classifier
 from xspec.runtime.pipeline import to_unit
 from xspec.runtime.seeding import set_seed
@@ -23,12 +25,10 @@ from xspec.store.workspace import atomic_write_bytes
 
 
 def pseudo_labels(ctx: Context) -> None:
-    from xspec.runtime.stages import _model, checkpoint_of, cleaning_indices, read_manifest
-
     cfg = ctx.cfg  # PseudoLabelsConfig
     set_seed(cfg.seed)
     arch, checkpoint = checkpoint_of(ctx.dep(cfg.input))
-    model, tokenizer, normalize, size = _model(arch, {"path": checkpoint}, ctx)
+    model, tokenizer, normalize, size = open_model(arch, {"path": checkpoint}, ctx)
     pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg.data.source == ctx.dep("poison").read_node()["config"]["train"]

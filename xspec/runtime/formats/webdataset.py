@@ -1,7 +1,7 @@
 """Image-caption pairs from WebDataset shards (img2dataset layout), addressed by position.
 
 Pair i is the i-th complete sample (an image and a caption member) in shard order, then member
-order; its identity is its key, which poison manifests record. See `xspec.shards` for why the
+order; its identity is its key, which poison manifests record. See `xspec.tarindex` for why the
 tars are indexed and read by byte range rather than streamed.
 """
 
@@ -19,7 +19,7 @@ import pyarrow as pa
 from xspec.errors import DataError
 from xspec.runtime.columns import Strings
 from xspec.runtime.data import FileImages, PairSet
-from xspec.shards import IMAGE_EXTS, index_shard, read_range, shard_paths
+from xspec.tarindex import IMAGE_EXTS, index_shard, read_range, shard_paths
 
 
 class _Names(Sequence[str]):
@@ -62,7 +62,7 @@ def _caption(fd: int, member: tuple[int, int], where: str) -> str:
                         ) from None
 
 
-def open_shards(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
+def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
     paths = shard_paths(cfg["path"])
     if not paths:
         raise DataError(f"data: {cfg['path']}: no shard matches")
@@ -110,3 +110,13 @@ def open_shards(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
                          shard_of, np.array(offsets, np.int64), np.array(sizes, np.int64),
                          incomplete)
     return PairSet(images, Strings(pa.chunked_array(captions, pa.large_string())), keys_column)
+
+
+def pair_keys_and_captions(cfg: dict) -> tuple[Strings, Strings]:
+    """(sample keys, captions): the shards are indexed, no image is read."""
+    pairs = open_pairs(cfg, 1)
+    return pairs.keys, pairs.captions
+
+
+def pair_captions(cfg: dict) -> Strings:
+    return pair_keys_and_captions(cfg)[1]

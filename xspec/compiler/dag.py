@@ -1,0 +1,55 @@
+"""The plan's data: content-addressed nodes and the DAG of one compiled study."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from xspec.compiler.naming import Fact
+from xspec.extend.registry import rank
+
+
+@dataclass(frozen=True)
+class Node:
+    id: str
+    kind: str
+    config: dict
+    deps: tuple[str, ...]
+    lineage: dict
+    name: str = ""
+    dep_runs: tuple[str, ...] = ()
+    dep_kinds: tuple[str, ...] = ()  # stages find dependencies by kind, never by name
+
+    @property
+    def short(self) -> str:
+        return self.id[:12]
+
+    @property
+    def run_name(self) -> str:
+        return f"{self.kind}-{self.short}"
+
+
+@dataclass
+class Plan:
+    study: str
+    spec_path: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    varying: dict[str, list[str]] = field(default_factory=dict)
+    facts: dict[str, list[Fact]] = field(default_factory=dict)  # per kind: what tells apart
+    notes: list[str] = field(default_factory=list)
+    # Nodes of other studies this one takes inputs from: id -> (their study, hops away).
+    external: dict[str, tuple[str, int]] = field(default_factory=dict)
+    parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one
+    upstream: dict = field(default_factory=dict, repr=False)  # spec path -> its plan (a cache)
+    # Dataset path -> the pair count its spec expects (`expected_size`): for the estimate only.
+    expected_sizes: dict[str, int] = field(default_factory=dict)
+
+    def ordered(self) -> list[Node]:
+        """Dependency order: the farthest upstream study first, then kind by kind."""
+        return sorted(self.nodes.values(), key=lambda n: (
+            -self.external.get(n.id, ("", 0))[1], rank(n.kind)))
+
+    def own(self) -> list[Node]:
+        return [n for n in self.ordered() if n.id not in self.external]
+
+    def of_kind(self, kind: str) -> list[Node]:
+        return [n for n in self.ordered() if n.kind == kind]

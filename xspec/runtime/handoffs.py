@@ -1,0 +1,62 @@
+"""What nodes hand each other, read in one place: the poison manifest, the checkpoint a node
+hands on (`selected.json`, else its last epoch), and the model built from it."""
+
+from __future__ import annotations
+
+import json
+
+from xspec.errors import DataError
+from xspec.runtime import models
+from xspec.runtime.data import PairSet
+from xspec.runtime.node import Context
+from xspec.runtime.pipeline import Normalizer
+from xspec.store.workspace import RunDir
+
+
+def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:
+    """The poison manifest; with the pairs it poisons, checked to name the same samples (a
+    shard set that changed since poisoning would otherwise poison other pairs silently)."""
+    manifest = json.loads((run.path / "manifest.json").read_text())
+    if pairs is not None and pairs.keys is not None:
+        for entry in manifest["poisoned"]:
+            index, key = entry["index"], entry.get("key")
+            found = pairs.keys[index] if index < len(pairs.keys) else None
+            if key != found:
+                raise DataError(f"poison manifest {run.path}: pair {index} was sample {key!r} "
+                                f"but the data now has {found!r} there; the shards changed "
+                                "since poisoning")
+    return manifest
+
+
+def checkpoint_of(run: RunDir) -> tuple[str, str]:
+    """(arch, checkpoint path) a node hands on: its selected.json, else its last epoch."""
+    selected = run.path / "selected.json"
+    if selected.exists():
+        chosen = json.loads(selected.read_text())
+        return chosen["arch"], chosen["checkpoint"]
+    node, latest = run.read_node(), run.latest_checkpoint()
+    if latest is None:
+        raise DataError(f"{run.path}: no checkpoint to hand on")
+    arch = node["config"].get("model", {}).get("arch") or node["lineage"]["pretrain.model.arch"]
+    return arch, str(latest[1])
+
+
+def open_model(arch: str, init, ctx: Context):
+    """(model, tokenizer, image normaliser, image size) for an architecture and its weights;
+    `init` = {"input": kind} is the checkpoint of that dependency (another study's node)."""
+    if isinstance(init, dict) and "input" in init:
+        init = {"path": checkpoint_of(ctx.dep(init["input"]))[1]}
+    model = models.create(arch, init, ctx.device, ctx.log)
+    mean, std, size = models.image_stats(model)
+    return model, models.tokenizer(arch), Normalizer.of(mean, std), size
+
+
+def start_point(ctx: Context) -> dict:
+    """What the node cleaning starts from hands on: its first dependency's selected.json (a
+    select node, or the last start node a defence put after it, e.g. shrink_perturb), else the
+    last checkpoint of that node (clean.start naming another study's pretrain or clean node)."""
+    run = ctx.first_dep()
+    if (run.path / "selected.json").exists():
+        return json.loads((run.path / "selected.json").read_text())
+    arch, checkpoint = checkpoint_of(run)
+    return {"arch": arch, "checkpoint": checkpoint}

@@ -1,0 +1,34 @@
+"""The pretrain node: training on the poisoned pairs, every epoch's weights kept."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from xspec.runtime import models
+from xspec.runtime.attacks import make_attack
+from xspec.runtime.columns import Edited
+from xspec.runtime.data import open_pairs
+from xspec.runtime.evaluator import Evaluator
+from xspec.runtime.fit import fit, training_data
+from xspec.runtime.handoffs import open_model, read_manifest
+from xspec.runtime.node import Context
+from xspec.runtime.seeding import set_seed
+
+
+def pretrain(ctx: Context) -> None:
+    cfg = ctx.cfg  # PretrainConfig
+    set_seed(cfg.seed)
+    models.resolve(cfg.model.arch, cfg.model.arch_sha256)
+    model, tokenizer, normalize, size = open_model(cfg.model.arch, cfg.model.init, ctx)
+    pairs = open_pairs(cfg.train, size, ctx.settings.get("on_bad_image", "skip"))
+    manifest = read_manifest(ctx.dep("poison"), pairs)
+    captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
+    for entry in manifest["poisoned"]:
+        captions[entry["index"]] = entry["caption"]
+        poisoned[entry["index"]] = True
+    attack = make_attack(cfg.attack, cfg.seed)
+    data = training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
+                          attack, tokenizer, normalize)
+    evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
+                          ctx.settings)
+    fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)

@@ -1,0 +1,58 @@
+"""The select node: the pre-training epoch cleaning starts from, by a registered policy."""
+
+from __future__ import annotations
+
+from xspec.errors import DataError
+from xspec.extend.registry import POLICIES, resolve
+from xspec.runtime.node import Context
+from xspec.runtime.records import MetricsLog
+from xspec.store.workspace import atomic_write_json
+
+
+# Selection policies (registered in `xspec.spec.policies`): (top-1 per epoch, argument, ctx)
+# -> the chosen epoch.
+def best_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
+    return max(top1, key=lambda e: (top1[e], -e))
+
+
+def final_policy(top1: dict[int, float], arg, ctx: Context) -> int:
+    return max(top1)
+
+
+def epoch_policy(top1: dict[int, float], arg: str, ctx: Context) -> int:
+    return int(arg)
+
+
+def match_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
+    """The epoch whose accuracy is closest to the reference run's selected accuracy."""
+    reference = MetricsLog(ctx.dep("select").metrics_file, "").rows
+    target = next(r["value"] for r in reference if (r["split"], r["metric"]) == ("eval", "top1"))
+    return min(top1, key=lambda e: (abs(top1[e] - target), e))
+
+
+def select(ctx: Context) -> None:
+    """Pick the pre-trained checkpoint that cleaning starts from."""
+    from xspec.spec.policies import parse_policy
+
+    source = ctx.dep("pretrain")
+    rows = MetricsLog(source.metrics_file, "").rows
+    top1 = {r["epoch"]: r["value"] for r in rows if (r["split"], r["metric"]) == ("eval", "top1")}
+    policy = ctx.cfg.policy
+    name, arg = ((policy, ctx.cfg.reference) if ctx.cfg.reference is not None
+                 else (parse_policy(policy).name, parse_policy(policy).arg))
+    epoch = resolve(POLICIES.get(name).behaviour)(top1, arg, ctx)
+    if epoch not in top1 or not source.checkpoint(epoch).exists():
+        raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
+    pre = source.read_node()["config"]
+    optimizer = source.checkpoints / f"optimizer_{epoch}.pt"
+    atomic_write_json(ctx.run.path / "selected.json", {
+        "epoch": epoch, "checkpoint": str(source.checkpoint(epoch)),
+        "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"],
+        "optimizer": str(optimizer) if optimizer.exists() else None})
+    metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+    metrics.rows = []
+    for r in rows:
+        if r["epoch"] == epoch and r["split"] == "eval":
+            metrics.add(epoch, "eval", r["metric"], r["value"], r["n"], r["step"])
+    metrics.flush()
+    ctx.log(f"selected epoch {epoch} by {policy}: top1 {top1[epoch]:.3f}")

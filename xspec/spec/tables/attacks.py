@@ -1,0 +1,95 @@
+"""`[attack]`: one model per built-in attack, tagged by `kind`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import Field
+
+from xspec.extend.registry import ATTACKS, register_attack
+from xspec.spec.base import Fraction, NotBool, PositiveFloat, PositiveInt, XspecModel, tagged_union
+
+
+class Trigger(XspecModel):
+    """BadNet's patch. `cleanclip` is the paper's trigger as its code made it (channel mean plus
+    N(0, 1), wrapped modulo 256 by a byte cast: close to uniform noise); `gaussian_per_image` /
+    `gaussian_fixed` paste N(0, 1) clamped to [0, 1], fresh per image or one fixed pattern;
+    `solid` pastes `color`. docs/FIDELITY.md compares them."""
+
+    size: PositiveInt = 16
+    pattern: Literal["cleanclip", "gaussian_per_image", "gaussian_fixed", "solid"] = "cleanclip"
+    location: Literal["random", "corner", "four_corners"] = "random"
+    color: tuple[Fraction, Fraction, Fraction] = (1.0, 1.0, 0.0)
+
+
+# How a poisoned (and a triggered evaluation) image reaches the model's size: centre-cropped like
+# every clean image, or squashed to a square before the trigger, as the original code does
+# (backdoor/utils.py:20; docs/FIDELITY.md). Square images are the same either way.
+Resize = Literal["crop", "squash"]
+
+
+@register_attack("xspec.runtime.attacks.patch:BadNet")
+class BadNet(XspecModel):
+    kind: Literal["badnet"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    resize: Resize = "crop"
+    trigger: Trigger = Trigger()
+
+
+@register_attack("xspec.runtime.attacks.patch:LabelConsistent")
+class LabelConsistent(XspecModel):
+    """The patch goes on images whose caption already names the target; captions unchanged."""
+
+    kind: Literal["label_consistent"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    resize: Resize = "crop"
+    trigger: Trigger = Trigger()
+
+
+@register_attack("xspec.runtime.attacks.whole_image:Blended")
+class Blended(XspecModel):
+    """(1 - alpha) * image + alpha * noise over the whole image."""
+
+    kind: Literal["blended"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    resize: Resize = "crop"
+    alpha: Annotated[float, Field(gt=0, lt=1), NotBool] = 0.2
+    pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
+
+
+@register_attack("xspec.runtime.attacks.whole_image:WaNet")
+class WaNet(XspecModel):
+    """One fixed, seeded warping field (Nguyen & Tran 2021), the same for every image."""
+
+    kind: Literal["wanet"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    resize: Resize = "crop"
+    grid: Annotated[int, Field(ge=2), NotBool] = 4
+    strength: PositiveFloat = 0.5
+
+
+@register_attack("xspec.runtime.attacks.whole_image:Sig")
+class Sig(XspecModel):
+    """A horizontal sinusoidal signal added to the image (Barni et al. 2019)."""
+
+    kind: Literal["sig"]
+    target: Annotated[str, Field(min_length=1)]
+    poisons: PositiveInt
+    resize: Resize = "crop"
+    amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
+    frequency: PositiveFloat = 6.0
+    blend: Annotated[float, Field(gt=0, lt=1), NotBool] | None = None
+    """None: the signal is added to the image (Barni et al.). A weight b: (1 - b) * image +
+    b * signal, as the original code blends it (b = 0.2 with amplitude 60/255)."""
+
+
+@register_attack("xspec.runtime.attacks.base:NoAttack")
+class NoAttack(XspecModel):
+    kind: Literal["none"]
+
+
+Attack = tagged_union([a.spec for a in ATTACKS], "kind")

@@ -1,0 +1,85 @@
+"""`[evaluate]`, `[report]`, `[run]` and `[cluster]`."""
+
+from __future__ import annotations
+
+import typing
+from typing import Annotated, Literal
+
+from pydantic import Field, model_validator
+
+from xspec.spec.base import (
+    Fraction, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
+)
+from xspec.spec.evalsets import RetrievalSet, SetName, ZeroShotSet, check_names
+
+Metric = Literal["top1", "top5", "asr"]
+
+
+class Evaluate(XspecModel):
+    metrics: Annotated[list[Metric], Field(min_length=1)] = ["top1", "top5", "asr"]
+    batch_size: PositiveInt = 256
+    primary: SetName = "eval"
+    """The name of data.eval, the primary set (selection policies, the paper's tables), in the
+    results and the report."""
+    sets: dict[SetName, ZeroShotSet] = {}
+    """More zero-shot sets, measured with the primary one: [evaluate.sets.<name>]."""
+    retrieval: dict[SetName, RetrievalSet] = {}
+    """Image-caption retrieval sets: [evaluate.retrieval.<name>]."""
+
+    @model_validator(mode="after")
+    def _unique_set_names(self):
+        check_names(self.primary, self.sets, self.retrieval)
+        return self
+
+
+ReportTable = Literal["selected_models", "best_clean_accuracy", "selection_policies"]
+ReportPlot = Literal["pareto", "trajectories", "pretrain_curves", "selection_policies", "losses"]
+
+
+class Report(XspecModel):
+    asr_threshold: Fraction = 0.05
+    tables: list[ReportTable] = list(typing.get_args(ReportTable))
+    plots: list[ReportPlot] = list(typing.get_args(ReportPlot))
+
+
+class Run(XspecModel):
+    """How nodes execute on this machine; never part of a node's id."""
+
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    threads: PositiveInt | None = None
+    workers: NonNegativeInt = 0
+    concurrency: PositiveInt = 1
+    # Train up to this many sibling cleaning nodes (same start, data and evaluation; other
+    # learning rates, weight decays or loss weights) in one job that decodes, augments and
+    # evaluates once for all of them. Each stays its own node.
+    pack: PositiveInt = 1
+    # Pre-training keeps every epoch's weights (selection needs them); cleaning keeps the
+    # final epoch's unless "all" (an RN50 grid of 85 learning rates x 20 epochs is ~700 GB).
+    keep_checkpoints: Literal["final", "all"] = "final"
+
+
+class ClusterOptions(XspecModel):
+    """SLURM settings for `xspec submit` (flags on the command line override them)."""
+
+    partition: str | None = None
+    time: str | None = None  # e.g. "24:00:00"; past it a job requeues and resumes
+    gpus_per_node: PositiveInt | None = None
+    tasks_per_node: PositiveInt | None = None  # default: one per GPU, for DDP
+    cpus_per_task: PositiveInt | None = None
+    mem_gb: PositiveFloat | None = None
+    array_parallelism: PositiveInt | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    exclude: str | None = None
+    max_requeues: NonNegativeInt | None = None
+    additional: dict[str, str] | None = None
+
+
+class Cluster(ClusterOptions):
+    """Shared settings, with one optional table per node kind: [cluster.clean] etc."""
+
+    def options(self, overrides: dict) -> dict:
+        """submitit options: these settings, then the command line's non-empty flags."""
+        data = self.model_dump(exclude_none=True)
+        return {**data, **{k: v for k, v in overrides.items() if v is not None}}
