@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import ROOT, Figure, load_figures, table  # noqa: E402
 
 BENCH = Path(__file__).resolve().parent
-BENCHES = ("train", "eval", "data", "memory", "compiler", "report", "gpu", "estimate",
+BENCHES = ("train", "eval", "evalsets", "data", "memory", "compiler", "report", "gpu", "estimate",
            "quickstart", "pack", "loader")
 LONG = ("quickstart", "pack", "loader")  # minutes each: only with --quickstart or --only
 REPORT_LINE = re.compile(r"^(?P<what>build_\w+.*?): (?P<s>[\d.]+) s(?: wall)?"
