@@ -18,7 +18,7 @@ from xspec.study import ingest_study, open_study, run_study
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 TOY = SPECS / "toy"
 EXPERIMENTS = sorted(p.stem for p in SPECS.glob("*.toml") if p.stem != "quickstart")
-HELPERS = {"mini", "clip_stand_in"}  # toy specs that mirror no paper experiment
+HELPERS = {"mini", "clip_stand_in", "eval_sets"}  # toy specs that mirror no paper experiment
 
 
 @pytest.fixture(scope="module")

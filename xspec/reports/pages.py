@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from xspec.reports import chartdata, charts, curves, load, policies, queries
+from xspec.reports import chartdata, charts, curves, evalsets, load, policies, queries
 from xspec.reports.stats import pool_seeds, with_wilson
 
 
@@ -137,6 +137,9 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
     table2 = with_wilson(with_wilson(queries.table2(con, asr_threshold), prefix="original_"),
                          prefix="best_")
     policy_table = with_wilson(policies.selection_policies(con, asr_threshold))
+    sets = evalsets.section(con, asr_threshold)
+    set_charts = evalsets.pareto_blocks(con, sets["sets"], asr_threshold, comparison,
+                                        ChartBlock) if sets else []
     return {
         "title": ", ".join(studies),
         "studies": records(info),
@@ -152,5 +155,6 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "policies": records(policy_table),
         "pooled": _pooled(info, table3, table2, policy_table) if comparison else None,
         "runs": records(_run_links(queries.run_table(con), workspace, out_dir)),
-        "charts": _chart_blocks(con, asr_threshold, comparison, policy_table),
+        "charts": _chart_blocks(con, asr_threshold, comparison, policy_table) + set_charts,
+        "eval_sets": sets,
     }
