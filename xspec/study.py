@@ -26,6 +26,7 @@ class Study:
                 "concurrency": run.concurrency, "pack": run.pack,
                 "eval_batch_size": self.spec.evaluate.batch_size,
                 "keep_checkpoints": run.keep_checkpoints,
+                "compile": run.compile, "grad_checkpointing": run.grad_checkpointing,
                 "on_bad_image": self.spec.data.on_bad_image,
                 "max_bad_fraction": self.spec.data.max_bad_fraction,
                 "plugins": list(self.loaded.plugins)}

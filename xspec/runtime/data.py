@@ -8,7 +8,7 @@ functions here look the format up in the registry; none of them branches on a fo
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from xspec.errors import DataError
+from xspec.runtime.decode import decode
 from xspec.textfiles import read_csv_rows
 
 
@@ -50,6 +51,7 @@ class FileImages:
     paths: Sequence[str]
     size: int
     on_bad_image: str = "skip"
+    decode: str = field(default="exact", kw_only=True)  # xspec.runtime.decode's modes
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -75,17 +77,7 @@ class FileImages:
         return self.paths[index]
 
     def _decode(self, path, squash: bool = False) -> torch.Tensor:
-        with Image.open(path) as image:
-            image = image.convert("RGB")
-            if squash:
-                image = image.resize((self.size, self.size), Image.BICUBIC)
-                return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
-            scale = self.size / min(image.size)
-            w, h = max(self.size, round(image.width * scale)), max(self.size, round(image.height * scale))
-            image = image.resize((w, h), Image.BICUBIC)
-            left, top = (w - self.size) // 2, (h - self.size) // 2
-            image = image.crop((left, top, left + self.size, top + self.size))
-            return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1)
+        return decode(path, self.size, self.decode, squash)
 
 
 @dataclass

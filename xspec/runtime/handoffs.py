@@ -10,6 +10,7 @@ from xspec.runtime import models
 from xspec.runtime.data import PairSet
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import Normalizer
+from xspec.runtime.speed import apply_run_options
 from xspec.store.workspace import RunDir
 
 
@@ -46,7 +47,8 @@ def open_model(arch: str, init, ctx: Context):
     `init` = {"input": kind} is the checkpoint of that dependency (another study's node)."""
     if isinstance(init, dict) and "input" in init:
         init = {"path": checkpoint_of(ctx.dep(init["input"]))[1]}
-    model = models.create(arch, init, ctx.device, ctx.log)
+    model = apply_run_options(models.create(arch, init, ctx.device, ctx.log), ctx.settings,
+                              ctx.log)
     mean, std, size = models.image_stats(model)
     return model, models.tokenizer(arch), Normalizer.of(mean, std), size
 

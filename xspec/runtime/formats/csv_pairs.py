@@ -43,4 +43,4 @@ def pair_captions(cfg: dict) -> Strings:
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
     relative, captions = _read_pair_columns(cfg)
     paths = JoinedPaths(os.path.dirname(os.path.abspath(cfg["path"])), relative)
-    return PairSet(FileImages(paths, size, on_bad_image), captions)
+    return PairSet(FileImages(paths, size, on_bad_image, decode=cfg.get("decode", "exact")), captions)

@@ -23,5 +23,5 @@ def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
              if not f.name.startswith(".")]
     pairs = pairs[: cfg.get("size")]
     paths, labels = [p for p, _ in pairs], np.array([y for _, y in pairs], dtype=np.int64)
-    return EvalSet(FileImages(paths, size, on_bad_image), checked_labels(labels, classes, cfg),
+    return EvalSet(FileImages(paths, size, on_bad_image, decode=cfg.get("decode", "exact")), checked_labels(labels, classes, cfg),
                    classes)

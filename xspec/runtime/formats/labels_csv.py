@@ -34,5 +34,5 @@ def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
     rows = read_csv(cfg["path"], [cfg["image_key"], cfg["label_key"]])[: cfg.get("size")]
     paths = _paths(rows, cfg["image_key"], cfg["path"])
     labels = _int_labels(rows, cfg["label_key"], cfg["path"], len(classes))
-    return EvalSet(FileImages(paths, size, on_bad_image), checked_labels(labels, classes, cfg),
+    return EvalSet(FileImages(paths, size, on_bad_image, decode=cfg.get("decode", "exact")), checked_labels(labels, classes, cfg),
                    classes)

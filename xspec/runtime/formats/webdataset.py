@@ -108,7 +108,7 @@ def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
     shard_of = np.array(shard_of, dtype=np.int32)
     images = ShardImages(_Names(paths, shard_of, keys_column), size, on_bad_image, paths,
                          shard_of, np.array(offsets, np.int64), np.array(sizes, np.int64),
-                         incomplete)
+                         incomplete, decode=cfg.get("decode", "exact"))
     return PairSet(images, Strings(pa.chunked_array(captions, pa.large_string())), keys_column)
 
 

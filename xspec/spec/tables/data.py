@@ -18,6 +18,13 @@ from xspec.spec.base import Fraction, PositiveInt, XspecModel, tagged_union
 Templates = Literal["clip80"]
 FASHION_SIZES = {"train": 60_000, "test": 10_000}
 FORMATS = "xspec.runtime.formats"
+Decode = Literal["exact", "crop_first", "draft", "cleanclip"]
+"""How image files are decoded to the model's size (xspec/runtime/decode.py): "exact" resizes
+the whole image on its short side, then cuts the centre square; "crop_first" resizes only the
+centre square (a few pixels 1-2/255 apart, faster); "draft" also lets libjpeg decode at 1/2-1/8
+scale (pixels change more; off in the paper specs, docs/FIDELITY.md); "cleanclip" is
+torchvision's Resize + CenterCrop arithmetic as the original code ran it. Left out of node ids
+when "exact"."""
 
 
 @register_data_source(f"{FORMATS}.fashion_mnist", roles=("pairs", "eval"))
@@ -39,6 +46,7 @@ class CsvPairs(XspecModel):
     image_key: str = "image"
     caption_key: str = "caption"
     size: PositiveInt | None = None
+    decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
     expected_size: PositiveInt | None = Field(None, exclude=True)
     """Pairs the dataset is expected to hold: `xspec plan`'s compute estimate counts it where
     the data is not readable (planning before it is staged). Never part of a node's id."""
@@ -56,6 +64,7 @@ class WebDatasetPairs(XspecModel):
     image_ext: str | None = None
     caption_ext: str = "txt"
     size: PositiveInt | None = None
+    decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
     expected_size: PositiveInt | None = Field(None, exclude=True)
     """Pairs the dataset is expected to hold: `xspec plan`'s compute estimate counts it where
     the data is not readable (planning before it is staged). Never part of a node's id."""
@@ -69,6 +78,7 @@ class ImageFolder(XspecModel):
     path: str
     classes: str = "imagenet1k"
     size: PositiveInt | None = None
+    decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
 
 
 @register_data_source(f"{FORMATS}.labels_csv", roles=("eval",))
@@ -81,6 +91,7 @@ class LabelsCsv(XspecModel):
     label_key: str = "label"
     classes: str = "imagenet1k"
     size: PositiveInt | None = None
+    decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
 
 
 def sources(role: str) -> Any:

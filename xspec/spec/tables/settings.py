@@ -56,6 +56,11 @@ class Run(XspecModel):
     # Pre-training keeps every epoch's weights (selection needs them); cleaning keeps the
     # final epoch's unless "all" (an RN50 grid of 85 learning rates x 20 epochs is ~700 GB).
     keep_checkpoints: Literal["final", "all"] = "final"
+    # torch.compile of the model, and open_clip's gradient checkpointing (activations
+    # recomputed in the backward pass: less GPU memory for more compute). Both change speed
+    # and memory, not results beyond float rounding (tests/runtime/test_speed.py).
+    compile: bool = False
+    grad_checkpointing: bool = False
 
 
 class ClusterOptions(XspecModel):
