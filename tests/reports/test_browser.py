@@ -19,8 +19,8 @@ FLAGS = [
     "--disable-background-networking", "--disable-component-update", "--disable-sync",
     "--host-resolver-rules=MAP * ~NOTFOUND", "--virtual-time-budget=8000",
 ]
-CHARTS = ["chart-policies", "chart-pareto", "chart-trajectories", "chart-pretrain",
-          "chart-losses"]
+CHARTS = ["chart-policies", "chart-metrics", "chart-pareto", "chart-trajectories",
+          "chart-pretrain", "chart-losses"]
 MARKS = ("point", "circle", "tick", "line mark", "rule mark", "area mark")
 
 
@@ -101,7 +101,9 @@ def test_every_chart_renders_without_errors(tmp_path: Path) -> None:
     assert pareto["point"] > points  # every cleaning epoch, plus front rings and diamonds
     assert dom.marks["chart-trajectories"]["circle"] == runs * (syn.EPOCHS + 1)
     assert dom.marks["chart-pretrain"]["point"] == 2 * 10 * 3 + 2 * 3  # epochs and stars
-    assert dom.marks["chart-policies"]["circle"] == (4 * 4 - 2) * 2  # two oracles have none
+    # 6 groups (objective pairs split by clean.poisons and shrink_perturb) x 4 policies, two
+    # oracles without a pick, a top-1 and an ASR dot each
+    assert dom.marks["chart-policies"]["circle"] == (6 * 4 - 2) * 2
 
 
 def test_comparison_renders_without_errors(tmp_path: Path) -> None:

@@ -56,7 +56,10 @@ ORDER BY g.pre, g.cln, g.sp, g.poisons::INT
 POLICIES_BY_HAND = """
 WITH ev AS (
     SELECT n.id, n.lineage->>'$."pretrain.objective"' AS pre,
-        n.lineage->>'$."clean.objective"' AS cln, m.epoch,
+        n.lineage->>'$."clean.objective"' AS cln,
+        'shrink_perturb=' || CASE WHEN n.lineage->>'$."shrink_perturb.noise"' IS NULL
+            THEN 'off' ELSE 'on' END || ', poisons='
+            || coalesce(n.lineage->>'$."clean.poisons"', '0') AS setting, m.epoch,
         max(m.value) FILTER (m.split = 'eval' AND m.metric = 'top1') AS top1,
         max(m.value) FILTER (m.split = 'eval' AND m.metric = 'asr') AS asr,
         coalesce(max(m.value) FILTER (m.split = 'heldout' AND m.metric = 'mmcl'),
@@ -66,21 +69,21 @@ WITH ev AS (
     GROUP BY ALL
 ),
 last AS (SELECT * FROM ev WHERE (id, epoch) IN (SELECT (id, max(epoch)) FROM ev GROUP BY id))
-SELECT pre, cln,
-    (SELECT max(top1) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND asr <= $t) AS oracle,
-    (SELECT arg_max(asr, [top1, -asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln)
+SELECT pre, cln, setting,
+    (SELECT max(top1) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting AND asr <= $t) AS oracle,
+    (SELECT arg_max(asr, [top1, -asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting)
         AS best_accuracy_asr,
-    (SELECT max(top1) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln) AS best_accuracy,
-    (SELECT arg_max(top1, [top1, -asr]) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln)
+    (SELECT max(top1) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting) AS best_accuracy,
+    (SELECT arg_max(top1, [top1, -asr]) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting)
         AS final,
-    (SELECT median(top1) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln) AS final_median,
-    (SELECT min(asr) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln) AS final_asr_min,
-    (SELECT arg_min(top1, [mmcl, asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln)
+    (SELECT median(top1) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting) AS final_median,
+    (SELECT min(asr) FROM last e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting) AS final_asr_min,
+    (SELECT arg_min(top1, [mmcl, asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting)
         AS min_mmcl,
-    (SELECT arg_min(asr, [mmcl, asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln)
+    (SELECT arg_min(asr, [mmcl, asr]) FROM ev e WHERE e.pre = p.pre AND e.cln = p.cln AND e.setting = p.setting)
         AS min_mmcl_asr
-FROM (SELECT DISTINCT pre, cln FROM ev) p
-ORDER BY pre, cln
+FROM (SELECT DISTINCT pre, cln, setting FROM ev) p
+ORDER BY pre, cln, setting
 """
 
 
@@ -170,19 +173,23 @@ def test_table3_and_shrink_perturb(con) -> None:
 def test_selection_policies_match_hand_written_query(con, threshold: float) -> None:
     got = policies.selection_policies(con, threshold)
     want = con.execute(POLICIES_BY_HAND, {"study": STUDY, "t": threshold}).df()
-    pick = got.pivot_table(index=["pretrain_objective", "clean_objective"], columns="policy",
-                           values=["top1", "asr", "top1_median", "asr_min"], aggfunc="first")
-    for (pre, cln), row in want.set_index(["pre", "cln"]).iterrows():
-        assert pick.loc[(pre, cln), ("top1", "oracle")] == pytest.approx(row["oracle"],
-                                                                         nan_ok=True)
-        assert pick.loc[(pre, cln), ("top1", "best_accuracy")] == row["best_accuracy"]
-        assert pick.loc[(pre, cln), ("asr", "best_accuracy")] == row["best_accuracy_asr"]
-        assert pick.loc[(pre, cln), ("top1", "final")] == row["final"]
-        assert pick.loc[(pre, cln), ("top1_median", "final")] == pytest.approx(
+    # A group per objective pair and setting (clean.poisons, shrink_perturb on/off): runs of
+    # different settings are never pooled.
+    assert len(got) == 4 * len(want) == 4 * 6
+    pick = got.pivot_table(index=["pretrain_objective", "clean_objective", "settings"],
+                           columns="policy", values=["top1", "asr", "top1_median", "asr_min"],
+                           aggfunc="first", dropna=False)
+    for (pre, cln, setting), row in want.set_index(["pre", "cln", "setting"]).iterrows():
+        assert pick.loc[(pre, cln, setting), ("top1", "oracle")] == pytest.approx(
+            row["oracle"], nan_ok=True)
+        assert pick.loc[(pre, cln, setting), ("top1", "best_accuracy")] == row["best_accuracy"]
+        assert pick.loc[(pre, cln, setting), ("asr", "best_accuracy")] == row["best_accuracy_asr"]
+        assert pick.loc[(pre, cln, setting), ("top1", "final")] == row["final"]
+        assert pick.loc[(pre, cln, setting), ("top1_median", "final")] == pytest.approx(
             row["final_median"])
-        assert pick.loc[(pre, cln), ("asr_min", "final")] == row["final_asr_min"]
-        assert pick.loc[(pre, cln), ("top1", "min_mmcl")] == row["min_mmcl"]
-        assert pick.loc[(pre, cln), ("asr", "min_mmcl")] == row["min_mmcl_asr"]
+        assert pick.loc[(pre, cln, setting), ("asr_min", "final")] == row["final_asr_min"]
+        assert pick.loc[(pre, cln, setting), ("top1", "min_mmcl")] == row["min_mmcl"]
+        assert pick.loc[(pre, cln, setting), ("asr", "min_mmcl")] == row["min_mmcl_asr"]
     assert list(got["label"][:4]) == [
         f"oracle: best top-1 with ASR ≤ {short_pct(threshold)}", "final epoch",
         "best top-1, ASR unknown", "lowest training MMCL loss"]
@@ -226,7 +233,7 @@ def test_report_escapes_values_and_loads_nothing(db: Path, tmp_path: Path) -> No
     outside_bundle = "".join(p for p in html.split("</script>") if "window.vegaEmbed=" not in p)
     assert not re.search(r"<(link|iframe|img|object|embed)\b", outside_bundle, re.I)
     assert "http://" not in outside_bundle and "https://" not in outside_bundle
-    assert outside_bundle.count("vegaEmbed(") == 1 and html.count('class="chart"') == 5
+    assert outside_bundle.count("vegaEmbed(") == 1 and html.count('class="chart"') == 6
     assert not list((tmp_path / "report").glob("*.png"))
 
 
@@ -248,7 +255,12 @@ def test_report_tables(db: Path) -> None:
     assert "99.50" in _table(html, "table3") and "best_accuracy" in _table(html, "table3")
     assert "1.0" in _table(html, "shrink-perturb")
     policy = _table(html, "policies")
-    assert policy.count('<td class="text">lowest training MMCL loss</td>') == 4
+    assert policy.count('<td class="text">lowest training MMCL loss<br>') == 6  # a group each
+    assert '<span class="files">top5 ' in policy  # the pick's other metrics
+    metrics = _table(html, "metrics")  # every other evaluation metric, start -> last epoch
+    assert "<th>top5</th>" in metrics and " → " in metrics
+    assert "cleaned with mmcl+ssl, shrink_perturb=off, poisons=10 (5 runs)" in policy
+    assert "0 of 2" in policy and "0.0 of 2" not in policy
     assert "no epoch reached ASR ≤ 5%" in policy
     runs = _table(html, "runs")
     assert 'href="../../runs/clean-clean-s0-x/log.txt"' in runs
@@ -274,7 +286,7 @@ def test_static_copies_and_index(db: Path, tmp_path: Path) -> None:
 def test_comparison_renders_both_studies_and_pools_seeds(db: Path, tmp_path: Path) -> None:
     html = build_comparison(db, [STUDY, "seed1", "seed2"], tmp_path / "c", static=False)
     text = html.read_text()
-    assert EVIL not in text and text.count('class="chart"') == 5
+    assert EVIL not in text and text.count('class="chart"') == 6
     table2 = _table(text, "table2")
     assert table2.count("seed1</td>") == 6 and table2.count("seed2</td>") == 6
     assert table2.count("cc6m &lt;script&gt;") == 6

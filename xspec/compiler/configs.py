@@ -53,6 +53,8 @@ class SelectConfig(XspecModel):
     """The policy's name, or its whole text when it takes no objective (`epoch(5)`)."""
     reference: str | None = None
     """The objective of the run whose accuracy `match_accuracy`-like policies compare with."""
+    plugins: dict[str, str] = {}
+    """{"policy:<name>": version} when the policy declares a version."""
 
 
 class ShrinkPerturbConfig(ShrinkPerturb, Shared):

@@ -27,7 +27,9 @@ from xspec.compiler.naming import facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
 from xspec.compiler.evalsets import sets_config, target_notes
-from xspec.extend.registry import ATTACKS, DATA_SOURCES, DEFENCES, NODE_KINDS, kind_order
+from xspec.extend.registry import (
+    ATTACKS, DATA_SOURCES, DEFENCES, METRICS, NODE_KINDS, POLICIES, kind_order,
+)
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
 from xspec.spec.load import LoadedSpec
@@ -122,9 +124,11 @@ class Chain:
         return parse_policy(self.spec.pretrain.select).reference
 
 
-def _versions(spec: Spec, defences: bool = False) -> dict:
+def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dict:
     """{"plugins": {"attack:kind": version, ...}} for the plugin pieces a node uses, else {}."""
     used = [("attack", ATTACKS.get(spec.attack.kind))]
+    if evaluates:
+        used += [("metric", METRICS.get(name)) for name in spec.evaluate.metrics]
     used += [("data", DATA_SOURCES.get(source.format)) for source in (
         spec.data.train, spec.data.eval, spec.data.clean.source) if not isinstance(source, str)]
     if defences:
@@ -217,7 +221,7 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
     train = spec.data.train.model_dump(mode="json")
     poison = _add(plan, "poison", {**_attack_config(spec), "train": train,
-                                   "seed": spec.study.seed, **_versions(spec)}, ())
+                                   "seed": spec.study.seed, **_versions(spec, evaluates=False)}, ())
     config = _pretrain_config(plan, spec)
     if canonical_json(config) in keep_optimizer:
         config["save_optimizer"] = True
@@ -256,11 +260,14 @@ def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> N
 
 
 def _select(plan: Plan, chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> Node:
-    if chain.matches is None:
-        return _add(plan, "select", {"policy": chain.spec.pretrain.select}, (chain.pretrain,))
-    reference = _reference(chain, chains, selects)
     policy = parse_policy(chain.spec.pretrain.select).name
-    return _add(plan, "select", {"policy": policy, "reference": chain.matches},
+    version = POLICIES.get(policy).version
+    versions = {"plugins": {f"policy:{policy}": version}} if version else {}
+    if chain.matches is None:
+        return _add(plan, "select", {"policy": chain.spec.pretrain.select, **versions},
+                    (chain.pretrain,))
+    reference = _reference(chain, chains, selects)
+    return _add(plan, "select", {"policy": policy, "reference": chain.matches, **versions},
                 (chain.pretrain, reference))
 
 

@@ -7,17 +7,18 @@ behaviour (functions and methods): the compiler imports the plugin too and never
 """
 
 from xspec.extend.registry import (
-    ATTACKS, DATA_SOURCES, DEFENCES, LOSS_PARTS, NODE_KINDS, POLICIES, Pieces, RegistryError,
-    Term, register_attack, register_data_source, register_defence, register_loss,
-    register_node_kind, register_policy, resolve,
+    ATTACKS, DATA_SOURCES, DEFENCES, LOSS_PARTS, METRICS, NODE_KINDS, POLICIES, Pieces,
+    RegistryError, Term, register_attack, register_data_source, register_defence,
+    register_loss, register_metric, register_node_kind, register_policy, resolve,
 )
 from xspec.spec.base import (
     Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
 )
 
 __all__ = [
-    "ATTACKS", "DATA_SOURCES", "DEFENCES", "Fraction", "LOSS_PARTS", "NODE_KINDS",
+    "ATTACKS", "DATA_SOURCES", "DEFENCES", "Fraction", "LOSS_PARTS", "METRICS", "NODE_KINDS",
     "NonNegativeFloat", "NonNegativeInt", "POLICIES", "Pieces", "PositiveFloat", "PositiveInt",
     "RegistryError", "Term", "XspecModel", "register_attack", "register_data_source",
-    "register_defence", "register_loss", "register_node_kind", "register_policy", "resolve",
+    "register_defence", "register_loss", "register_metric", "register_node_kind",
+    "register_policy", "resolve",
 ]

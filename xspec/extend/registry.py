@@ -134,14 +134,52 @@ class LossPart:
 
 @dataclass(frozen=True)
 class Policy:
-    """How a select node picks the pre-training epoch cleaning starts from. `arg` is None (no
-    argument), "int" (`epoch(5)`) or "objective" (`match_accuracy(mmcl)`: the compiler adds the
-    select node of that objective's run as a dependency). `behaviour(top1, arg, ctx) -> epoch`."""
+    """How a checkpoint is picked from a run's evaluated epochs, by the runtime (a select node:
+    `pretrain.select = "<name>"`, `scope` "pretrain") and by the report (which cleaned model a
+    practitioner keeps: `scope` "clean"); see `xspec.policies`. `arg` is None (no argument),
+    "int" (`epoch(5)`) or "objective" (`match_accuracy(mmcl)`: the compiler adds the select node
+    of that objective's run as a dependency). `behaviour(rows, arg, ctx) -> epoch | None`:
+    `rows` are the run's evaluated epochs, oldest first, each {"epoch", "top1", "asr", every
+    other metric, "mmcl" (training loss), "heldout_mmcl"}. `better` orders the picks of several
+    runs: "top1" (highest top-1, then lowest ASR) or a metric name with "min:"/"max:"."""
 
     name: str
     arg: str | None
     behaviour: Any
     origin: str
+    version: str | None = None
+    scope: tuple[str, ...] = ("pretrain",)
+    better: str = "top1"
+    label: str = ""
+    needs: tuple[str, ...] = ("top1",)
+
+
+@dataclass(frozen=True)
+class Metric:
+    """An evaluation metric: logged per evaluation (split "eval") next to top1, named in
+    `evaluate.metrics`, in DuckDB and the report. `needs` names what `behaviour(view)` reads of
+    its `xspec.runtime.evaluate.EvalView` (see NEEDS). With `reduce="sum"` it is called per
+    batch and returns (hits, n): the value is sum(hits) / sum(n) over batches and ranks; with
+    `reduce="whole"` it is called once on the whole set's view and returns (value, n)."""
+
+    name: str
+    needs: tuple[str, ...]
+    behaviour: Any
+    reduce: str
+    version: str | None
+    origin: str
+    higher_is_better: bool = True
+    description: str = ""
+
+    @property
+    def triggered(self) -> bool:
+        """Needs the triggered images (and so a target): absent without an attack."""
+        return bool({"triggered_logits", "triggered_embeddings", "target_index"}
+                    & set(self.needs))
+
+
+NEEDS = ("clean_logits", "triggered_logits", "embeddings", "triggered_embeddings", "labels",
+         "target_index", "classes", "manifest")
 
 
 @dataclass(frozen=True)
@@ -218,6 +256,12 @@ class Pieces:
     transform: Callable[[dict], dict] | None = None
     loss: Callable | None = None
     batches: Any = None
+    on_epoch_end: Callable[[int], None] | None = None
+    """After the epoch's last step (1-based), before the epoch is evaluated and saved."""
+    before_step: Callable[[int], None] | None = None
+    """Before each optimiser step's forward pass, with the step's number (0-based, global)."""
+    after_step: Callable[[int], None] | None = None
+    """After each optimiser step (`optimizer.step()`), with the number of steps taken."""
 
 
 ATTACKS: Registry[Attack] = Registry("attack kind")
@@ -226,7 +270,8 @@ LOSS_PARTS: Registry[LossPart] = Registry("loss part")
 POLICIES: Registry[Policy] = Registry("selection policy")
 DEFENCES: Registry[Defence] = Registry("cleaning defence")
 NODE_KINDS: Registry[NodeKind] = Registry("node kind")
-ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS)
+METRICS: Registry[Metric] = Registry("metric")
+ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS, METRICS)
 
 
 def generation() -> tuple[int, ...]:
@@ -276,11 +321,45 @@ def register_loss(name: str, views: tuple[str, ...], behaviour: Any = None, *,
     return add(behaviour) if behaviour is not None else add
 
 
-def register_policy(name: str, behaviour: Any, *, arg: str | None = None) -> None:
+def register_policy(name: str, behaviour: Any, *, arg: str | None = None,
+                    version: str | None = None, scope: tuple[str, ...] = ("pretrain",),
+                    better: str = "top1", label: str = "",
+                    needs: tuple[str, ...] = ("top1",)) -> Policy:
+    """A checkpoint-selection policy (see `Policy`). `scope`: "pretrain" (valid in
+    `pretrain.select`), "clean" (a row of the report's selection-policy table), or both."""
     if arg not in (None, "int", "objective"):
         raise RegistryError(f"policy {name!r}: arg must be None, 'int' or 'objective'")
+    if not scope or set(scope) - {"pretrain", "clean"}:
+        raise RegistryError(f"policy {name!r}: scope must name 'pretrain' and/or 'clean'")
+    if "clean" in scope and arg is not None:
+        raise RegistryError(f"policy {name!r}: a 'clean' policy takes no argument")
+    if better != "top1" and not better.startswith(("min:", "max:")):
+        raise RegistryError(f"policy {name!r}: better must be 'top1', 'min:<metric>' or "
+                            "'max:<metric>'")
     origin = behaviour.partition(":")[0] if isinstance(behaviour, str) else _origin(behaviour)
-    POLICIES.add(name, Policy(name, arg, behaviour, f"{origin}.{name}"))
+    return POLICIES.add(name, Policy(name, arg, behaviour, f"{origin}.{name}", version,
+                                     tuple(scope), better, label or name, tuple(needs)))
+
+
+def register_metric(name: str, behaviour: Any = None, *, needs: tuple[str, ...],
+                    reduce: str = "sum", version: str | None = None,
+                    higher_is_better: bool = True, description: str = ""):
+    """Register an evaluation metric (see `Metric`); as a decorator on its function, or with
+    `behaviour` naming it ("module:function")."""
+    unknown = sorted(set(needs) - set(NEEDS))
+    if unknown or not needs:
+        raise RegistryError(f"metric {name!r}: needs must name some of {', '.join(NEEDS)}; "
+                            f"got {', '.join(unknown) or 'nothing'}")
+    if reduce not in ("sum", "whole"):
+        raise RegistryError(f"metric {name!r}: reduce must be 'sum' or 'whole'")
+
+    def add(fn: Any) -> Any:
+        origin = fn.partition(":")[0] if isinstance(fn, str) else fn.__module__
+        METRICS.add(name, Metric(name, tuple(needs), fn, reduce, version, f"{origin}.{name}",
+                                 higher_is_better, description))
+        return fn
+
+    return add(behaviour) if behaviour is not None else add
 
 
 def register_defence(name: str, behaviour: Any, *, annotation: Any = None, default: Any = None,

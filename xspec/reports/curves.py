@@ -69,7 +69,8 @@ def pretrain_chart(curves: pd.DataFrame, selected: pd.DataFrame,
     return to_spec(alt.hconcat(*panels).resolve_scale(color="shared"), datasets)
 
 
-def loss_chart(losses: pd.DataFrame, comparison: bool = False) -> dict:
+def loss_chart(losses: pd.DataFrame, comparison: bool = False,
+               title: str = "loss term (training split, epoch mean)") -> dict:
     """Training losses per epoch: a column per loss term, a row per pre-training objective or
     objective pair (settings overlaid), a line per run coloured by its learning rate."""
     data = losses.copy()
@@ -101,7 +102,7 @@ def loss_chart(losses: pd.DataFrame, comparison: bool = False) -> dict:
     ).properties(width=190, height=130).facet(
         row=alt.Row("row:N", title=None, sort=list(dict.fromkeys(data["row"])), header=alt.Header(
             labelAngle=0, labelAlign="left", labelLimit=220, labelExpr=SPLIT_LINES)),
-        column=alt.Column("metric:N", title="loss term (training split, epoch mean)",
+        column=alt.Column("metric:N", title=title,
                           sort=metrics),
     ).resolve_scale(y="independent"), {"losses": values(data, columns)})
 
@@ -111,6 +112,8 @@ def policy_frame(policies: pd.DataFrame, comparison: bool) -> pd.DataFrame:
     rows = []
     for _, p in policies.iterrows():
         panel = f"{p['pretrain_objective']} → {p['clean_objective']}"
+        if p.get("settings"):
+            panel = f"{panel}\n{p['settings']}"
         if comparison:
             panel = f"{p['study']}\n{panel}"
         for metric in ("top1", "asr"):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from xspec.reports import chartdata, charts, curves, evalsets, load, policies, queries
+from xspec.reports import (
+    chartdata, charts, curves, evalsets, load, metrics, policies, queries,
+)
 from xspec.reports.stats import pool_seeds, with_wilson
 
 
@@ -82,6 +84,14 @@ def _chart_blocks(con, asr_threshold: float, comparison: bool,
             "per pre-training epoch. Stars: the checkpoint the selection policy picked, from "
             "which cleaning starts.",
             (curves.pretrain_chart(pre, selected, comparison)), static=True))
+    extra = metrics.curves(con)
+    if len(extra):
+        blocks.append(ChartBlock(
+            "chart-metrics", "Other evaluation metrics per cleaning epoch",
+            "The registered evaluation metrics besides top-1 and ASR (evaluate.metrics), per "
+            "cleaning run and epoch (0 = the starting model); one line per run, coloured by its "
+            "learning rate.",
+            curves.loss_chart(extra, comparison, title="evaluation metric (split eval)")))
     losses = chartdata.loss_curves(con)
     if len(losses):
         blocks.append(ChartBlock(
@@ -116,8 +126,9 @@ def _pooled(info: pd.DataFrame, table3: pd.DataFrame, table2: pd.DataFrame,
                        ["original_top1", "original_asr", "best_top1", "best_asr",
                         "relative_change_pct"]),
         "policies": pool(policy_table.assign(order=policy_table["policy"].map(
-            list(policies.POLICIES).index)),
-            ["pretrain_objective", "clean_objective", "order", "label"], ["top1", "asr"]),
+            policies.order().index)),
+            ["pretrain_objective", "clean_objective", "settings", "order", "label"],
+            ["top1", "asr"]),
     }
 
 
@@ -140,6 +151,8 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
     sets = evalsets.section(con, asr_threshold)
     set_charts = evalsets.pareto_blocks(con, sets["sets"], asr_threshold, comparison,
                                         ChartBlock) if sets else []
+    extra = metrics.curves(con)
+    metric_names, metric_table = metrics.names(extra), metrics.table(extra)
     return {
         "title": ", ".join(studies),
         "studies": records(info),
@@ -153,6 +166,9 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "table2": records(_with_settings(table2, clean_labels)),
         "table2_incomplete": bool((table2["runs_done"] != table2["runs"]).any()),
         "policies": records(policy_table),
+        "metric_names": metric_names,
+        "metric_descriptions": metrics.descriptions(metric_names),
+        "metrics_table": records(metric_table) if len(metric_table) else [],
         "pooled": _pooled(info, table3, table2, policy_table) if comparison else None,
         "runs": records(_run_links(queries.run_table(con), workspace, out_dir)),
         "charts": _chart_blocks(con, asr_threshold, comparison, policy_table) + set_charts,

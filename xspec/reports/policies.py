@@ -1,17 +1,14 @@
 """Checkpoint-selection policies: which cleaned model would a practitioner keep?
 
-For each study, pre-training objective and cleaning objective, every cleaning epoch (>= 1) of
-every run (all learning rates and other settings) is a candidate. A policy picks one checkpoint
-per run, then one run:
+The policies are the registered ones with scope "clean" (`xspec.extend.POLICIES`: the built-in
+oracle, final, best_accuracy and min_mmcl of `xspec.builtin.selection`, and any a study's
+plugins add), each defined once and shared with the runtime (`xspec.extend.selection`).
 
-- oracle: per run the most accurate epoch with ASR <= threshold; then the most accurate run.
-  Needs the ASR, which a defender does not know; the paper's Table 2 reports this one.
-- final: per run the last evaluated epoch; then the most accurate run (no ASR knowledge).
-- best_accuracy: per run the most accurate epoch; then the most accurate run (no ASR).
-- min_mmcl: per run the epoch with the lowest MMCL loss on held-out clean pairs (split
-  "heldout", which cleaning runs log every epoch); then the run with the lowest one. This is
-  model selection on a validation loss, which a defender can do. Runs that logged no held-out
-  loss fall back to the training MMCL loss, and the label says so.
+Runs are grouped by study, pre-training objective, cleaning objective and every other setting
+that varies between the study's cleaning runs (defence fields included), so a group's runs
+differ only in their learning rate (and seed): different defences are never pooled. Every
+cleaning epoch (>= 1) of a group's runs with an ASR is a candidate. A policy picks one epoch per
+run (`pick`), then one run (`run_key`: highest top-1, or the policy's `better`).
 
 The spread columns summarise the per-run picks across runs (min / median / max), i.e. how much
 the outcome depends on the learning rate; `runs_picked` counts runs that have a pick (for the
@@ -20,84 +17,116 @@ oracle, runs that reached the threshold at all) and `runs_under` picks with ASR 
 
 from __future__ import annotations
 
+from collections import defaultdict
+
 import pandas as pd
 
+from xspec.extend.registry import POLICIES
+from xspec.extend.selection import SelectionContext, epoch_rows, pick, run_key
 from xspec.reports.queries import frame
 
-POLICIES = {
-    "oracle": "oracle: best top-1 with ASR ≤ {threshold}",
-    "final": "final epoch",
-    "best_accuracy": "best top-1, ASR unknown",
-    "min_mmcl": "lowest {mmcl_source} MMCL loss",
-}
-
-SELECTION = """
-WITH pts AS MATERIALIZED (
-    SELECT c.study, c.pretrain_objective, c.clean_objective, c.settings, c.node_id, c.name,
-        c.lr, e.epoch, e.top1, e.top1_n, e.asr, e.asr_n, coalesce(h.value, t.value) AS mmcl,
-        h.value IS NOT NULL AS heldout
-    FROM xr_clean c
-    JOIN xr_eval e ON e.node_id = c.node_id
-    LEFT JOIN xr_train t ON t.node_id = e.node_id AND t.epoch = e.epoch AND t.metric = 'mmcl'
-    LEFT JOIN metrics h ON h.node_id = e.node_id AND h.epoch = e.epoch AND h.split = 'heldout'
-        AND h.metric = 'mmcl'
-    WHERE e.epoch >= 1 AND e.asr IS NOT NULL
-),
-per_run AS (
-    SELECT 'oracle' AS policy, * FROM pts WHERE asr <= $threshold
-    QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY top1 DESC, asr, epoch) = 1
-    UNION ALL BY NAME
-    SELECT 'final' AS policy, * FROM pts
-    QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY epoch DESC) = 1
-    UNION ALL BY NAME
-    SELECT 'best_accuracy' AS policy, * FROM pts
-    QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY top1 DESC, epoch) = 1
-    UNION ALL BY NAME
-    SELECT 'min_mmcl' AS policy, * FROM pts WHERE mmcl IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY study, node_id ORDER BY mmcl, epoch) = 1
-),
-pick AS (
-    SELECT * FROM per_run
-    QUALIFY row_number() OVER (
-        PARTITION BY study, pretrain_objective, clean_objective, policy
-        ORDER BY CASE WHEN policy = 'min_mmcl' THEN mmcl ELSE -top1 END,
-            asr, lr, node_id, epoch) = 1
-),
-spread AS (
-    SELECT study, pretrain_objective, clean_objective, policy,
-        count(*) AS runs_picked, count(*) FILTER (WHERE asr <= $threshold) AS runs_under,
-        min(top1) AS top1_min, median(top1) AS top1_median, max(top1) AS top1_max,
-        min(asr) AS asr_min, median(asr) AS asr_median, max(asr) AS asr_max
-    FROM per_run GROUP BY ALL
-),
-pairs AS (
-    SELECT study, pretrain_objective, clean_objective, count(*) AS runs,
-        list(DISTINCT seed ORDER BY seed) AS seeds
-    FROM xr_clean GROUP BY ALL
-),
-policies AS (SELECT * FROM (VALUES ('oracle', 1), ('final', 2), ('best_accuracy', 3),
-                                   ('min_mmcl', 4)) v(policy, ord))
-SELECT r.study, r.pretrain_objective, r.clean_objective, r.runs, r.seeds, p.policy,
-    s.runs_picked, s.runs_under, s.top1_min, s.top1_median, s.top1_max,
-    s.asr_min, s.asr_median, s.asr_max,
-    k.top1, k.top1_n, k.asr, k.asr_n, k.lr, k.epoch, k.mmcl, k.heldout, k.settings, k.node_id,
-    k.name
-FROM pairs r CROSS JOIN policies p
-LEFT JOIN spread s ON s.study = r.study AND s.pretrain_objective = r.pretrain_objective
-    AND s.clean_objective = r.clean_objective AND s.policy = p.policy
-LEFT JOIN pick k ON k.study = r.study AND k.pretrain_objective = r.pretrain_objective
-    AND k.clean_objective = r.clean_objective AND k.policy = p.policy
-ORDER BY r.study, r.pretrain_objective, r.clean_objective, p.ord
+CANDIDATES = """
+SELECT c.study, c.pretrain_objective, c.clean_objective, c.settings, c.node_id, c.name, c.lr,
+    m.epoch, m.split, m.metric, m.value, m.n
+FROM xr_clean c JOIN metrics m ON m.node_id = c.node_id
+WHERE m.epoch >= 1 AND (m.split = 'eval' OR (m.split IN ('train', 'heldout')
+                                              AND m.metric = 'mmcl'))
+    AND c.node_id IN (SELECT node_id FROM xr_eval)
+ORDER BY c.study, c.node_id, m.epoch
 """
+
+GROUPS = """
+SELECT study, pretrain_objective, clean_objective, settings, count(*) AS runs,
+    list(DISTINCT seed ORDER BY seed) AS seeds
+FROM xr_clean GROUP BY ALL
+ORDER BY study, pretrain_objective, clean_objective, settings
+"""
+
+GROUP = ["study", "pretrain_objective", "clean_objective", "settings"]
+COLUMNS = [*GROUP[:3], "runs", "seeds", "policy", "runs_picked", "runs_under", "top1_min",
+           "top1_median", "top1_max", "asr_min", "asr_median", "asr_max", "top1", "top1_n",
+           "asr", "asr_n", "lr", "epoch", "mmcl", "heldout", "settings", "node_id", "name",
+           "metrics"]
+
+
+def clean_policies() -> list:
+    """The policies of the table, in registration order (built-ins first)."""
+    return [p for p in POLICIES if "clean" in p.scope]
+
+
+def order() -> list[str]:
+    return [p.name for p in clean_policies()]
+
+
+def _runs(con) -> dict[tuple, list[dict]]:
+    """Per group, each run's facts and its evaluated epochs with an ASR."""
+    candidates = frame(con, CANDIDATES)
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for key, rows in candidates.groupby([*GROUP, "node_id"], sort=False):
+        first, node_id = rows.iloc[0], key[-1]
+        epochs = [r for r in epoch_rows(rows.to_dict("records")) if _known(r.get("asr"))]
+        if epochs:
+            groups[tuple(key[:-1])].append(
+                {"node_id": node_id, "name": first["name"], "lr": first["lr"],
+                 "settings": first["settings"], "pretrain_objective": key[1],
+                 "clean_objective": key[2], "epochs": epochs})
+    return groups
+
+
+def _known(value) -> bool:
+    return value is not None and not pd.isna(value)
+
+
+def _row(group: tuple, runs: int, seeds, policy, picks: list[tuple[dict, dict]],
+         threshold: float) -> dict:
+    row = dict(zip(GROUP, group), runs=runs, seeds=seeds, policy=policy.name,
+               runs_picked=len(picks) if picks else None)
+    if not picks:
+        return row
+    values = pd.DataFrame([p for _, p in picks])
+    row["runs_under"] = int((values["asr"] <= threshold).sum())
+    for metric in ("top1", "asr"):
+        row.update({f"{metric}_min": values[metric].min(),
+                    f"{metric}_median": values[metric].median(),
+                    f"{metric}_max": values[metric].max()})
+    run, best = min(picks, key=lambda rp: run_key(policy, rp[1], (
+        rp[0]["lr"], rp[0]["node_id"], rp[1]["epoch"])))
+    extra = {k: v for k, v in best.items() if k not in (
+        "epoch", "top1", "top1_n", "asr", "asr_n", "mmcl", "heldout", "train_mmcl",
+        "heldout_mmcl") and not k.endswith("_n")}
+    row.update(top1=best.get("top1"), top1_n=best.get("top1_n"), asr=best.get("asr"),
+               asr_n=best.get("asr_n"), lr=run["lr"], epoch=best["epoch"],
+               mmcl=best.get("mmcl"), heldout=best.get("heldout"), node_id=run["node_id"],
+               name=run["name"], metrics=extra)
+    return row
 
 
 def selection_policies(con, asr_threshold: float) -> pd.DataFrame:
-    """One row per study, objective pair and policy (see the module docstring), with the
-    picked checkpoint (top1, asr, their n, lr, epoch, mmcl, node) and the per-run spread."""
-    table = frame(con, SELECTION, {"threshold": asr_threshold})
+    """One row per group (see the module docstring) and policy, with the picked checkpoint
+    (top1, asr, their n, lr, epoch, mmcl, node, its other metrics) and the per-run spread."""
+    runs, rows = _runs(con), []
+    for group in frame(con, GROUPS).itertuples(index=False):
+        key = tuple(getattr(group, g) for g in GROUP)
+        for policy in clean_policies():
+            picks = []
+            for run in runs.get(key, []):
+                ctx = SelectionContext("clean", asr_threshold, run={
+                    k: v for k, v in run.items() if k != "epochs"})
+                chosen = pick(policy, run["epochs"], None, ctx)
+                if chosen is not None:
+                    picks.append((run, chosen))
+            rows.append(_row(key, group.runs, group.seeds, policy, picks, asr_threshold))
+    table = pd.DataFrame(rows, columns=COLUMNS)
+    for column in ("runs_picked", "runs_under", "epoch", "top1_n", "asr_n"):
+        table[column] = table[column].astype("Int64")
+    _label(table, asr_threshold)
+    return table
+
+
+def _label(table: pd.DataFrame, asr_threshold: float) -> None:
     threshold = f"{100 * asr_threshold:g}%"
     picked = table.loc[table["policy"] == "min_mmcl", "heldout"].dropna()
     source = "held-out" if len(picked) and picked.astype(bool).all() else "training"
-    table["label"] = table["policy"].map(
-        lambda p: POLICIES[p].format(threshold=threshold, mmcl_source=source))
-    return table
+    labels = {p.name: p.label.replace("{threshold}", threshold).replace(
+        "{mmcl_source}", source) for p in clean_policies()}
+    table["label"] = table["policy"].map(labels)

@@ -1,7 +1,8 @@
-"""Zero-shot evaluation: classifier weights from templates, then top-1/top-5 and attack success.
+"""Zero-shot evaluation: classifier weights from templates, then the registered metrics
+(`xspec.extend.METRICS`: top1, top5, asr, asr_top5, a plugin's) of each evaluation.
 
 Clean and triggered copies of each evaluation batch go through the model in one forward pass, so
-the images are decoded once and both metrics come from the same model state.
+the images are decoded once and every metric comes from the same model state.
 """
 
 from __future__ import annotations
@@ -15,6 +16,14 @@ import torch
 import torch.nn.functional as F
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from torch import Tensor
+
+from xspec.builtin.accuracy import attack_success, topk_correct  # noqa: F401 (re-exported)
+from xspec.extend.plugins import load_builtins
+from xspec.extend.registry import METRICS, Metric, resolve
+from xspec.runtime.evalview import EvalView
+
+load_builtins()
+DEFAULT_METRICS = ("top1", "top5", "asr")
 
 Template = str | Callable[[str], str]
 Batch = tuple[Tensor, Tensor | None, Tensor]
@@ -67,17 +76,9 @@ def zero_shot_classifier(
     return torch.cat(columns, dim=1)
 
 
-def topk_correct(logits: Tensor, labels: Tensor, k: int) -> int:
-    k = min(k, logits.shape[-1])
-    top = logits.topk(k, dim=-1).indices
-    return int((top == labels.view(-1, 1)).any(dim=-1).sum())
-
-
-def attack_success(logits: Tensor, labels: Tensor, target_index: int) -> tuple[int, int]:
-    """(hits, n): among images whose true class is not the target, how many are predicted as it."""
-    eligible = labels != target_index
-    hits = (logits.argmax(dim=-1) == target_index) & eligible
-    return int(hits.sum()), int(eligible.sum())
+def triggered_metrics(names: Sequence[str]) -> list[str]:
+    """The metrics among `names` that score triggered images (they need the attack's target)."""
+    return [name for name in names if METRICS.get(name, "evaluate.metrics").triggered]
 
 
 def evaluate(
@@ -86,11 +87,15 @@ def evaluate(
     batches: Iterable[Batch],
     target_index: int | None,
     dist: Any = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    context: dict | None = None,
 ) -> dict[str, tuple[float, int]]:
-    """{"top1", "top5", "asr"}: (fraction, denominator); a fraction over 0 images is NaN.
-    "asr" is present only with a target and at least one triggered batch. With `dist` of
-    several ranks, each passes its share of the batches and the counts are summed over ranks."""
-    return evaluate_many([model], [classifier], batches, target_index, dist)[0]
+    """{metric: (value, n)} of the registered `metrics` (`xspec.extend.METRICS`); a fraction over
+    0 images is NaN. A metric that reads the triggered images is present only with a target and
+    at least one triggered batch. With `dist` of several ranks, each passes its share of the
+    batches and the results are combined over ranks."""
+    return evaluate_many([model], [classifier], batches, target_index, dist, metrics,
+                         context)[0]
 
 
 def evaluate_many(
@@ -99,68 +104,120 @@ def evaluate_many(
     batches: Iterable[Batch],
     target_index: int | None,
     dist: Any = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    context: dict | None = None,
 ) -> list[dict[str, tuple[float, int]]]:
     """`evaluate` for several models on one pass over the batches: each batch is decoded and
-    triggered once and scored by every model (a packed grid's members)."""
-    counts = [{"top1": 0, "top5": 0, "n": 0, "asr": 0, "n_asr": 0} for _ in models]
+    triggered once and scored by every model (a packed grid's members). `context` holds the
+    view's fields that do not vary by batch ("classes", "manifest")."""
+    chosen = [METRICS.get(name, "evaluate.metrics") for name in metrics]
+    tallies = [Tally(chosen) for _ in models]
     saw_triggered = False
     with ExitStack() as stack:
         for model in models:
             stack.enter_context(eval_mode(model))
         for clean, triggered, labels in batches:
             saw_triggered |= triggered is not None and target_index is not None
-            for model, classifier, count in zip(models, classifiers, counts):
-                _score(model, classifier, clean, triggered, labels, target_index, count)
-    results = []
-    for count, classifier in zip(counts, classifiers):
-        seen = saw_triggered
-        if dist is not None and dist.world > 1:
-            count, seen = _sum_over_ranks(count, saw_triggered, classifier.device)
-        results.append(_result(count, seen))
-    return results
+            for model, classifier, tally in zip(models, classifiers, tallies):
+                tally.add(_view(model, classifier, clean, triggered, labels, target_index,
+                                context or {}, tally.needs))
+    seen = saw_triggered
+    if dist is not None and dist.world > 1:
+        seen = _any_over_ranks(saw_triggered, classifiers[0].device)
+    return [tally.result(seen, dist, classifier.device)
+            for tally, classifier in zip(tallies, classifiers)]
 
 
-def _score(model, classifier: Tensor, clean: Tensor, triggered: Tensor | None, labels: Tensor,
-           target_index: int | None, counts: dict) -> None:
+class Tally:
+    """One model's running metrics: per-batch counts, and the views `reduce="whole"` metrics
+    read at the end (only the fields they need, on the CPU)."""
+
+    def __init__(self, metrics: list[Metric]):
+        self.metrics = metrics
+        self.needs = {need for m in metrics for need in m.needs}
+        self.counts = {m.name: [0.0, 0.0] for m in metrics if m.reduce == "sum"}
+        self.whole_needs = {need for m in metrics if m.reduce == "whole" for need in m.needs}
+        self.views: list[EvalView] = []
+
+    def add(self, view: EvalView) -> None:
+        for metric in self.metrics:
+            if metric.reduce == "sum" and _applies(metric, view):
+                hits, n = resolve(metric.behaviour)(view)
+                self.counts[metric.name][0] += float(hits)
+                self.counts[metric.name][1] += float(n)
+        if self.whole_needs:
+            self.views.append(view.kept(self.whole_needs))
+
+    def result(self, saw_triggered: bool, dist: Any, device) -> dict[str, tuple[float, int]]:
+        several = dist is not None and dist.world > 1
+        counts = _sum_over_ranks(self.counts, device) if several and self.counts else self.counts
+        whole = EvalView.joined(_gather(self.views, dist) if several else self.views)
+        out: dict[str, tuple[float, int]] = {}
+        for metric in self.metrics:
+            if metric.triggered and not saw_triggered:
+                continue
+            if metric.reduce == "sum":
+                hits, n = counts[metric.name]
+                out[metric.name] = (_fraction(hits, n), int(n))
+            elif whole is not None and _applies(metric, whole):
+                value, n = resolve(metric.behaviour)(whole)
+                out[metric.name] = (float(value), int(n))
+        return out
+
+
+def _applies(metric: Metric, view: EvalView) -> bool:
+    return not metric.triggered or (view.triggered_logits is not None
+                                    and view.target_index is not None)
+
+
+def _view(model, classifier: Tensor, clean: Tensor, triggered: Tensor | None, labels: Tensor,
+          target_index: int | None, context: dict, needs: set[str]) -> EvalView:
     labels = labels.to(classifier.device)
-    logits = _logits(model, classifier, clean, triggered)
-    clean_logits = logits[: clean.shape[0]]
-    counts["top1"] += topk_correct(clean_logits, labels, 1)
-    counts["top5"] += topk_correct(clean_logits, labels, 5)
-    counts["n"] += clean.shape[0]
-    if triggered is not None and target_index is not None:
-        hits, n = attack_success(logits[clean.shape[0] :], labels, target_index)
-        counts["asr"] += hits
-        counts["n_asr"] += n
+    images = clean if triggered is None else torch.cat([clean, triggered])
+    features = model.encode_image(images.to(classifier.device), normalize=True)
+    logits = features.to(classifier.dtype) @ classifier
+    n = clean.shape[0]
+    with_trigger = triggered is not None
+    return EvalView(
+        clean_logits=logits[:n], labels=labels,
+        triggered_logits=logits[n:] if with_trigger else None,
+        embeddings=features[:n] if "embeddings" in needs else None,
+        triggered_embeddings=features[n:] if with_trigger and "triggered_embeddings" in needs
+        else None,
+        target_index=target_index, classes=context.get("classes"),
+        manifest=_lazy(context.get("manifest")) if "manifest" in needs else None)
 
 
-def _result(counts: dict, saw_triggered: bool) -> dict[str, tuple[float, int]]:
-    result = {
-        "top1": (_fraction(counts["top1"], counts["n"]), counts["n"]),
-        "top5": (_fraction(counts["top5"], counts["n"]), counts["n"]),
-    }
-    if saw_triggered:
-        result["asr"] = (_fraction(counts["asr"], counts["n_asr"]), counts["n_asr"])
-    return result
+def _lazy(value):
+    return value() if callable(value) else value
 
 
-def _sum_over_ranks(counts: dict[str, int], saw_triggered: bool, device
-                    ) -> tuple[dict[str, int], bool]:
+def _any_over_ranks(flag: bool, device) -> bool:
+    import torch.distributed as td
+
+    total = torch.tensor([int(flag)], dtype=torch.int64, device=device)
+    td.all_reduce(total)
+    return int(total.item()) > 0
+
+
+def _sum_over_ranks(counts: dict[str, list[float]], device) -> dict[str, list[float]]:
     import torch.distributed as td
 
     names = list(counts)
-    totals = torch.tensor([counts[k] for k in names] + [int(saw_triggered)], dtype=torch.int64,
+    totals = torch.tensor([v for k in names for v in counts[k]], dtype=torch.float64,
                           device=device)
     td.all_reduce(totals)
     values = totals.tolist()
-    return dict(zip(names, values)), values[-1] > 0
+    return {k: values[2 * i: 2 * i + 2] for i, k in enumerate(names)}
 
 
-def _logits(model: Any, classifier: Tensor, clean: Tensor, triggered: Tensor | None) -> Tensor:
-    images = clean if triggered is None else torch.cat([clean, triggered])
-    features = model.encode_image(images.to(classifier.device), normalize=True)
-    return features.to(classifier.dtype) @ classifier
+def _gather(views: list[EvalView], dist) -> list[EvalView]:
+    import torch.distributed as td
+
+    gathered: list = [None] * dist.world
+    td.all_gather_object(gathered, views)
+    return [view for part in gathered for view in part]
 
 
-def _fraction(hits: int, n: int) -> float:
+def _fraction(hits: float, n: float) -> float:
     return hits / n if n else math.nan

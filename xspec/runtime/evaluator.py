@@ -1,5 +1,5 @@
-"""Scoring a model during training: zero-shot top-1/top-5 and ASR on the evaluation set
-(`Evaluator`), and the MMCL loss on held-out clean pairs (`HeldOutLoss`); both score several
+"""Scoring a model during training: the registered metrics `evaluate.metrics` names (top-1,
+top-5, ASR, a plugin's) on the evaluation set (`Evaluator`), and the MMCL loss on held-out clean pairs (`HeldOutLoss`); both score several
 models (a packed job's members) from one pass over their images."""
 
 from __future__ import annotations
@@ -9,14 +9,17 @@ import torch
 from xspec.runtime.data import open_eval
 from xspec.runtime.evalsets import OtherSets, restrict
 from xspec.runtime.distributed import Dist
-from xspec.runtime.evaluate import clip80_templates, evaluate_many, zero_shot_classifier
+from xspec.runtime.evaluate import (
+    clip80_templates, evaluate_many, triggered_metrics, zero_shot_classifier,
+)
 from xspec.runtime.objectives import mmcl
 from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches, eval_loader
 from xspec.runtime.train import encode
 
 
 class Evaluator:
-    """Zero-shot top-1/top-5 and ASR on the evaluation set, in one pass per call."""
+    """The metrics `evaluate.metrics` names (`xspec.extend.METRICS`) on the evaluation set, in
+    one pass per call."""
 
     def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
                  device: torch.device, settings: dict):
@@ -28,9 +31,11 @@ class Evaluator:
         self.skipped: set[int] = set()
         self.bad_images = 0  # unreadable evaluation images, over all ranks
         self.loader = None
+        self.manifest = None  # () -> the poison manifest, for metrics that need it
         target = getattr(attack, "target", None)
         self.target_index = (self.data.classes.index(target)  # a set may lack it: no ASR
-                             if target in self.data.classes and "asr" in self.metrics else None)
+                             if target in self.data.classes and triggered_metrics(self.metrics)
+                             else None)
         self.others = OtherSets(type(self), cfg, attack, tokenizer, normalize, size, device,
                                 settings)
 
@@ -52,7 +57,9 @@ class Evaluator:
                                self.settings.get("eval_batch_size", 256), with_trigger,
                                skipped=self.skipped, loader=self.loader, dist=dist,
                                device=self.device)
-        scores = evaluate_many(models, classifiers, batches, self.target_index, dist)
+        context = {"classes": list(self.data.classes), "manifest": self.manifest}
+        scores = evaluate_many(models, classifiers, batches, self.target_index, dist,
+                               self.metrics, context)
         self.bad_images = len(self.skipped)  # this rank's share; summed over the ranks below
         if dist.world > 1:
             import torch.distributed as td
@@ -60,7 +67,6 @@ class Evaluator:
             total = torch.tensor([self.bad_images], dtype=torch.int64, device=self.device)
             td.all_reduce(total)
             self.bad_images = int(total.item())
-        scores = [{k: v for k, v in s.items() if k in self.metrics} for s in scores]
         return self.others.score(models, scores, dist) if self.others else scores
 
 

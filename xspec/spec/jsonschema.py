@@ -15,6 +15,7 @@ import typing
 
 from pydantic import BaseModel
 
+from xspec.extend.registry import METRICS
 from xspec.spec.policies import policy_pattern
 from xspec.spec.schema import spec_model
 from xspec.spec.sweep import is_model, sweepable, unwrap
@@ -96,6 +97,8 @@ def _widen_model(schema: dict, model: type[BaseModel]) -> None:
         prop = _union_as_any_of(prop)
         if name == "select" and model.__name__ == "Pretrain":
             prop["pattern"] = policy_pattern()
+        if name == "metrics" and model.__name__ == "Evaluate":
+            prop["items"] = {"enum": METRICS.names()}
         description = _inherited_description(model, name) or _allowed(prop)
         if "description" not in prop and description:
             prop["description"] = description

@@ -1,7 +1,7 @@
-"""Selection policies: the one parser of `pretrain.select`, and the built-in policies.
+"""The one parser of `pretrain.select`: a registered policy with scope "pretrain".
 
-`best_accuracy`, `final`, `epoch(N)` and `match_accuracy(<objective>)`; a plugin adds one with
-`xspec.extend.register_policy`.
+The built-ins (`best_accuracy`, `final`, `epoch(N)`, `match_accuracy(<objective>)`) live in
+`xspec.builtin.selection`; a plugin adds one with `xspec.extend.register_policy`.
 """
 
 from __future__ import annotations
@@ -9,16 +9,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from xspec.extend.registry import POLICIES, register_policy
+import xspec.builtin.selection  # noqa: F401 (the built-ins, registered before any spec)
+from xspec.extend.registry import POLICIES
 
 CALL = re.compile(r"^(?P<name>[a-z_][a-z0-9_]*)(\((?P<arg>[^()]*)\))?$")
 ARGS = {"int": re.compile(r"^\d+$"), "objective": re.compile(r"^[a-z_][a-z0-9_+]*$")}
 SHAPES = {None: "{}", "int": "{}(N)", "objective": "{}(<objective>)"}
-
-for _name, _arg in (("best_accuracy", None), ("final", None), ("epoch", "int"),
-                    ("match_accuracy", "objective")):
-    register_policy(_name, f"xspec.runtime.stages.select:{_name}_policy", arg=_arg)
-
 
 @dataclass(frozen=True)
 class Selection:
@@ -36,8 +32,12 @@ class Selection:
         return self.arg if policy.arg == "objective" else None
 
 
+def _pretrain_policies() -> list:
+    return sorted((p for p in POLICIES if "pretrain" in p.scope), key=lambda p: p.name)
+
+
 def allowed() -> str:
-    return ", ".join(SHAPES[p.arg].format(p.name) for p in sorted(POLICIES, key=lambda p: p.name))
+    return ", ".join(SHAPES[p.arg].format(p.name) for p in _pretrain_policies())
 
 
 def parse_policy(text: str) -> Selection:
@@ -45,6 +45,7 @@ def parse_policy(text: str) -> Selection:
     Raises ValueError naming the allowed shapes."""
     match = CALL.match(text.strip())
     policy = POLICIES.find(match.group("name")) if match else None
+    policy = policy if policy is not None and "pretrain" in policy.scope else None
     arg = match.group("arg") if match else None
     if policy is None or (arg is None) != (policy.arg is None) or (
             arg is not None and not ARGS[policy.arg].match(arg)):
@@ -55,4 +56,4 @@ def parse_policy(text: str) -> Selection:
 def policy_pattern() -> str:
     """A regular expression of every registered policy's shape (for `xspec schema`)."""
     arg = {None: "", "int": r"\(\d+\)", "objective": r"\([a-z_][a-z0-9_+]*\)"}
-    return "^(" + "|".join(f"{p.name}{arg[p.arg]}" for p in POLICIES) + ")$"
+    return "^(" + "|".join(f"{p.name}{arg[p.arg]}" for p in _pretrain_policies()) + ")$"

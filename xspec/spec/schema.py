@@ -17,7 +17,7 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, create_model, model_validator
 
 from xspec.extend.plugins import load_builtins
-from xspec.extend.registry import ATTACKS, DEFENCES, NODE_KINDS, generation
+from xspec.extend.registry import ATTACKS, DEFENCES, METRICS, NODE_KINDS, POLICIES, generation
 from xspec.spec.archs import image_size
 from xspec.spec.base import (  # noqa: F401  (re-exported, as are the tables' names below)
     Fraction, NonNegativeFloat, NonNegativeInt, NotBool, PositiveFloat, PositiveInt, XspecModel,
@@ -72,10 +72,9 @@ class SpecBase(XspecModel):
 
     @model_validator(mode="after")
     def _metrics_cover_selection(self):
-        policy = parse_policy(self.pretrain.select).name if self.pretrain else None
-        needs = []
-        if policy in ("best_accuracy", "match_accuracy"):
-            needs.append(("top1", f"pretrain.select = '{self.pretrain.select}'"))
+        policy = POLICIES.get(parse_policy(self.pretrain.select).name) if self.pretrain else None
+        needs = [(need, f"pretrain.select = '{self.pretrain.select}'")
+                 for need in (policy.needs if policy else ()) if need in METRICS]
         if self.clean is not None and getattr(self.clean, "shrink_perturb", None) is not None:
             needs.append(("top1", "clean.shrink_perturb"))
             if self.attack.kind != "none":

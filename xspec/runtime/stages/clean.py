@@ -81,6 +81,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
                           normalize)
     evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
                           ctx.settings)
+    evaluator.manifest = lambda: manifest
     spare = heldout_indices(len(pairs.captions), indices, manifest, cfg.seed)
     heldout = None
     if len(spare) >= 2:

@@ -31,4 +31,5 @@ def pretrain(ctx: Context) -> None:
                           attack, tokenizer, normalize)
     evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
                           ctx.settings)
+    evaluator.manifest = lambda: manifest
     fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)

@@ -1,33 +1,14 @@
-"""The select node: the pre-training epoch cleaning starts from, by a registered policy."""
+"""The select node: the pre-training epoch cleaning starts from, by a registered policy (the
+built-ins are in `xspec.builtin.selection`; `xspec.extend.selection` runs them)."""
 
 from __future__ import annotations
 
 from xspec.errors import DataError
-from xspec.extend.registry import POLICIES, resolve
+from xspec.extend.registry import POLICIES
+from xspec.extend.selection import SelectionContext, epoch_rows, pick
 from xspec.runtime.node import Context
 from xspec.runtime.records import MetricsLog
 from xspec.store.workspace import atomic_write_json
-
-
-# Selection policies (registered in `xspec.spec.policies`): (top-1 per epoch, argument, ctx)
-# -> the chosen epoch.
-def best_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
-    return max(top1, key=lambda e: (top1[e], -e))
-
-
-def final_policy(top1: dict[int, float], arg, ctx: Context) -> int:
-    return max(top1)
-
-
-def epoch_policy(top1: dict[int, float], arg: str, ctx: Context) -> int:
-    return int(arg)
-
-
-def match_accuracy_policy(top1: dict[int, float], arg, ctx: Context) -> int:
-    """The epoch whose accuracy is closest to the reference run's selected accuracy."""
-    reference = MetricsLog(ctx.dep("select").metrics_file, "").rows
-    target = next(r["value"] for r in reference if (r["split"], r["metric"]) == ("eval", "top1"))
-    return min(top1, key=lambda e: (abs(top1[e] - target), e))
 
 
 def select(ctx: Context) -> None:
@@ -40,7 +21,10 @@ def select(ctx: Context) -> None:
     policy = ctx.cfg.policy
     name, arg = ((policy, ctx.cfg.reference) if ctx.cfg.reference is not None
                  else (parse_policy(policy).name, parse_policy(policy).arg))
-    epoch = resolve(POLICIES.get(name).behaviour)(top1, arg, ctx)
+    chosen = pick(POLICIES.get(name), epoch_rows(rows), arg,
+                  SelectionContext("pretrain", run={"node_id": ctx.node["id"]}, dep=ctx.dep,
+                                   config=ctx.cfg, log=ctx.log))
+    epoch = chosen["epoch"] if chosen is not None else None
     if epoch not in top1 or not source.checkpoint(epoch).exists():
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
     pre = source.read_node()["config"]

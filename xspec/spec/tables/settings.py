@@ -11,8 +11,7 @@ from xspec.spec.base import (
     Fraction, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
 )
 from xspec.spec.evalsets import RetrievalSet, SetName, ZeroShotSet, check_names
-
-Metric = Literal["top1", "top5", "asr"]
+from xspec.spec.metric_names import Metric  # a registered metric's name
 
 
 class Evaluate(XspecModel):
