@@ -131,7 +131,10 @@ def status_table(console: Console, plan, workspace, states: dict | None = None) 
             detail += f"\nlog: {run.log_file}"
         if states and node.id in states:
             state, detail = states[node.id]
-        holder = locks.holder(run.path) if state != "done" else None
+        try:
+            holder = locks.holder(run.path) if state != "done" else None
+        except locks.ClockSkew as exc:
+            holder, detail = None, str(exc) + (f"\n{detail}" if detail else "")
         if holder is not None:
             detail = f"claimed by {locks.describe(holder)}" + (f"\n{detail}" if detail else "")
         epoch = status.get("epoch")

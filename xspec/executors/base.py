@@ -114,6 +114,9 @@ def claim(workspace: Workspace, node, reporter, told: set[str]) -> Claim | str:
     if run.done:
         result.release()
         return "done"
+    if run.alive_elsewhere():  # its lock.json was deleted, but its status names a live owner
+        result.release()
+        return "held"
     workspace.prepare(node)
     return result
 

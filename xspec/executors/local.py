@@ -102,7 +102,7 @@ class LocalExecutor(RunsHere):
         for run in runs:
             (run.path / "progress.json").unlink(missing_ok=True)
             # Not "failed" from an earlier try while the worker starts: dependents must wait.
-            run.set_status("queued", error=None)
+            run.set_status("queued", error=None, owner=os.getpid(), host=os.uname().nodename)
         stderr = runs[0].path / "stderr.txt"
         command = ([*WORKER_PYTHON, "-m", "xspec.runtime.node", str(runs[0].path),
                     json.dumps(settings)] if len(runs) == 1 else

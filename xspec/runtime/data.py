@@ -65,7 +65,8 @@ class FileImages:
             try:
                 pixels.append(self._decode(self._source(index), squash))
                 kept.append(index)
-            except (OSError, UnidentifiedImageError, ValueError) as exc:
+            except (OSError, UnidentifiedImageError, ValueError,
+                    Image.DecompressionBombError) as exc:  # a bomb is a bad image too
                 if self.on_bad_image == "fail":
                     raise DataError(f"image {self.paths[index]}: {exc}") from None
         if not pixels:

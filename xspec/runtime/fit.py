@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -52,6 +53,30 @@ def _parameters(model) -> dict:
     return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
 
 
+def resumable(ctx: Context, last: Path, metrics: MetricsLog) -> dict | None:
+    """last.pt to resume from, or None to start from the beginning: when there is none, when it
+    is damaged (moved aside to last.pt.damaged), or when metrics.parquet lost rows of epochs it
+    has trained (they are computed again rather than missing); the log says which."""
+    if not last.exists():
+        return None
+    try:
+        saved = load_checkpoint(last)
+    except DataError as exc:
+        ctx.log(f"{exc}: moved aside to last.pt.damaged; starting again from the beginning")
+        os.replace(last, last.with_name("last.pt.damaged"))
+        return None
+    kept = [r for r in metrics.rows if r["epoch"] <= saved["epoch"]]
+    trained = {r["epoch"] for r in kept if r["split"] == "train"}
+    short = (len(kept) < saved["metrics_rows"] if "metrics_rows" in saved  # else an older last.pt
+             else not trained >= set(range(1, saved["epoch"] + 1)))
+    if metrics.lost or short:
+        ctx.log(f"{metrics.lost or str(metrics.path) + ' lacks rows'} of epochs {last} has "
+                "trained: starting again from the beginning to compute them")
+        last.unlink()
+        return None
+    return saved
+
+
 class Member:
     """One training node's side of `fit`: its optimiser, metrics, resume state and what it
     records at each epoch's end. `fit` drives one; `xspec.runtime.packed` drives several
@@ -63,15 +88,15 @@ class Member:
         self.train_cfg = TrainConfig(cfg.objective, cfg.weights, cfg.epochs, cfg.lr,
                                      cfg.warmup_steps, cfg.schedule)
         self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
-        self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
+        self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
         self._start: dict | None = None
-        if cfg.continues_optimizer and not self.last.exists():
+        saved = resumable(ctx, self.last, self.metrics)
+        if cfg.continues_optimizer and saved is None:
             _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
-        if self.last.exists():
+        if saved is not None:
             # A resumed run still knows where it started (kept on the CPU until asked for).
             self._start = {n: p.cpu() for n, p in _parameters(model).items()}
-            saved = load_checkpoint(self.last)
             model.load_state_dict(saved["model"])
             self.optimizer.load_state_dict(_first_groups(saved["optimizer"]))
             self.state = TrainState(saved["epoch"], saved["step"])
@@ -116,7 +141,8 @@ class Member:
         save_checkpoint(self.last, {"model": weights,
                                     "optimizer": model_optimizer_state(self.optimizer),
                                     "epoch": state.epoch, "step": state.step,
-                                    "node_id": ctx.node["id"], "config": ctx.config})
+                                    "node_id": ctx.node["id"], "config": ctx.config,
+                                    "metrics_rows": len(self.metrics.rows)})
         ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
         summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
         ctx.log(f"epoch {state.epoch}/{cfg.epochs}: loss "

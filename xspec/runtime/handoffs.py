@@ -31,9 +31,8 @@ def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:
 
 def checkpoint_of(run: RunDir) -> tuple[str, str]:
     """(arch, checkpoint path) a node hands on: its selected.json, else its last epoch."""
-    selected = run.path / "selected.json"
-    if selected.exists():
-        chosen = json.loads(selected.read_text())
+    if (run.path / "selected.json").exists():
+        chosen = run.read_selected()
         return chosen["arch"], chosen["checkpoint"]
     node, latest = run.read_node(), run.latest_checkpoint()
     if latest is None:
@@ -59,6 +58,6 @@ def start_point(ctx: Context) -> dict:
     last checkpoint of that node (clean.start naming another study's pretrain or clean node)."""
     run = ctx.first_dep()
     if (run.path / "selected.json").exists():
-        return json.loads((run.path / "selected.json").read_text())
+        return run.read_selected()
     arch, checkpoint = checkpoint_of(run)
     return {"arch": arch, "checkpoint": checkpoint}

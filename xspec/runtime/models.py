@@ -141,6 +141,10 @@ def _load(path: str | Path) -> dict:
     except FileNotFoundError:
         raise DataError(f"checkpoint {path}: no such file") from None
     except Exception as exc:  # torch raises UnpicklingError and friends
+        from xspec.runtime.records import damaged
+
+        if damaged(Path(path), exc):
+            raise DataError(f"{damaged(Path(path), exc)}; write or copy it again") from None
         raise DataError(
             f"checkpoint {path}: refused to load with weights_only=True ({type(exc).__name__}); "
             "only plain tensor checkpoints are accepted"

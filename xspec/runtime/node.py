@@ -11,6 +11,8 @@ and the traceback goes to log.txt. Helper DDP ranks run only training stages and
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
@@ -115,6 +117,9 @@ def node_logger(run: RunDir, name: str, echo: bool = False):
 
 
 def failure_reason(exc: Exception) -> str:
+    if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return (f"no space left on the device writing {exc.filename or 'the run folder'}; free "
+                "some space and run again (the node resumes from its last epoch)")
     return str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
 
 
@@ -148,11 +153,13 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
         stage_of(kind.name)(ctx)
     except Exception as exc:
         reason = failure_reason(exc)
-        log_handle.write(traceback.format_exc())
+        with contextlib.suppress(OSError):  # a full disk must not hide the reason
+            log_handle.write(traceback.format_exc())
         run.set_status("failed", error=reason, log=str(run.log_file))
         raise ExecutionError(record["id"][:12], reason) from exc
     finally:
-        log_handle.close()
+        with contextlib.suppress(OSError):
+            log_handle.close()
     run.set_status("done", finished=time.time(), error=None)
     return "done"
 
@@ -170,7 +177,13 @@ def main(argv: list[str]) -> int:
             atomic_write_json(run.path / "progress.json", {"epoch": state.epoch, "step": state.step})
 
     try:
-        execute_node(run.read_node(), str(run.path.parent.parent), settings, progress=progress)
+        record = run.read_node()
+    except XspecError as exc:  # a truncated node.json: named, not "killed?"
+        run.set_status("failed", error=str(exc))
+        print(f"xspec: {exc}", file=sys.stderr)
+        return 1
+    try:
+        execute_node(record, str(run.path.parent.parent), settings, progress=progress)
     except ExecutionError as exc:
         print(f"xspec: {exc}", file=sys.stderr)
         return 1

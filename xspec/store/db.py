@@ -12,8 +12,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
 
-from xspec.errors import WorkspaceBusy
+from xspec.errors import WorkspaceBusy, XspecError
 from xspec.store.schema import EVAL_SET, migrate
 from xspec.store.workspace import Workspace, node_record
 
@@ -78,9 +80,65 @@ def primary_set(plan) -> str:
 
 def ingest(workspace: Workspace, plan) -> int:
     """Load the status and metrics of every node of `plan` into the database; returns row count.
-    Nodes of other studies that `plan` takes inputs from belong to those studies' reports."""
+    Nodes of other studies that `plan` takes inputs from belong to those studies' reports.
+
+    The run folders are the truth and the database is derived: a damaged xspec.duckdb is moved
+    aside and built again from them (saying so); a metrics file that cannot be read is left
+    out, naming it (its node shows failed when it was done: `RunDir.status`)."""
     runs = [(node, workspace.run_dir(node)) for node in plan.own()]
-    metric_files = [str(run.metrics_file) for _, run in runs if run.metrics_file.exists()]
+    metric_files = _readable([run.metrics_file for _, run in runs if run.metrics_file.exists()])
+    try:
+        return _ingest(workspace, plan, runs, metric_files)
+    except duckdb.Error as exc:
+        if not damaged(exc):
+            raise unusable(workspace.db_path, exc) from None
+        set_aside(workspace.db_path, exc)
+        return _ingest(workspace, plan, runs, metric_files)
+
+
+def _readable(paths: list[Path]) -> list[str]:
+    found = []
+    for path in paths:
+        try:
+            pq.read_metadata(path)
+        except (pa.ArrowException, OSError) as exc:
+            print(f"xspec: left out {path}: unreadable ({str(exc)[:100]}); `xspec run` computes "
+                  "its node again", file=sys.stderr, flush=True)
+            continue
+        found.append(str(path))
+    return found
+
+
+def damaged(exc: Exception) -> bool:
+    """A DuckDB error that means the file is damaged (not busy, not unwritable)."""
+    text = str(exc).lower()
+    kinds = (duckdb.IOException, duckdb.SerializationException, duckdb.InternalException,
+             duckdb.FatalException)
+    return (isinstance(exc, kinds) or "corrupt" in text) and not any(
+        word in text for word in ("lock", "read-only", "permission denied", "no space left"))
+
+
+def unusable(path: Path, exc: Exception) -> XspecError:
+    text = str(exc)
+    if "read-only" in text.lower() or "permission denied" in text.lower():
+        return XspecError(f"{path}: cannot write the results database (read-only file system "
+                          "or no permission); use a workspace you can write to (-w)")
+    return XspecError(f"{path}: {text.splitlines()[0][:200]}")
+
+
+def set_aside(path: Path, exc: Exception) -> None:
+    """Move a damaged database (and its WAL) aside; the next connect starts an empty one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    aside = path.with_name(f"{path.name}.damaged-{stamp}")
+    for suffix in ("", ".wal"):
+        with contextlib.suppress(FileNotFoundError):
+            os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+    print(f"xspec: {path} was unreadable ({str(exc).splitlines()[0][:120]}); moved it to "
+          f"{aside.name} and rebuilt it from the run folders (other studies' rows return when "
+          "they are reported again)", file=sys.stderr, flush=True)
+
+
+def _ingest(workspace: Workspace, plan, runs, metric_files: list[str]) -> int:
     with connect(workspace.db_path) as con:
         con.execute("BEGIN TRANSACTION")
         con.execute(

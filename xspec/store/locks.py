@@ -1,12 +1,16 @@
 """Per-node claims, so two `xspec run` of one workspace never run a node twice.
 
-A claim is `<run dir>/lock.json`, created with O_CREAT | O_EXCL (atomic on local disks and on
-NFS v3+, where POSIX `flock` and DuckDB's locks are not reliable). It holds who claimed the node:
+A claim is `<run dir>/lock.json`, written whole to a file of its own and then hard-linked to
+that name (link fails if it exists: atomic on local disks and on NFS, where POSIX `flock` and
+DuckDB's locks are not reliable), so a claim never exists without its content; an empty or
+garbled lock.json holds no claim and is broken, saying so. It holds who claimed the node:
 host, pid (the claiming `xspec` process), the worker's pid once one runs, and when. While held,
 a thread touches it every HEARTBEAT_S seconds. A claim is stale, and may be broken, when
 - it is from this host and none of its processes is alive (a killed `xspec run`), or
 - it is from another host and has not been touched for STALE_S seconds (a dead machine).
 - it is from this SLURM job (a requeued job finds its own earlier attempt's claim).
+A claim of another host dated more than SKEW_S seconds in the future is an error (`ClockSkew`)
+naming the clocks, not a wait of a day.
 Breaking renames the stale file away first, so of two processes breaking it only one wins.
 """
 
@@ -15,16 +19,23 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from xspec.store.processes import pid_alive
+from xspec.errors import XspecError
 
 HEARTBEAT_S = float(os.environ.get("XSPEC_LOCK_HEARTBEAT", 30))
 STALE_S = float(os.environ.get("XSPEC_LOCK_STALE", 600))
+SKEW_S = float(os.environ.get("XSPEC_CLOCK_SKEW", 300))  # most a claim may be in our future
 LOCK_NAME = "lock.json"
+
+
+class ClockSkew(XspecError):
+    """Another host's claim is dated further in the future than clocks may differ."""
 
 
 def slurm_job() -> str | None:
@@ -101,10 +112,13 @@ _HEARTBEAT = _Heartbeat()
 
 
 def _read(path: Path) -> dict:
+    """The claim's content; {} for an empty or garbled file. A claim is written whole before
+    it appears (`try_claim`), so such a file holds nothing and is broken as stale."""
     try:
-        return json.loads(path.read_text())
-    except ValueError:
-        return {}  # being written: its creator holds it
+        content = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return {}
+    return content if isinstance(content, dict) else {}
 
 
 def holder(run_path: Path) -> dict | None:
@@ -114,8 +128,17 @@ def holder(run_path: Path) -> dict | None:
         content, age = _read(path), time.time() - path.stat().st_mtime
     except FileNotFoundError:
         return None
+    if not content.get("host"):
+        return None  # empty or garbage (`try_claim` says so when it breaks it)
     if content.get("job") and content.get("job") == slurm_job():
         return None
+    ahead = max(content.get("since", 0) if isinstance(content.get("since"), (int, float))
+                else 0, path.stat().st_mtime) - time.time()
+    if content.get("host") != os.uname().nodename and ahead > SKEW_S:
+        raise ClockSkew(f"{path}: claimed by {content['host']} at a time {ahead:.0f} s ahead of "
+                        f"this machine's clock (more than the {SKEW_S:.0f} s clocks may differ, "
+                        "XSPEC_CLOCK_SKEW): fix the clocks (NTP), or delete the file if "
+                        f"{content['host']} no longer runs the node")
     if content.get("host") == os.uname().nodename:
         alive = any(pid_alive(content.get(key)) for key in ("pid", "worker") if content.get(key))
         return content if alive and age < 10 * STALE_S else None
@@ -131,28 +154,36 @@ def try_claim(run_path: Path) -> Claim | dict:
                "token": f"{os.uname().nodename}:{os.getpid()}:{time.time_ns()}:{id(path)}"}
     if slurm_job():
         content["job"] = slurm_job()
-    for _ in range(3):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            current = holder(run_path)
-            if current is not None:
-                return current
-            _break(path)
-            continue
-        with os.fdopen(fd, "w") as handle:
-            handle.write(json.dumps(content))
-            handle.flush()
-            os.fsync(handle.fileno())
-        claim = Claim(path, content)
-        _HEARTBEAT.hold(claim)
-        return claim
+    # The claim is written whole to a file of our own, then linked to lock.json: link fails if
+    # lock.json exists (atomic, on NFS too), and nobody ever sees an empty or half claim.
+    draft = run_path / f".{LOCK_NAME}.{os.getpid()}.{time.time_ns()}.draft"
+    draft.write_text(json.dumps(content))
+    try:
+        for _ in range(3):
+            try:
+                os.link(draft, path)
+            except FileExistsError:
+                seen = _read(path)
+                current = holder(run_path)
+                if current is not None:
+                    return current
+                _break(path, seen)
+                continue
+            claim = Claim(path, content)
+            _HEARTBEAT.hold(claim)
+            return claim
+    finally:
+        draft.unlink(missing_ok=True)
     return holder(run_path) or {"host": "?", "pid": "?", "since": time.time()}
 
 
-def _break(path: Path) -> None:
-    """Remove a stale claim; if someone claimed it meanwhile, put theirs back."""
-    stale = _read(path)
+def _break(path: Path, stale: dict) -> None:
+    """Remove the stale claim `stale`; if someone claimed the node meanwhile, put theirs back."""
+    if not stale.get("host"):
+        with contextlib.suppress(OSError):
+            size = path.stat().st_size
+            print(f"xspec: {path} was {'empty' if not size else 'unreadable'} (no claim in it); "
+                  "breaking it", file=sys.stderr, flush=True)
     aside = path.with_name(f".{LOCK_NAME}.stale.{os.getpid()}.{time.time_ns()}")
     try:
         os.rename(path, aside)

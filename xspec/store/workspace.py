@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -17,9 +18,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xspec.errors import XspecError
-from xspec.store.processes import gone, here
+from xspec.store.processes import gone, here, pid_alive
 
 STATES = ("pending", "queued", "running", "done", "failed")
+SELECTED_PATHS = ("checkpoint", "optimizer")  # the keys of selected.json holding a path
+
+
+def read_json_file(path: Path, what: str) -> dict:
+    """A JSON file the workspace wrote; a missing, truncated or garbled one raises an
+    `XspecError` naming it."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise XspecError(f"{path} ({what}) is missing") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise XspecError(f"{path} ({what}) is unreadable (truncated or garbled: "
+                         f"{str(exc)[:80]})") from None
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -67,26 +81,96 @@ class RunDir:
         return self.path / "checkpoints"
 
     def read_node(self) -> dict:
-        return json.loads(self.node_file.read_text())
+        return read_json_file(self.node_file, "the node's record")
 
     def status(self) -> dict:
+        """status.json; an unreadable one makes the node failed, naming the file, and a done
+        node whose metrics.parquet is gone or changed is failed too: never done with rows lost
+        (`xspec run` runs a failed node again)."""
         try:
-            return json.loads(self.status_file.read_text())
+            status = json.loads(self.status_file.read_text())
+            if not isinstance(status, dict):
+                raise ValueError("not a JSON object")
         except FileNotFoundError:
             return {"state": "pending"}
+        except (ValueError, UnicodeDecodeError, OSError) as exc:
+            why = "empty" if self.status_file.exists() and not self.status_file.stat().st_size \
+                else f"not JSON: {str(exc)[:80]}"
+            return {"state": "failed", "unreadable": True,
+                    "error": f"{self.status_file} is unreadable ({why}); `xspec run` runs the "
+                             "node again"}
+        if status.get("state") == "done" and "metrics_bytes" in status:
+            problem = self._metrics_problem(status["metrics_bytes"])
+            if problem:
+                return {**status, "state": "failed", "error": problem}
+        return status
+
+    def _metrics_problem(self, expected: int) -> str | None:
+        try:
+            size = self.metrics_file.stat().st_size
+        except FileNotFoundError:
+            return (f"{self.metrics_file} is missing (deleted?): the node's results are lost; "
+                    "`xspec run` computes them again")
+        if size != expected:
+            return (f"{self.metrics_file} changed since the node finished ({size} bytes, not "
+                    f"{expected}): corrupt? `xspec run` computes the node again")
+        return None
 
     def set_status(self, state: str, **extra) -> None:
         if state not in STATES:
             raise ValueError(f"unknown state {state!r}")
         current = self.status()
+        if current.pop("unreadable", False):
+            current = {}
+        if state == "done" and self.metrics_file.exists():
+            extra["metrics_bytes"] = self.metrics_file.stat().st_size
+        elif state != "done":
+            current.pop("metrics_bytes", None)
         current.update(extra, state=state, updated=time.time())
-        atomic_write_json(self.status_file, current)
+        data = (json.dumps(current, indent=2, sort_keys=True) + "\n").encode()
+        try:
+            atomic_write_bytes(self.status_file, data)
+        except OSError as exc:
+            if exc.errno not in (errno.ENOSPC, errno.EDQUOT) or not self.status_file.exists():
+                raise
+            # A full disk: overwrite the small file in place, so that a failure is recorded.
+            with open(self.status_file, "r+b") as handle:
+                handle.write(data)
+                handle.truncate()
 
     def alive_elsewhere(self) -> bool:
-        """Running in a process on this host that still exists (e.g. an orphaned worker)."""
+        """Started by, or running in, a process on this host that still exists (e.g. another
+        `xspec run` that queued it, or an orphaned worker)."""
         status = self.status()
-        return (status.get("state") == "running" and status.get("host") == here()
-                and status.get("pid") != os.getpid() and not gone(status))
+        if status.get("host") != here():
+            return False
+        if status.get("state") == "queued":
+            return status.get("owner") != os.getpid() and pid_alive(status.get("owner"))
+        return (status.get("state") == "running" and status.get("pid") != os.getpid()
+                and not gone(status))
+
+    def write_selected(self, value: dict) -> None:
+        """selected.json, with its checkpoint paths relative to the workspace: a moved or
+        copied workspace reads its own checkpoints, never the original's."""
+        root = self.path.parent.parent
+        atomic_write_json(self.path / "selected.json", {
+            k: os.path.relpath(v, root) if k in SELECTED_PATHS and v and os.path.isabs(v)
+            and Path(v).is_relative_to(root) else v for k, v in value.items()})
+
+    def read_selected(self) -> dict:
+        """selected.json with its paths made absolute in this workspace; a path written by an
+        older xspec (absolute, into some workspace's runs/) is taken as the same file here."""
+        chosen = read_json_file(self.path / "selected.json", "the selected checkpoint")
+        root = self.path.parent.parent
+        for key in SELECTED_PATHS:
+            value = chosen.get(key)
+            if value and not os.path.isabs(value):
+                chosen[key] = str(root / value)
+            elif value and "runs" in Path(value).parts[:-2]:
+                parts = Path(value).parts
+                last = len(parts) - 1 - parts[::-1].index("runs")
+                chosen[key] = str(root.joinpath(*parts[last:]))
+        return chosen
 
     @property
     def done(self) -> bool:
@@ -137,7 +221,11 @@ class Workspace:
     def prepare(self, node) -> RunDir:
         """Create the node's folder and write node.json (idempotent)."""
         run = self.run_dir(node)
-        if not run.node_file.exists():
+        try:
+            fresh = json.loads(run.node_file.read_text()).get("id") != node.id
+        except (OSError, ValueError, AttributeError):  # missing, truncated or garbled
+            fresh = True
+        if fresh:
             atomic_write_json(run.node_file, node_record(node))
         return run
 

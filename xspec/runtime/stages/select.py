@@ -8,7 +8,6 @@ from xspec.extend.registry import POLICIES
 from xspec.extend.selection import SelectionContext, epoch_rows, pick
 from xspec.runtime.node import Context
 from xspec.runtime.records import MetricsLog
-from xspec.store.workspace import atomic_write_json
 
 
 def select(ctx: Context) -> None:
@@ -29,7 +28,7 @@ def select(ctx: Context) -> None:
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
     pre = source.read_node()["config"]
     optimizer = source.checkpoints / f"optimizer_{epoch}.pt"
-    atomic_write_json(ctx.run.path / "selected.json", {
+    ctx.run.write_selected({
         "epoch": epoch, "checkpoint": str(source.checkpoint(epoch)),
         "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"],
         "optimizer": str(optimizer) if optimizer.exists() else None})

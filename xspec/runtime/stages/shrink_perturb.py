@@ -3,7 +3,6 @@ candidate under the ASR bar is handed on (selected.json)."""
 
 from __future__ import annotations
 
-import json
 
 import torch
 
@@ -16,14 +15,13 @@ from xspec.runtime.handoffs import open_model
 from xspec.runtime.node import Context
 from xspec.runtime.records import MetricsLog, save_checkpoint
 from xspec.runtime.seeding import set_seed
-from xspec.store.workspace import atomic_write_json
 
 
 def shrink_perturb(ctx: Context) -> None:
     """Evaluate every (shrink, perturb) candidate; keep the most accurate one under the ASR bar."""
     cfg = ctx.cfg  # ShrinkPerturbConfig
     set_seed(cfg.seed)
-    selected = json.loads((ctx.first_dep().path / "selected.json").read_text())
+    selected = ctx.first_dep().read_selected()
     model, tokenizer, normalize, size = open_model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
     evaluator = Evaluator(cfg.eval.model_dump(), make_attack(cfg.attack, cfg.seed), tokenizer,
@@ -64,7 +62,7 @@ def shrink_perturb(ctx: Context) -> None:
     for row in [r for r in metrics.rows if r["step"] == chosen]:
         metrics.add(0, "eval", row["metric"], row["value"], row["n"], 0)
     metrics.flush()
-    atomic_write_json(ctx.run.path / "selected.json", {
+    ctx.run.write_selected({
         **selected, "checkpoint": str(ctx.run.checkpoint(0)), "candidate": best,
         "under_threshold": bool(eligible)})
     ctx.log(f"chose shrink {best['shrink']} perturb {best['perturb']}"
