@@ -1,6 +1,5 @@
 """Every spec in specs/ validates, compiles, and holds the paper's grids (Appendix D, by hand)."""
 
-import time
 from pathlib import Path
 
 import pytest
@@ -276,10 +275,7 @@ def test_finetuned_specs_plan_without_the_checkpoint_file(monkeypatch, tmp_path)
                 "until it exists") in plan.notes
 
 
-def test_all_paper_specs_compile_quickly():
-    start = time.perf_counter()
+def test_all_paper_specs_compile_to_the_expected_node_count():
+    # Compile speed is bench/bench_compiler.py's business: a timing assert fails on a loaded machine.
     nodes = sum(len(open_study(SPECS / f"{name}.toml").plan.nodes) for name in PAPER)
-    elapsed = time.perf_counter() - start
-    print(f"compiled {len(PAPER)} specs, {nodes} nodes, in {elapsed:.3f} s")
     assert nodes == sum(sum(c.values()) for c in EXPECTED.values())
-    assert elapsed < 5.0  # the precise figure (well under 1 s) is the bench's business
