@@ -115,6 +115,7 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
            executor: Annotated[str, typer.Option(help="Batch system: slurm.")] = "slurm",
            partition: _opt("SLURM partition.") = None,
            gpus_per_node: _opt("GPUs per training job (one DDP task each).", int) = None,
+           nodes: _opt("Machines per training job; DDP spans all their GPUs.", int) = None,
            cpus_per_task: _opt("CPUs (and torch threads) per task; default 1.", int) = None,
            mem_gb: _opt("Memory per job in GB.", float) = None,
            time: _opt("Time limit per job, e.g. 24:00:00; past it a job requeues and "
@@ -127,10 +128,12 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     the spec's [cluster] table.
 
     Example: xspec submit specs/table2.toml --partition gpu --gpus-per-node 1 --time 24:00:00
+    (add --nodes 4 --gpus-per-node 8 to pre-train on 32 GPUs of 4 machines)
     """
     from xspec.study import open_study, submit_study
 
-    flags = dict(partition=partition, gpus_per_node=gpus_per_node, cpus_per_task=cpus_per_task,
+    flags = dict(partition=partition, gpus_per_node=gpus_per_node, nodes=nodes,
+                 cpus_per_task=cpus_per_task,
                  mem_gb=mem_gb, time=time, array_parallelism=array_parallelism,
                  account=account, qos=qos)
     study = open_study(spec)

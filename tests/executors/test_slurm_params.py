@@ -28,6 +28,8 @@ CASES = {
     "one minute": ({"time": "1"}, "pretrain"),
     "two minutes": ({"time": "0:02:00"}, "pretrain"),
     "days": ({"time": "2-12"}, "pretrain"),
+    "two machines per training job": ({"nodes": 2, "gpus_per_node": 8}, "pretrain"),
+    "two machines asked, select runs on one": ({"nodes": 2, "gpus_per_node": 8}, "select"),
     "everything else": ({"account": "lab", "qos": "high", "constraint": "a100",
                          "exclude": "node[1-2]", "signal_delay_s": 120, "max_requeues": 3,
                          "additional": {"mail-type": "END", "hold": True}}, "pretrain"),
@@ -90,8 +92,8 @@ def test_every_bad_option_is_reported_at_once():
                          SimpleNamespace(kind="clean"))
     assert str(info.value).splitlines() == [
         "unknown slurm option 'gpus'; allowed: account, additional, array_parallelism, "
-        "constraint, cpus_per_task, exclude, gpus_per_node, max_requeues, mem_gb, partition, "
-        "qos, signal_delay_s, tasks_per_node, time",
+        "constraint, cpus_per_task, exclude, gpus_per_node, max_requeues, mem_gb, nodes, "
+        "partition, qos, signal_delay_s, tasks_per_node, time",
         "slurm option 'time': expected str or int, got True",
         "slurm option 'gpus_per_node': expected int, got '2'",
     ]

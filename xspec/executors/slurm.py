@@ -41,7 +41,7 @@ OPTION_TYPES = {
     "partition": str, "time": (str, int), "gpus_per_node": int, "cpus_per_task": int,
     "mem_gb": (int, float), "array_parallelism": int, "account": str, "qos": str,
     "constraint": str, "exclude": str, "signal_delay_s": int, "max_requeues": int,
-    "additional": dict, "tasks_per_node": int,
+    "additional": dict, "tasks_per_node": int, "nodes": int,
 }
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
@@ -148,7 +148,9 @@ def slurm_parameters(options: dict, node) -> dict:
     params = {
         "name": f"xspec-{node.kind}",
         "timeout_min": minutes,
-        "nodes": 1,
+        # Training jobs may span machines (`nodes`): DDP across every task of every node, the
+        # ranks and rendezvous from submitit's environment (xspec.runtime.distributed.setup).
+        "nodes": (opts.get("nodes") or 1) if trains(node.kind) else 1,
         # One task per GPU for training (DDP across the tasks); the rest run as one task.
         "tasks_per_node": (opts.get("tasks_per_node") or opts.get("gpus_per_node") or 1)
         if trains(node.kind) else 1,

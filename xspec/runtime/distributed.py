@@ -38,13 +38,31 @@ def setup(device: torch.device) -> Dist:
     if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "RANK" not in os.environ:
         from submitit.helpers import TorchDistributedEnvironment
 
-        TorchDistributedEnvironment().export(set_cuda_visible_devices=device.type == "cuda")
+        # CUDA_VISIBLE_DEVICES is read once, when CUDA initialises (picking the device did):
+        # each rank takes its GPU by local rank instead (`rank_device`).
+        TorchDistributedEnvironment().export(set_cuda_visible_devices=False)
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world == 1:
         return Dist()
     if not td.is_initialized():
+        if device.type == "cuda":  # NCCL binds to the current device
+            torch.cuda.set_device(_local_gpu())
         td.init_process_group("nccl" if device.type == "cuda" else "gloo")
     return Dist(td.get_rank(), td.get_world_size())
+
+
+def rank_device(device: torch.device, dist: Dist) -> torch.device:
+    """This rank's GPU: with several ranks on a machine that shows them all its GPUs (SLURM's
+    `--gpus-per-node`), the one of its local rank, on every node of a multi-node job; a
+    rank shown one GPU (`--gpus-per-task`) uses it. Other devices are returned as they are."""
+    if device.type != "cuda" or dist.world == 1:
+        return device
+    return torch.device("cuda", _local_gpu())
+
+
+def _local_gpu() -> int:
+    count = torch.cuda.device_count()
+    return int(os.environ.get("LOCAL_RANK", "0")) % count if count > 1 else 0
 
 
 def gather(tensor: torch.Tensor, dist: Dist) -> torch.Tensor:

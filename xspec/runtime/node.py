@@ -28,7 +28,7 @@ import torch
 from xspec.errors import ExecutionError, XspecError
 from xspec.extend.plugins import import_recorded
 from xspec.extend.registry import NODE_KINDS, resolve
-from xspec.runtime.distributed import Dist, setup
+from xspec.runtime.distributed import Dist, rank_device, setup
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
 
 
@@ -138,6 +138,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
     device = configure_process(settings)
     kind = NODE_KINDS.get(record["kind"])
     dist = setup(device)
+    device = rank_device(device, dist)
     if not dist.main:  # helper ranks train alongside rank 0, which writes everything
         if kind.trains:
             stage_of(kind.name)(Context(record, run, workspace, settings, device,

@@ -68,6 +68,7 @@ class ClusterOptions(XspecModel):
     partition: str | None = None
     time: str | None = None  # e.g. "24:00:00"; past it a job requeues and resumes
     gpus_per_node: PositiveInt | None = None
+    nodes: PositiveInt | None = None  # machines per training job (DDP across all their tasks)
     tasks_per_node: PositiveInt | None = None  # default: one per GPU, for DDP
     cpus_per_task: PositiveInt | None = None
     mem_gb: PositiveFloat | None = None
