@@ -59,7 +59,8 @@ def test_repeated_values_are_deduplicated(write_spec, base_spec):
      "pretrain.epoch: unknown key; allowed: batch_size, epochs, lr, mmcl_weight, objective, "
      "schedule, select, ssl_weight, text_augment, warmup_steps, weight_decay"),
     ('kind = "badnet"', 'kind = "trojan"',
-     "attack: unknown kind 'trojan'; allowed: badnet, label_consistent, blended, wanet, sig, none"),
+     "attack: unknown kind 'trojan'; allowed: badnet, label_consistent, blended, wanet, sig, none, "
+     "badclip"),
     ('poisons = 16', 'poisons = -3', "attack.poisons: input should be greater than 0 (got -3)"),
     ('target = "bag"', 'target = "banana"',
      "attack.target: 'banana' is not a class of the evaluation set (10 classes, e.g. t-shirt, "

@@ -42,6 +42,8 @@ class Plan:
     upstream: dict = field(default_factory=dict, repr=False)  # spec path -> its plan (a cache)
     # Dataset path -> the pair count its spec expects (`expected_size`): for the estimate only.
     expected_sizes: dict[str, int] = field(default_factory=dict)
+    # Canonical JSON of an attack table -> the nodes its poisoning depends on (its `upstream`).
+    attack_deps: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def ordered(self) -> list[Node]:
         """Dependency order: the farthest upstream study first, then kind by kind."""

@@ -161,14 +161,33 @@ class Builder:
     def __init__(self, plan: Plan):
         self.plan = plan
 
-    def add(self, kind: str, config: dict, deps: tuple[Node, ...]) -> Node:
-        return _add(self.plan, kind, config, deps)
+    def add(self, kind: str, config: dict, deps: tuple[Node, ...],
+            inputs: dict[str, tuple[Node, str]] | None = None) -> Node:
+        return _add(self.plan, kind, config, deps, inputs)
+
+    def input(self, ref, key: str) -> tuple[Node, str]:
+        """Another study's node (`{ study, node }` at spec key `key`) joined to this plan:
+        (the node, "study:node" for the lineage)."""
+        node, study = inputs.resolve(self.plan, ref, key, compile_spec)
+        return node, f"{study}:{node.name}"
 
     def shared(self, spec: Spec) -> dict:
         return _shared(spec)
 
     def fingerprint(self, path: str, key: str) -> dict:
         return _fingerprint(self.plan, path, key)
+
+
+def _attack_inputs(plan: Plan, spec: Spec) -> Spec:
+    """The spec with its attack table as the attack's `upstream` hook completes it (naming the
+    nodes it adds, e.g. BadCLIP's trigger optimisation); those nodes are the poison node's."""
+    hook = ATTACKS.get(spec.attack.kind).upstream
+    if hook is None:
+        return spec
+    attack, nodes = resolve_ref(hook)(Builder(plan), spec)
+    plan.attack_deps[canonical_json(_attack_config(spec.model_copy(update={"attack": attack})))] \
+        = tuple(nodes)
+    return spec.model_copy(update={"attack": attack})
 
 
 def _options(section) -> dict:
@@ -220,8 +239,10 @@ def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     """`keep_optimizer`: pre-training configs (canonical JSON) whose checkpoints must carry the
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
     train = spec.data.train.model_dump(mode="json")
-    poison = _add(plan, "poison", {**_attack_config(spec), "train": train,
-                                   "seed": spec.study.seed, **_versions(spec, evaluates=False)}, ())
+    attack = _attack_config(spec)
+    poison = _add(plan, "poison", {**attack, "train": train, "seed": spec.study.seed,
+                                   **_versions(spec, evaluates=False)},
+                  plan.attack_deps.get(canonical_json(attack), ()))
     config = _pretrain_config(plan, spec)
     if canonical_json(config) in keep_optimizer:
         config["save_optimizer"] = True
@@ -350,7 +371,7 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
     plan = Plan(study=loaded.study, spec_path=str(loaded.path), parents=parents)
     if len({spec.study.name for spec, _ in loaded.variants}) > 1:
         raise CompileError("study.name cannot be a sweep axis")
-    specs = [spec for spec, _ in loaded.variants]
+    specs = [_attack_inputs(plan, spec) for spec, _ in loaded.variants]
     keep_optimizer = _keep_optimizer(plan, [s for s in specs if s.pretrain is not None])
     chains = [_chain(plan, spec, keep_optimizer) if spec.pretrain is not None
               else _started_chain(plan, spec) for spec in specs]

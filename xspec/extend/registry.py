@@ -104,6 +104,10 @@ class Attack:
     behaviour: Any
     version: str | None
     origin: str
+    upstream: Any = None
+    """Optional, compiler side (a callable or "module:attr"): `(builder, spec) -> (attack,
+    nodes)` adds the nodes the attack needs before poisoning (BadCLIP's trigger optimisation)
+    and returns the attack table to use (naming them) and the nodes the poison node depends on."""
 
 
 @dataclass(frozen=True)
@@ -283,12 +287,12 @@ def _origin(obj: Any) -> str:
     return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', obj)}"
 
 
-def register_attack(behaviour: Any, *, version: str | None = None):
+def register_attack(behaviour: Any, *, version: str | None = None, upstream: Any = None):
     """Class decorator on an attack's spec model (an `XspecModel` with `kind: Literal[...]`)."""
 
     def decorate(model: type) -> type:
         kind = tag_of(model, "kind")
-        ATTACKS.add(kind, Attack(kind, model, behaviour, version, _origin(model)))
+        ATTACKS.add(kind, Attack(kind, model, behaviour, version, _origin(model), upstream))
         return model
 
     return decorate

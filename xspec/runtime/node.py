@@ -123,6 +123,11 @@ def failure_reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
 
 
+# The workspace of the node this process runs: what an attack built from its config alone
+# reads another node's output from (BadCLIP's optimised patch).
+CURRENT: dict = {"workspace": None}
+
+
 def stage_of(kind: str):
     """The stage function of a node kind, from the registry."""
     return resolve(NODE_KINDS.get(kind).stage)
@@ -132,6 +137,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
                  echo: bool = False) -> str:
     """Run the node described by `record` (node.json); returns its final state."""
     workspace = Workspace(workspace_root)
+    CURRENT["workspace"] = workspace
     run = RunDir(workspace.runs / record["run_name"])
     if run.done:
         return "done"

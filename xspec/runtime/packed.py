@@ -29,7 +29,9 @@ from xspec.errors import XspecError
 from xspec.runtime.defences import defences
 from xspec.runtime.distributed import Dist
 from xspec.runtime.fit import Member
-from xspec.runtime.node import Context, configure_process, failure_reason, node_logger
+from xspec.runtime.node import (
+    CURRENT, Context, configure_process, failure_reason, node_logger,
+)
 from xspec.runtime.stages.clean import CleanInputs, clean_inputs, keep_all_checkpoints
 from xspec.runtime.train import timed, train_step
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
@@ -93,6 +95,7 @@ def run_pack(records: list[dict], workspace_root: str, settings: dict,
     """Run the pack's nodes in this process; returns {node id: None if done, else the reason
     it failed}. Members already done are left alone."""
     workspace = Workspace(workspace_root)
+    CURRENT["workspace"] = workspace
     runs = {r["id"]: RunDir(workspace.runs / r["run_name"]) for r in records}
     todo = [r for r in records if not runs[r["id"]].done]
     result: dict[str, str | None] = {r["id"]: None for r in records}

@@ -24,7 +24,7 @@ MAX_DEPTH = 32  # tables and arrays inside each other; xspec's schema needs 4
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Keys holding a file path, with the keyword that means "no file" (resolved against the spec).
 PATH_KEYS = {"path": None, "init": "scratch", "labels": "kmeans", "study": None,
-             "templates": "clip80"}
+             "templates": "clip80", "surrogate": None}
 
 
 @dataclass(frozen=True)
