@@ -121,7 +121,8 @@ class StubClip(nn.Module):
 def test_optimisation_lowers_its_loss():
     from xspec.runtime.attacks.patch import target_pattern
     from xspec.runtime.badclip import Optimisation, optimise_patch
-    from xspec.runtime.data import open_eval, open_pairs, read_classes
+    from xspec.runtime.data import open_eval, open_pairs
+    from xspec.spec.classes import read_classes
     from xspec.runtime.pipeline import Normalizer
 
     side, classes = 16, read_classes("fashion_mnist")
