@@ -42,3 +42,29 @@ def test_every_spec_value_stays_on_its_sbatch_line_and_the_worker_ignores_the_cw
             assert line.startswith("#SBATCH --"), line
     assert sum(any(v in line for v in values) for line in script.splitlines()) == 4
     assert " -P -u -m submitit.core._submit" in script
+
+
+def test_submit_without_slurm_is_one_clear_line(write_spec, base_spec, tmp_path, monkeypatch):
+    from xspec.executors.slurm import SlurmError
+    from xspec.store.workspace import Workspace
+    from xspec.study import open_study, submit_study
+
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    study = open_study(write_spec(base_spec))
+    with pytest.raises(SlurmError) as info:
+        submit_study(study, Workspace(tmp_path / "ws"), "slurm", {})
+    assert str(info.value) == ("xspec submit needs a SLURM login node and this machine has no "
+                               "SLURM; `xspec run` runs the study here (no sbatch, srun, squeue "
+                               "on PATH)")
+
+
+def test_validate_refuses_a_newline_in_a_cluster_string(write_spec, base_spec):
+    from xspec.spec.load import load_spec
+
+    path = write_spec(base_spec + '\n[cluster.clean]\npartition = "cpu\\ntouch /tmp/x #"\n')
+    with pytest.raises(XspecError) as info:
+        load_spec(path)
+    assert str(info.value) == (f"{path}: cluster.clean.partition: control character '\\n' not "
+                               "allowed (a newline would start a new line of the sbatch script)")

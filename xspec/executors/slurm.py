@@ -18,6 +18,7 @@ import math
 import os
 import re
 import shlex
+import shutil
 import subprocess
 import time
 from collections.abc import Sequence
@@ -27,6 +28,7 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from xspec.compiler.packing import packs
+from xspec.spec.cluster import unsafe_options
 from xspec.errors import XspecError
 from xspec.executors.base import Outcome, prepare
 from xspec.executors.local import WORKER_PYTHON
@@ -47,6 +49,8 @@ QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
 NEVER = "DependencyNeverSatisfied"
+NO_SLURM = ("xspec submit needs a SLURM login node and this machine has no SLURM; "
+            "`xspec run` runs the study here")
 
 
 class SlurmError(XspecError):
@@ -100,35 +104,10 @@ def check_options(options: dict) -> dict:
                  for k, v in given.items()
                  if k in OPTION_TYPES and (not isinstance(v, OPTION_TYPES[k])
                                            or isinstance(v, bool))]
-    problems += _unsafe(given)
+    problems += unsafe_options(given)
     if problems:
         raise XspecError("\n".join(problems))
     return {**DEFAULTS, **given}
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_OPTION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_-]*")
-
-
-def _unsafe(options: dict) -> list[str]:
-    """Problems of options that would leave their `#SBATCH` line: a control character (a newline
-    starts a new line of the script, which runs as shell) or an `additional` name that is not an
-    sbatch option name."""
-    problems = []
-    for key, value in options.items():
-        items = value.items() if isinstance(value, dict) else [(None, value)]
-        for name, item in items:
-            where = f"slurm option {key!r}" + (f" {name!r}" if name is not None else "")
-            if name is not None and not (isinstance(name, str) and _OPTION_NAME.fullmatch(name)):
-                problems.append(f"{where}: not an sbatch option name (letters, digits, - and _)")
-            elif isinstance(item, str) and _CONTROL.search(item):
-                problems.append(f"{where}: control character {_CONTROL.search(item).group()!r} "
-                                "not allowed (a newline would start a new line of the sbatch "
-                                "script)")
-            elif name is not None and not isinstance(item, (str, int, float, bool)):
-                problems.append(f"{where}: expected a string or number, got "
-                                f"{type(item).__name__}")
-    return problems
 
 
 def _type_name(kind) -> str:
@@ -296,6 +275,9 @@ class SlurmExecutor:
         (node, job id)."""
         options = options or {}
         opts = {kind: options_for(options, kind) for kind in stage_kinds()}
+        missing = [tool for tool in ("sbatch", "srun", "squeue") if shutil.which(tool) is None]
+        if missing:
+            raise SlurmError(f"{NO_SLURM} (no {', '.join(missing)} on PATH)")
         pending = prepare(workspace, plan)
         current = self.states(plan, workspace)
         todo = [n for n in pending if current[n.id][0] not in ("queued", "running")]
@@ -342,9 +324,12 @@ class SlurmExecutor:
         if after:
             extra["dependency"] = "afterok:" + ":".join(sorted(after))
         folder = workspace.root / "slurm" / "%j"
-        executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
-                                         slurm_max_num_timeout=opts["max_requeues"],
-                                         slurm_python=shlex.join(WORKER_PYTHON))
+        try:
+            executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
+                                             slurm_max_num_timeout=opts["max_requeues"],
+                                             slurm_python=shlex.join(WORKER_PYTHON))
+        except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
+            raise SlurmError(f"{NO_SLURM} ({_text(exc)})") from None
         executor.update_parameters(**params, slurm_additional_parameters=extra)
         # A DDP job's tasks would each run the whole pack: packing needs one task per job.
         groups = packs(nodes, int(settings.get("pack", 1)) if params["tasks_per_node"] == 1
@@ -352,6 +337,8 @@ class SlurmExecutor:
         try:
             with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # sbatch prints
                 jobs = [executor.submit(_job(group, workspace, settings)) for group in groups]
+        except FileNotFoundError as exc:
+            raise SlurmError(f"{NO_SLURM} ({exc.filename or 'sbatch'} not found)") from None
         except (subprocess.CalledProcessError, submitit.core.utils.FailedJobError) as exc:
             message = getattr(exc, "stderr", None) or getattr(exc, "output", None) or exc
             raise SlurmError(f"sbatch refused the {nodes[0].kind} jobs: {_text(message)}") from None

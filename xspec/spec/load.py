@@ -13,6 +13,7 @@ from pydantic import ValidationError
 
 from xspec.errors import SpecError
 from xspec.spec.classes import class_names, examples
+from xspec.spec.cluster import unsafe_options
 from xspec.spec.evalsets import SUBSETS
 from xspec.textfiles import decode_utf8, read_regular
 from xspec.spec.schema import Spec, spec_model
@@ -73,6 +74,7 @@ def load_spec(path: str | Path) -> LoadedSpec:
         specs += _validate(path, variants, where, model)
     _check_targets(path, specs)
     _check_files(path, specs)
+    _check_cluster(path, specs)
     return LoadedSpec(path, raw, all_axes, specs, tuple(plugins))
 
 
@@ -281,6 +283,20 @@ def _check_targets(path: Path, specs) -> None:
                 f"{path}: attack.target: {spec.attack.target!r} is not a class of the evaluation "
                 f"set ({examples(source, classes)})"
             )
+
+
+def _check_cluster(path: Path, specs) -> None:
+    """Cluster strings that would leave their #SBATCH line (`xspec.spec.cluster`)."""
+    for spec, _ in specs:
+        cluster = spec.cluster.model_dump(exclude_none=True) if spec.cluster else {}
+        tables = [("", {k: v for k, v in cluster.items() if not isinstance(v, dict)
+                        or k == "additional"})]
+        tables += [(f"{k}.", v) for k, v in cluster.items()
+                   if isinstance(v, dict) and k != "additional"]
+        for prefix, table in tables:
+            problems = unsafe_options(table, f"cluster.{prefix}")
+            if problems:
+                raise SpecError(f"{path}: {problems[0]}")
 
 
 def _check_files(path: Path, specs) -> None:
