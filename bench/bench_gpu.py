@@ -14,12 +14,22 @@ there) for RN50 and ViT-B-32, MMCL and MMCL+SSL, beside open_clip_train's CSV lo
 (`--dataset-type csv`, same files, same worker count) for MMCL: samples/s, MFU, and the share of
 each step xspec's loop waited for data.
 
+The files are img2dataset-sized (bench/_jpegs.py: shorter side 256-512, aspect 1-2), decoded
+with the paper specs' default `decode = "exact"`.
+
+Packed cleaning (`run.pack = K`, K = 1, 4, 8, RN50 on a GPU): one loader feeds K members, each
+stepping with its own learning rate on every batch; time per grid point per batch, and packed
+K / unpacked (goal for K = 4: <= 0.5x).
+
 Without a GPU the CPU path runs the same code on the tiny models (xspec-vit-tiny in memory,
 bench/tiny224.json on files; fp32, batch 128, a few steps) and says so; MFU is then left out
-(no meaningful peak), achieved GFLOP/s shown.
+(no meaningful peak), achieved GFLOP/s shown. `--smoke` runs every section on the CPU with a
+micro model in about two minutes (tests/bench/test_bench_gpu_smoke.py). On one H200 the whole
+script should take 4-6 minutes (estimated, not yet run there: 2,048 JPEGs written ~1 min, three
+open_clip_train start-ups ~30 s each, the rest tens of seconds); run it with a 480 s timeout.
 
 Usage: .venv/bin/python bench/bench_gpu.py [--device auto|cuda|cpu] [--steps 40] [--json out.json]
-                                           [--no-files] [--workers 12]
+                                           [--no-files] [--workers 12] [--smoke]
 """
 
 from __future__ import annotations
@@ -61,7 +71,10 @@ SKIP = 5
 BENCH = Path(__file__).resolve().parent
 
 
-def profile(device: torch.device) -> dict:
+def profile(device: torch.device, smoke: bool = False) -> dict:
+    if smoke:  # the test's CPU run: every section, minutes not hours
+        return {"arch": "xspec-vit-micro", "batch": 16, "precision": "fp32", "workers": 0,
+                "images": 256, "eval_images": 64, "eval_batch": 32, "files": 128, "pack_steps": 4}
     if device.type == "cuda":
         return {"arch": "ViT-B-32", "batch": 256, "precision": "amp_bf16", "workers": 8,
                 "images": 4096, "eval_images": 4096, "eval_batch": 512}
@@ -176,14 +189,15 @@ def file_data(arch: str, objective: str, folder: Path, n: int, p: dict, steps: i
 
 def bench_files(figures: Figures, device: torch.device, p: dict, steps: int, logs: Path,
                 workers: int) -> None:
-    from bench_loader import write_jpegs
-
     import os
 
-    archs = ("RN50", "ViT-B-32") if device.type == "cuda" else (str(BENCH / "tiny224.json"),)
+    from _jpegs import write_jpegs
+
+    archs = (("RN50", "ViT-B-32") if device.type == "cuda" else
+             (p["arch"],) if p.get("files") else (str(BENCH / "tiny224.json"),))
     if device.type == "cpu":  # as a node would run (xspec.runtime.runner.configure_process)
         torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) - workers))
-    n = 2048 if device.type == "cuda" else 512
+    n = p.get("files") or (2048 if device.type == "cuda" else 512)
     folder = logs / "jpegs"
     write_jpegs(folder, n)
     rows = (folder / "openclip.tsv").read_text().splitlines()
@@ -219,6 +233,48 @@ def bench_files(figures: Figures, device: torch.device, p: dict, steps: int, log
                         "/s", note=f"{workers} workers{mfu}")
             figures.add(f"files {label} mmcl pairs/s, xspec / open_clip_train", logged / step,
                         "x", (">=", 1.0))
+    bench_packed(figures, device, p, folder, n, workers, archs[0])
+
+
+def bench_packed(figures: Figures, device: torch.device, p: dict, folder: Path, n: int,
+                 workers: int, arch: str, ks: tuple[int, ...] = (1, 4, 8)) -> None:
+    """Cleaning K grid points packed in one job, as `run.pack = K` runs them: every batch is
+    decoded, poisoned and moved once, then each member takes its own optimiser step on it (its
+    own learning rate). Unpacked, each grid point is a job of its own that loads its data too:
+    time per grid point, packed K / K=1 (goal 1/K where data dominates; the members' own steps
+    are the floor)."""
+    from xspec.runtime.optim import adamw
+    from xspec.runtime.train import TrainConfig, TrainState, train_step
+
+    steps = p.get("pack_steps", 12)
+    per_point = {}
+    for k in ks:
+        members = []
+        for i in range(k):
+            torch.manual_seed(i)
+            model = models.create(arch, "scratch", device)
+            members.append((model, adamw(model, 1e-5 * (i + 1), 0.1), TrainState(),
+                            TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-5 * (i + 1), 2)))
+        data = file_data(arch, "mmcl", folder, n, p, steps + 2, workers, device)
+        times = []
+        start = time.perf_counter()
+        for batch in data.batches(1):
+            for model, optimizer, state, cfg in members:
+                train_step(cfg, model, model, optimizer, batch, state, steps + 2, device)
+            _sync(device)
+            times.append(time.perf_counter() - start)
+            start = time.perf_counter()
+        step = median(times[2:])  # the first batches wait for the workers to start
+        per_point[k] = step / k
+        figures.add(f"packed cleaning {Path(arch).stem}, K = {k}: time per grid point per batch",
+                    per_point[k] * 1e3, " ms", note=f"{k * p['batch'] / step:.0f} member-pairs/s; "
+                                                  f"{workers} workers")
+        del members, data
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+    for k in ks[1:]:
+        figures.add(f"packed K = {k} / unpacked, time per grid point", per_point[k] / per_point[1],
+                    "x", ("<=", 0.5) if k == 4 else None)
 
 
 def bench_evaluation(figures: Figures, device: torch.device, p: dict) -> None:
@@ -276,18 +332,20 @@ def main() -> None:
                         "help": "timed steps per loop (default: 40 on GPU, 8 on CPU)"},
                  workers={"type": int, "default": 0,
                           "help": "loader workers on the file path (default: 12 GPU, 2 CPU)"},
-                 no_files={"action": "store_true", "help": "skip the file path"})
+                 no_files={"action": "store_true", "help": "skip the file path"},
+                 smoke={"action": "store_true",
+                        "help": "CPU, micro model, 2 steps: every section runs (the test's)"})
     args = parser.parse_args()
     name = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available()
-                                                      else "cpu")
+                                                      and not args.smoke else "cpu")
     device = torch.device(name)
     threads = set_threads(args.threads) if device.type == "cpu" else torch.get_num_threads()
-    steps = args.steps or (40 if device.type == "cuda" else 8)
+    steps = args.steps or (2 if args.smoke else 40 if device.type == "cuda" else 8)
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
     logging.getLogger().setLevel(logging.ERROR)
     models.register_configs()
-    p = profile(device)
+    p = profile(device, args.smoke)
     figures = Figures("gpu")
     where = (torch.cuda.get_device_name(device) if device.type == "cuda"
              else f"no GPU: CPU path, tiny model, {threads} threads")
@@ -298,7 +356,7 @@ def main() -> None:
         bench_training(figures, device, p, steps, logs)
         bench_evaluation(figures, device, p)
         if not args.no_files:
-            workers = args.workers or (12 if device.type == "cuda" else 2)
+            workers = args.workers or (12 if device.type == "cuda" else 1 if args.smoke else 2)
             bench_files(figures, device, p, steps, logs, workers)
             torch.set_num_threads(threads)
     finally:
