@@ -78,7 +78,7 @@ else:
     n = len(captions)
 seconds = time.perf_counter() - start
 print(json.dumps({"n": n, "seconds": seconds, "added_gb": status("VmHWM") - base,
-                  "peak_gb": status("VmHWM")}))
+                  "peak_gb": status("VmHWM"), "base_gb": base}))
 """
 
 
@@ -95,6 +95,10 @@ def open_figures(figures: Figures, path: Path) -> None:
                 note=f"absolute peak {new['peak_gb']:.2f} GB with torch; "
                      f"list of dicts: +{old['added_gb']:.2f} GB")
     figures.add("open, memory list of dicts / columnar", old["added_gb"] / new["added_gb"], "x")
+    bound = 0.5 if new["n"] <= 3_000_000 else 1.0  # the issue's bounds: 3 M and 12 M rows
+    figures.add("open, absolute peak of the process (torch imported)", new["peak_gb"], " GB",
+                ("<=", bound), note=f"the process held {new['base_gb']:.2f} GB after importing "
+                                    "torch and xspec, before the open")
 
 
 def uss_mb(pid: int) -> float:
