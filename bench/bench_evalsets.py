@@ -29,7 +29,7 @@ from bench_eval import ARCH, ATTACK, write_jpegs  # noqa: E402
 
 from xspec.runtime import models  # noqa: E402
 from xspec.runtime.attacks import make_attack  # noqa: E402
-from xspec.runtime.fit import Evaluator  # noqa: E402
+from xspec.runtime.evaluator import Evaluator  # noqa: E402
 from xspec.runtime.pipeline import Normalizer  # noqa: E402
 
 METRICS = ["top1", "top5", "asr"]

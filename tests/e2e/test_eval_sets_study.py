@@ -33,6 +33,7 @@ def test_every_set_is_measured_at_every_evaluation(finished):
     assert rows == [("clean", "captions", "retrieval:captions", 3),
                     ("clean", "fashion_test", "eval", 3),
                     ("clean", "footwear_and_bags", "eval:footwear_and_bags", 3),
+                    ("clean", "footwear_and_bags", "probe:footwear_and_bags", 3),
                     ("clean", "train_split", "eval:train_split", 3)]
     labels = open_eval({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
                         "split": "test", "size": 256}, 8).labels
@@ -44,6 +45,9 @@ def test_every_set_is_measured_at_every_evaluation(finished):
     retrieval = {m for (m,) in con.execute(
         "SELECT DISTINCT metric FROM metrics WHERE eval_set = 'captions'").fetchall()}
     assert retrieval == {f"{w}_r{k}" for w in ("i2t", "t2i", "asr") for k in (1, 5, 10)}
+    probes = con.execute("""SELECT count(DISTINCT (node_id, epoch)), min(n), max(n)
+        FROM metrics WHERE split = 'probe:footwear_and_bags' AND metric = 'top1'""").fetchone()
+    assert probes == (2 * 3 + 2, inside, inside)  # 2 cleaning runs x 3 epochs, 2 pre-training
 
 
 def test_report_shows_every_set(finished):
@@ -52,3 +56,4 @@ def test_report_shows_every_set(finished):
     assert 'id="eval-sets"' in html and 'id="robustness"' in html
     assert "fashion_test (primary)" in html
     assert "chart-pareto-footwear_and_bags" in html and "chart-pareto-train_split" in html
+    assert "probe top-1" in html

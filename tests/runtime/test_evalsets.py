@@ -10,8 +10,10 @@ from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 from xspec.runtime import models
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.data import open_eval
-from xspec.runtime.evalsets import Scores, restrict
-from xspec.runtime.fit import Evaluator, _log_eval
+from xspec.runtime.evalsets import Scores
+from xspec.runtime.subsets import restrict
+from xspec.runtime.evaluator import Evaluator
+from xspec.runtime.fit import _log_eval
 from xspec.runtime.pipeline import Normalizer, eval_batches
 from xspec.runtime.records import MetricsLog
 from xspec.runtime.retrieval import (
@@ -178,3 +180,51 @@ def test_retrieval_set_groups_captions_of_one_image_file(micro, tmp_path):
         assert scores[f"i2t_r{k}"][0] == pytest.approx(_direct_recall(similarity, positives, k))
         assert scores[f"t2i_r{k}"][0] == pytest.approx(
             _direct_recall(similarity.T, positives.T, k))
+
+
+def test_probe_schedule_is_cleanclips_cosine():
+    """attack-cleanclip src/scheduler.py:3-14 with no warm-up, as src/evaluate.py:232 calls it."""
+    from xspec.runtime.probe import cosine_lr
+
+    def original(base_lr, num_warmup_steps, total_steps, current_step):
+        if current_step < num_warmup_steps:
+            return base_lr * (current_step + 1) / num_warmup_steps
+        n = current_step - num_warmup_steps
+        d = total_steps - num_warmup_steps
+        return 0.5 * (1 + np.cos(np.pi * n / d)) * base_lr
+
+    for step in (0, 1, 17, 99):
+        assert cosine_lr(0.005, step, 100) == pytest.approx(original(0.005, 0, 100, step))
+
+
+def test_probe_learns_separable_features():
+    from xspec.runtime.probe import fit_probe
+
+    g = torch.Generator().manual_seed(0)
+    centres = torch.randn(3, 16, generator=g) * 4
+    y = torch.randint(0, 3, (300,), generator=g)
+    x = centres[y] + torch.randn(300, 16, generator=g)
+    cfg = {"epochs": 8, "batch_size": 32, "lr": 0.05, "weight_decay": 0.01}
+    head = fit_probe(x[:200], y[:200], 3, cfg, seed=0)
+    assert (head(x[200:]).argmax(1) == y[200:]).float().mean() > 0.9
+    again = fit_probe(x[:200], y[:200], 3, cfg, seed=0)
+    assert torch.equal(head.weight, again.weight)  # seeded: the same probe every time
+
+
+def test_probe_is_logged_per_set_and_cached_per_model(micro, tmp_path, monkeypatch):
+    import xspec.runtime.probe as probe
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    train = {**FASHION, "split": "train", "size": 200}
+    cfg = {"source": {**FASHION, "size": 64}, "sets": {"shoes": {
+        "source": FASHION, "subset": SHOES_AND_BAG,
+        "probe": {"train": train, "epochs": 4, "batch_size": 32, "lr": 0.005,
+                  "weight_decay": 0.01}}}}
+    scores = _evaluator(micro, cfg)(micro[0])
+    rows = [r for r in scores.rows if r[0] == "probe:shoes"]
+    assert [(r[1], r[3]) for r in rows] == [("top1", int(np.isin(
+        open_eval(FASHION, 8).labels, SHOES_AND_BAG).sum()))]
+    assert len(list((tmp_path / "xspec" / "probe").glob("*.json"))) == 1
+    monkeypatch.setattr(probe, "fit_probe", lambda *a, **k: pytest.fail("not cached"))
+    again = _evaluator(micro, cfg)(micro[0])
+    assert [r for r in again.rows if r[0] == "probe:shoes"] == rows

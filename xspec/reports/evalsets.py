@@ -19,23 +19,25 @@ from xspec.reports.queries import frame, table2
 ZERO_SHOT = ("top1", "asr")
 RETRIEVAL = ("i2t_r1", "t2i_r1", "asr_r1")
 LABELS = {"top1": "top-1", "asr": "ASR", "i2t_r1": "I→T R@1", "t2i_r1": "T→I R@1",
-          "asr_r1": "trig. R@1"}
+          "asr_r1": "trig. R@1", "probe_top1": "probe top-1"}
 
 SETS = """
-SELECT DISTINCT eval_set AS name, (split = 'eval') AS primary_set,
-    CASE WHEN split LIKE 'retrieval:%' THEN 'retrieval' ELSE 'zero-shot' END AS kind
+SELECT eval_set AS name, bool_or(split = 'eval') AS primary_set,
+    CASE WHEN bool_or(split LIKE 'retrieval:%') THEN 'retrieval' ELSE 'zero-shot' END AS kind,
+    bool_or(split LIKE 'probe:%') AS probed
 FROM metrics
-WHERE eval_set IS NOT NULL AND (split = 'eval' OR split LIKE 'eval:%' OR split LIKE 'retrieval:%')
-    AND node_id IN (SELECT node_id FROM xr_clean)
+WHERE eval_set IS NOT NULL AND node_id IN (SELECT node_id FROM xr_clean)
+GROUP BY eval_set
 ORDER BY NOT primary_set, kind DESC, name
 """
 
-# A set's values per run and epoch, for the runs of the report.
+# A set's values per run and epoch, for the runs of the report (a probe's as probe_<metric>).
 VALUES = """
-SELECT m.node_id, m.epoch, m.eval_set AS name, m.metric, max(m.value) AS value, max(m.n) AS n
+SELECT m.node_id, m.epoch, m.eval_set AS name,
+    CASE WHEN m.split LIKE 'probe:%' THEN 'probe_' || m.metric ELSE m.metric END AS metric,
+    max(m.value) AS value, max(m.n) AS n
 FROM metrics m
 WHERE m.eval_set IS NOT NULL AND m.node_id IN (SELECT node_id FROM xr_clean)
-    AND list_contains(?::VARCHAR[], m.metric)
 GROUP BY ALL
 """
 
@@ -62,10 +64,11 @@ FROM xr_clean c JOIN rows r ON r.node_id = c.node_id AND r.epoch = 0
 
 
 def _sets(con) -> list[dict]:
-    sets = frame(con, SETS).drop_duplicates("name").to_dict("records")
+    sets = frame(con, SETS).to_dict("records")
     for s in sets:
-        s["metrics"] = [(m, LABELS[m]) for m in (RETRIEVAL if s["kind"] == "retrieval"
-                                                  else ZERO_SHOT)]
+        names = RETRIEVAL if s["kind"] == "retrieval" else ZERO_SHOT + (
+            ("probe_top1",) if s["probed"] else ())
+        s["metrics"] = [(m, LABELS[m]) for m in names]
     return sets
 
 
@@ -88,8 +91,7 @@ def section(con, asr_threshold: float) -> dict | None:
     sets = _sets(con)
     if len(sets) < 2:
         return None
-    wanted = sorted({m for s in sets for m, _ in s["metrics"]})
-    found = frame(con, VALUES, [wanted])
+    found = frame(con, VALUES)
     values = {(r.node_id, r.epoch, r.name, r.metric): r.value for r in found.itertuples()}
     final = found.groupby("node_id")["epoch"].max().to_dict() if len(found) else {}
     chosen = []

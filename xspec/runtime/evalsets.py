@@ -5,20 +5,17 @@ per image per call, as the primary set's), over its class subset when it has one
 classifier holds the subset's classes only, which is the full classifier's logits restricted
 to them, and images of other classes are left out. The attack's target is looked up in each
 set's (subset's) classes; a set without it gets no ASR. Retrieval sets are scored by
-`xspec.runtime.retrieval`.
+`xspec.runtime.retrieval`, linear probes by `xspec.runtime.probe`.
 
 Results ride along with the primary set's scores (`Scores.rows`), so every caller that logs
-scores logs them: split "eval:<set>" for zero-shot sets, "retrieval:<set>" for retrieval.
+scores logs them: split "eval:<set>" for zero-shot sets, "retrieval:<set>" for retrieval,
+"probe:<set>" (metric top1) for a set's linear probe.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Sequence
 
-import numpy as np
-
-from xspec.runtime.data import EvalSet
 
 Row = tuple[str, str, float, int]  # (split, metric, value, n)
 
@@ -31,28 +28,6 @@ class Scores(dict):
         self.rows = list(rows)
 
 
-def restrict(data: EvalSet, subset: Sequence[int] | None) -> EvalSet:
-    """The set's images of the `subset` classes (indices into its class list), labelled by
-    their position in the subset; the classes become the subset's."""
-    if subset is None:
-        return data
-    position = np.full(len(data.classes), -1, dtype=np.int64)
-    position[list(subset)] = np.arange(len(subset))
-    keep = np.flatnonzero(position[data.labels] >= 0)
-    return EvalSet(_pick(data.images, keep), position[data.labels[keep]],
-                   tuple(data.classes[i] for i in subset))
-
-
-def _pick(images, keep: np.ndarray):
-    """The images at `keep`, as a source of the same kind (files: their paths; in memory:
-    their pixels)."""
-    if hasattr(images, "paths"):
-        return dataclasses.replace(images, paths=[images.paths[i] for i in keep])
-    if hasattr(images, "pixels"):
-        return dataclasses.replace(images, pixels=images.pixels[keep])
-    raise TypeError(f"cannot take a class subset of {type(images).__name__} images")
-
-
 class OtherSets:
     """The node's other evaluation sets: built once, scored at every evaluation."""
 
@@ -62,6 +37,14 @@ class OtherSets:
             name: evaluator_class({**set_cfg, "metrics": cfg["metrics"]}, attack, tokenizer,
                                   normalize, size, device, settings)
             for name, set_cfg in cfg.get("sets", {}).items()}
+        self.probes = {}
+        for name, set_cfg in cfg.get("sets", {}).items():
+            if set_cfg.get("probe"):
+                from xspec.runtime.probe import LinearProbe
+
+                self.probes[name] = LinearProbe(
+                    set_cfg["probe"], self.zero_shot[name].data, set_cfg, normalize, size,
+                    device, settings, getattr(attack, "seed", 0))
         self.retrieval = {}
         if cfg.get("retrieval"):
             from xspec.runtime.retrieval import RetrievalEvaluator
@@ -81,6 +64,9 @@ class OtherSets:
             for model_rows, scores in zip(rows, evaluator.many(models, dist)):
                 model_rows += [(f"eval:{name}", metric, value, n)
                                for metric, (value, n) in scores.items()]
+        for name, probe in self.probes.items():
+            for model, model_rows in zip(models, rows):
+                model_rows.append((f"probe:{name}", "top1", *probe(model)))
         for name, evaluator in self.retrieval.items():
             for model_rows, scores in zip(rows, evaluator.many(models)):
                 model_rows += [(f"retrieval:{name}", metric, value, n)

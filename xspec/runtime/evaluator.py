@@ -7,7 +7,8 @@ from __future__ import annotations
 import torch
 
 from xspec.runtime.data import open_eval
-from xspec.runtime.evalsets import OtherSets, restrict
+from xspec.runtime.evalsets import OtherSets
+from xspec.runtime.subsets import restrict
 from xspec.runtime.distributed import Dist
 from xspec.runtime.evaluate import (
     clip80_templates, evaluate_many, triggered_metrics, zero_shot_classifier,
