@@ -41,8 +41,9 @@ def _workspace(path: Path):
 
 
 @app.command()
-def validate(spec: Spec) -> None:
-    """Check a spec and report every problem with its key path.
+def validate(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+    """Check a spec and report every problem with its key path (the workspace is not read; -w
+    is accepted as by every command).
 
     Example: xspec validate specs/quickstart.toml
     """
@@ -192,8 +193,8 @@ def report(specs: Annotated[list[Path], typer.Argument(help="One or more study s
 
 @app.command()
 def schema(plugin: Annotated[Optional[list[str]], typer.Option(
-        help="Also the fields of this plugin module (a file in the current folder, or a module "
-             "on sys.path); repeatable. Installed xspec.plugins entry points always count.",
+        help="Also the fields of this plugin module (a module name: a file in the current "
+             "folder or a module on sys.path; or a .py file's path); repeatable. Installed xspec.plugins entry points always count.",
         show_default=False)] = None) -> None:
     """Print the JSON Schema of a spec (sweeps, zip tables, [[variants]] and ${VAR} included),
     for editor completion; README says how to wire it into an editor.
@@ -203,7 +204,7 @@ def schema(plugin: Annotated[Optional[list[str]], typer.Option(
     from xspec.extend.plugins import load_plugins
     from xspec.spec.jsonschema import spec_schema
 
-    load_plugins(plugin or [], Path.cwd())
+    load_plugins(plugin or [], Path.cwd(), key="--plugin")
     print(json.dumps(spec_schema(), indent=2))
 
 
@@ -213,8 +214,9 @@ app.add_typer(data_app, name="data")
 
 
 @data_app.command("check")
-def data_check(spec: Spec) -> None:
-    """Scan a study's training, cleaning and evaluation sets; exit 1 on what would break a run.
+def data_check(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+    """Scan a study's training, cleaning and evaluation sets; exit 1 on what would break a run
+    (the workspace is not read; -w is accepted as by every command).
 
     Example: xspec data check specs/table2.toml
     """

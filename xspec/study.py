@@ -33,8 +33,22 @@ class Study:
 
 
 def open_study(spec_path: str | Path) -> Study:
+    from xspec.extend.plugins import TORCH_AT_IMPORT, torch_note
+
     loaded = load_spec(spec_path)
-    return Study(loaded, compile_spec(loaded))
+    plan = compile_spec(loaded)
+    for plugin in loaded.plugins:
+        if plugin["name"] in TORCH_AT_IMPORT and torch_note(plugin["name"]) not in plan.notes:
+            plan.notes.append(torch_note(plugin["name"]))
+    return Study(loaded, plan)
+
+
+def _existing(workspace: Workspace) -> Workspace:
+    """The workspace, which must exist: a report reads what runs wrote there."""
+    if not Path(workspace.root).is_dir():
+        raise XspecError(f"{workspace.root}: no such workspace; run the study first (xspec run "
+                         f"SPEC -w {workspace.root}) or name the workspace it ran in with -w")
+    return workspace
 
 
 def run_study(study: Study, workspace: Workspace, executor: str = "local", reporter=None):
@@ -57,6 +71,7 @@ def ingest_study(study: Study, workspace: Workspace) -> int:
 def report_study(study: Study, workspace: Workspace) -> Path:
     from xspec.reports.html import build_report
 
+    _existing(workspace)
     ingest_study(study, workspace)
     out = workspace.report_dir(study.plan.study)
     report = study.spec.report
@@ -68,6 +83,7 @@ def report_study(study: Study, workspace: Workspace) -> Path:
 def compare_studies(studies: list[Study], workspace: Workspace) -> Path:
     from xspec.reports.html import build_comparison
 
+    _existing(workspace)
     for study in studies:
         ingest_study(study, workspace)
     names = [study.plan.study for study in studies]

@@ -41,18 +41,55 @@ def load_builtins() -> None:
         _import(point.name, lambda p=point: p.load(), f"entry point {point.value}")
 
 
-def load_plugins(names: list[str], base: Path) -> list[dict]:
-    """Import each plugin; returns [{"name", "path"}] for node processes to import the same."""
+def load_plugins(names: list[str], base: Path, key: str = "study.plugins") -> list[dict]:
+    """Import each plugin: a module name (a file `<name>.py` or package `<name>/` in `base`,
+    else a module on `sys.path`) or the path of a `.py` file (relative to `base`). Returns
+    [{"name", "path"}] for node processes to import the same. `key` names the option in errors.
+    A plugin that imports torch when imported is noted in TORCH_AT_IMPORT."""
     load_builtins()
     found = []
     for name in names:
-        path = _local(name, base)
+        name, path = _by_path(name, base, key) if name.endswith(".py") else (
+            name, _local(name, base))
+        torch_before = "torch" in sys.modules
         if path is not None:
-            _import(name, lambda n=name, p=path: _from_file(n, p), str(path))
+            _import(name, lambda n=name, p=path: _from_file(n, p), str(path), key=key)
         else:
-            _import(name, lambda n=name: importlib.import_module(n), "sys.path", base)
+            _import(name, lambda n=name: importlib.import_module(n), "sys.path", base, key)
+        if _imports_torch(sys.modules.get(name), torch_before):
+            TORCH_AT_IMPORT.add(name)
         found.append({"name": name, "path": str(path) if path else None})
     return found
+
+
+TORCH_AT_IMPORT: set[str] = set()
+
+
+def torch_note(name: str) -> str:
+    return (f"plugin {name!r} imports torch when it is imported, so `xspec plan` and `xspec "
+            "validate` load torch too (seconds per call): import torch inside the functions "
+            "that run in the node (docs/EXTENDING.md, 'No torch at import time')")
+
+
+def _imports_torch(module, torch_before: bool) -> bool:
+    """Torch newly imported while the plugin loaded, or a torch object among its globals."""
+    if module is None:
+        return False
+    if not torch_before and "torch" in sys.modules:
+        return True
+    for value in vars(module).values():
+        owner = value.__name__ if isinstance(value, type(sys)) else getattr(
+            value, "__module__", None)
+        if isinstance(owner, str) and (owner == "torch" or owner.startswith("torch.")):
+            return True
+    return False
+
+
+def _by_path(text: str, base: Path, key: str) -> tuple[str, Path]:
+    path = (base / text).resolve()
+    if not path.is_file():
+        raise SpecError(f"{key}: plugin file {text!r} does not exist ({path})")
+    return path.stem, path
 
 
 def import_recorded(plugins: list[dict]) -> None:
@@ -90,21 +127,22 @@ def _from_file(name: str, path: Path):
     return module
 
 
-def _import(name: str, load, where: str, base: Path | None = None) -> None:
+def _import(name: str, load, where: str, base: Path | None = None,
+            key: str = "study.plugins") -> None:
     try:
         load()
     except ModuleNotFoundError as exc:
         if base is not None and exc.name == name:
-            raise SpecError(f"study.plugins: no plugin {name!r}: neither {base / name}.py nor "
+            raise SpecError(f"{key}: no plugin {name!r}: neither {base / name}.py nor "
                             f"{base / name}/ exists, and no module {name!r} is on sys.path"
                             ) from None
-        raise SpecError(f"study.plugins: plugin {name!r} ({where}) failed to import: "
+        raise SpecError(f"{key}: plugin {name!r} ({where}) failed to import: "
                         f"{type(exc).__name__}: {exc}") from None
     except SpecError:
         raise
     except SystemExit as exc:  # a plugin must not end xspec silently with its own exit code
-        raise SpecError(f"study.plugins: plugin {name!r} ({where}) called sys.exit({exc.code!r}) "
+        raise SpecError(f"{key}: plugin {name!r} ({where}) called sys.exit({exc.code!r}) "
                         "while being imported") from None
     except Exception as exc:
-        raise SpecError(f"study.plugins: plugin {name!r} ({where}) failed to import: "
+        raise SpecError(f"{key}: plugin {name!r} ({where}) failed to import: "
                         f"{type(exc).__name__}: {exc}") from None

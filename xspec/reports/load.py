@@ -39,6 +39,17 @@ DEFAULTS = {"clean.poisons": "0", **{f"clean.{d.name}": f"{d.default:g}" for d i
                                      if isinstance(d.default, (int, float))}}
 
 
+def fallback(key: str) -> str | None:
+    """What a settings column shows where a run lacks `key`: a field's default the compiler
+    left out, "off" for a field of a defence that is off there (`clean.<defence>...`)."""
+    if key in DEFAULTS:
+        return DEFAULTS[key]
+    parts = key.split(".")
+    if len(parts) >= 2 and parts[0] == "clean" and parts[1] in DEFENCES:
+        return "off"
+    return None
+
+
 def kind_order(expression: str) -> str:
     """SQL expression ordering node kinds (or key prefixes) as the pipeline runs them."""
     whens = " ".join(f"WHEN '{kind}' THEN {i}" for i, kind in enumerate(KINDS))
@@ -226,7 +237,7 @@ def _setting_keys(stats: pd.DataFrame) -> pd.DataFrame:
             continue
         seen.add(identity)
         rows.append((row.kind, row.key, _label(row.kind, row.key), int(row.ord), False,
-                     DEFAULTS.get(row.key)))
+                     fallback(row.key)))
     return pd.DataFrame(rows, columns=["kind", "key", "label", "ord", "presence", "fallback"])
 
 

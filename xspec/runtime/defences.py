@@ -34,6 +34,18 @@ class CleaningSetup:
     """{name: tensor} of the trainable parameters the node started from, also after a resume
     (the model itself then holds the resumed weights)."""
 
+    def clean_batches(self, epoch: int = 0):
+        """The cleaning pairs once over, in batches as training gets them (the order of
+        `epoch`; 0, the default, is an order no training epoch uses; the remainder of fewer than
+        a batch is left out, as in training): {"index": pair indices, "image": [B, 3, H, W]
+        normalised on the device, "text": token ids, "caption": the B captions (poisoned ones
+        already replaced), "poisoned": [B] bool}, plus any augmented views the objective uses.
+        Call it under `torch.no_grad()` with the model in eval mode to measure activations."""
+        for batch in self.data.batches(epoch):
+            rows = batch["index"].tolist()
+            yield {**batch, "caption": [self.data.captions[i] for i in rows],
+                   "poisoned": torch.as_tensor(self.data.poisoned[rows])}
+
     def param_group(self, owner: str, params, **options) -> None:
         """Replace the parameter group `owner` added before (and its optimizer state) by
         `params`: a per-epoch head, say. The model's own groups are never touched."""
@@ -72,6 +84,22 @@ class Composed:
     transform: Callable[[dict], dict] | None = None
     loss: Callable | None = None
     batches: Any = None
+    on_epoch_end: Callable[[int], None] | None = None
+    before_step: Callable[[int], None] | None = None
+    after_step: Callable[[int], None] | None = None
+
+
+def _each(chosen: list, key: str) -> Callable[[int], None] | None:
+    """One hook calling every defence's `key` hook in turn (registration order), or None."""
+    hooks = [getattr(pieces, key) for _, pieces in chosen if getattr(pieces, key) is not None]
+    if not hooks:
+        return None
+
+    def call(number: int) -> None:
+        for hook in hooks:
+            hook(number)
+
+    return call
 
 
 def _one(chosen: list, key: str) -> Any:
@@ -100,14 +128,9 @@ def defences(ctx) -> Callable | None:
                               start_parameters)
         built = [(defence.name, resolve(defence.behaviour)(value, setup))
                  for defence, value in chosen]
-        hooks = [p.on_epoch_start for _, p in built if p.on_epoch_start is not None]
-
-        def on_epoch_start(epoch: int) -> None:
-            for hook in hooks:
-                hook(epoch)
-
-        return Composed([t for _, p in built for t in p.terms],
-                        on_epoch_start if hooks else None, _one(built, "transform"),
-                        _one(built, "loss"), _one(built, "batches"))
+        return Composed([t for _, p in built for t in p.terms], _each(built, "on_epoch_start"),
+                        _one(built, "transform"), _one(built, "loss"), _one(built, "batches"),
+                        _each(built, "on_epoch_end"), _each(built, "before_step"),
+                        _each(built, "after_step"))
 
     return build

@@ -166,8 +166,12 @@ class Tally:
 
 
 def _applies(metric: Metric, view: EvalView) -> bool:
-    return not metric.triggered or (view.triggered_logits is not None
-                                    and view.target_index is not None)
+    """A metric of triggered images needs a target and the triggered tensors it reads."""
+    if not metric.triggered:
+        return True
+    tensors = [n for n in metric.needs if n in EvalView.TENSORS and n.startswith("triggered")]
+    return view.target_index is not None and all(getattr(view, n) is not None
+                                                 for n in tensors or ["triggered_logits"])
 
 
 def _view(model, classifier: Tensor, clean: Tensor, triggered: Tensor | None, labels: Tensor,

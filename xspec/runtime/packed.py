@@ -196,6 +196,7 @@ def train_packed(seats: list[Seat], inputs: CleanInputs) -> None:
         for seat in active:  # each member's pairs/s is the pack's: they all saw every pair
             seat.state.perf = {"pairs_per_s": pairs / wall, "data_wait_share": waited / wall}
             seat.state.epoch = epoch
+        active = _guard(active, lambda seat: _finish_epoch(seat, epoch))
         _end(active, inputs, lambda seat, scores, held: seat.member.end_epoch(
             {k: v / max(1, seat.batches) for k, v in seat.sums.items()}, scores, held, data,
             evaluator))
@@ -219,6 +220,11 @@ def _begin_epoch(seat: Seat, epoch: int) -> None:
         seat.on_epoch_start(epoch)
     seat.model.train()
     seat.sums, seat.batches = {}, 0
+
+
+def _finish_epoch(seat: Seat, epoch: int) -> None:
+    if seat.hooks is not None and seat.hooks.on_epoch_end is not None:
+        seat.hooks.on_epoch_end(epoch)
 
 
 def _step(seat: Seat, data, batch: dict) -> None:

@@ -197,6 +197,10 @@ def _dotted(loc) -> str:
     return text
 
 
+UNION_TAGS = {"int", "float", "str", "bool", "list", "tuple", "dict", "none", "constrained-int",
+              "constrained-float", "constrained-str", "is-instance", "model"}
+
+
 def _clean_loc(raw: dict, loc: tuple) -> tuple:
     """Drop the union tags pydantic puts in error locations (attack.badnet.target -> attack.target)."""
     out, node = [], raw
@@ -205,7 +209,11 @@ def _clean_loc(raw: dict, loc: tuple) -> tuple:
             node.get("kind"), node.get("format"), "str", "literal['train']"
         ):
             continue
-        if isinstance(part, str) and part.startswith(("function-", "literal[", "tagged-union")):
+        if isinstance(part, str) and (
+                part.startswith(("function-", "literal[", "tagged-union"))
+                or (node is not None and not isinstance(node, dict))  # a tag under a value
+                or (isinstance(node, dict) and part not in node
+                    and ("[" in part or part in UNION_TAGS or part[:1].isupper()))):
             continue
         out.append(part)
         node = node.get(part) if isinstance(node, dict) else (
