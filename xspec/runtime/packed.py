@@ -223,7 +223,7 @@ def _begin_epoch(seat: Seat, epoch: int) -> None:
 
 
 def _finish_epoch(seat: Seat, epoch: int) -> None:
-    if seat.hooks is not None and seat.hooks.on_epoch_end is not None:
+    if getattr(seat.hooks, "on_epoch_end", None) is not None:
         seat.hooks.on_epoch_end(epoch)
 
 

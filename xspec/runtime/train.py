@@ -93,8 +93,9 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
     batch before the forward pass and replace the objective; its `before_step(step)` runs
     before the forward pass, `after_step(steps taken)` after the optimiser step."""
     set_lr(optimizer, cfg.lr_at(state.step, total_steps))
-    if hooks is not None and hooks.before_step is not None:
-        hooks.before_step(state.step)
+    before, after = (getattr(hooks, "before_step", None), getattr(hooks, "after_step", None))
+    if before is not None:
+        before(state.step)
     transform, replaced = (hooks.transform, hooks.loss) if hooks is not None else (None, None)
     if transform is not None:
         batch = transform(batch)
@@ -116,8 +117,8 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
     with torch.no_grad():
         model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
     state.step += 1
-    if hooks is not None and hooks.after_step is not None:
-        hooks.after_step(state.step)
+    if after is not None:
+        after(state.step)
     return {name: value.detach() for name, value in {"loss": loss, **parts}.items()}
 
 
@@ -161,7 +162,7 @@ def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainSt
         wall = max(time.perf_counter() - started, 1e-9)
         state.perf = {"pairs_per_s": pairs * dist.world / wall, "data_wait_share": waited / wall}
         state.epoch = epoch
-        if hooks is not None and hooks.on_epoch_end is not None:
+        if getattr(hooks, "on_epoch_end", None) is not None:
             hooks.on_epoch_end(epoch)
         check_finite(model, epoch, state.step)  # before anything evaluates or saves it
         on_epoch_end(state, {name: total / max(1, batches) for name, total in sums.items()})
