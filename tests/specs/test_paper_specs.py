@@ -8,7 +8,7 @@ from xspec.study import open_study
 
 SPECS = Path(__file__).resolve().parents[2] / "specs"
 PAPER = sorted(p.stem for p in SPECS.glob("*.toml"))
-EXPERIMENTS = [name for name in PAPER if name != "quickstart"]  # the paper's, one file each
+EXPERIMENTS = [name for name in PAPER if name != "quickstart"]  # one file each, twin in toy/
 
 # Appendix D, copied from the paper (values in the order printed, repeats included).
 D1 = D2 = [1e-5, 4e-5, 8e-5, 1e-4, 1.5e-4, 2e-4, 2.5e-4, 3e-4, 3.5e-4, 4e-4, 8e-4, 1e-3, 4e-3]
@@ -96,6 +96,10 @@ EXPECTED = {
     "fig14_more_epochs": {"poison": 1, "pretrain": 2, "select": 2, "clean": 49},
     # D.16 4 lrs x 4 weights (2, 4, 6, 8) + D.4 23 (weight 1) = 39.
     "fig15_ssl_weights": {"poison": 1, "pretrain": 2, "select": 2, "clean": 39},
+    # Not the paper's: 6 attacks (one poison node each; BadCLIP's after its trigger node) x 2
+    # objectives, each cleaned by 4 defences: 48.
+    "attack_defence": {"badclip_trigger": 1, "poison": 6, "pretrain": 12, "select": 12,
+                       "clean": 48},
     # Not a paper experiment: 2 objectives x 3 lrs = 6.
     "quickstart": {"poison": 1, "pretrain": 2, "select": 2, "clean": 6},
 }
