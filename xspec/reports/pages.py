@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from xspec.reports import (
-    chartdata, charts, curves, evalsets, load, metrics, policies, queries,
+    chartdata, charts, curves, evalsets, load, matrix, metrics, policies, queries,
 )
 from xspec.reports.stats import pool_seeds, with_wilson
 
@@ -173,4 +173,6 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "runs": records(_run_links(queries.run_table(con), workspace, out_dir)),
         "charts": _chart_blocks(con, asr_threshold, comparison, policy_table) + set_charts,
         "eval_sets": sets,
+        "matrix": matrix.matrices(con, asr_threshold),
+        "matrix_policy": matrix.POLICY,
     }

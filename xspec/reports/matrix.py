@@ -1,0 +1,97 @@
+"""The attack x defence matrix: per pre-training objective, rows are attacks, columns are the
+post-training defences (plus "none": the poisoned model before cleaning), and each cell is the
+clean top-1 and ASR of the cleaned model a named policy picks, with Wilson intervals, marked a
+success when ASR <= the threshold at no more than one point of accuracy lost.
+
+A defence column is the set of `[clean]` defences a run turns on (SuFi, PAR, ...), else its
+cleaning objective (mmcl+ssl is CleanCLIP, mmcl MMCL-only fine-tuning). The policy is the one a
+defender without trigger knowledge can apply: each run's final epoch, and among runs of a cell
+(a learning-rate sweep) the most accurate one.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pandas as pd
+
+from xspec.extend.registry import DEFENCES
+from xspec.reports.queries import frame
+from xspec.reports.stats import wilson
+
+POLICY = "final epoch; the most accurate run of the cell (no ASR knowledge)"
+MAX_DROP = 0.01  # accuracy lost that still counts as a success
+
+CELLS = """
+WITH final AS (
+    SELECT * FROM xr_eval
+    QUALIFY row_number() OVER (PARTITION BY node_id ORDER BY epoch DESC) = 1
+)
+SELECT c.study, c.pretrain_objective, c.clean_objective, n.lineage,
+    f.top1, f.top1_n, f.asr, f.asr_n,
+    s.top1 AS start_top1, s.top1_n AS start_top1_n, s.asr AS start_asr, s.asr_n AS start_asr_n
+FROM xr_clean c
+JOIN xr_nodes n ON n.node_id = c.node_id AND n.study = c.study
+LEFT JOIN final f ON f.node_id = c.node_id
+LEFT JOIN final s ON s.node_id = coalesce(c.sp_id, c.select_id)
+WHERE f.top1 IS NOT NULL
+"""
+
+
+def defence_of(lineage: dict, clean_objective: str) -> str:
+    names = [d for d in DEFENCES.names()
+             if any(k == f"clean.{d}" or k.startswith(f"clean.{d}.") for k in lineage)]
+    return " + ".join(names) if names else f"{clean_objective} fine-tuning"
+
+
+def attack_of(lineage: dict) -> str:
+    kind = lineage.get("poison.kind") or "none"
+    return kind
+
+
+def _cell(top1, top1_n, asr, asr_n, start_top1, threshold: float) -> dict:
+    t_lo, t_hi = wilson(top1, top1_n)
+    a_lo, a_hi = wilson(asr, asr_n) if asr is not None else (math.nan, math.nan)
+    ok = (asr is not None and not pd.isna(asr) and asr <= threshold
+          and (start_top1 is None or pd.isna(start_top1) or start_top1 - top1 <= MAX_DROP))
+    return {"top1": float(top1), "top1_pm": float((t_hi - t_lo) / 2),
+            "asr": None if asr is None or pd.isna(asr) else float(asr),
+            "asr_pm": None if pd.isna(a_hi) else float((a_hi - a_lo) / 2), "success": bool(ok)}
+
+
+def matrices(con, asr_threshold: float) -> list[dict]:
+    """One matrix per (study, pre-training objective); empty when no cleaning run finished or
+    the study crosses fewer than two attacks or defences."""
+    rows = frame(con, CELLS)
+    if rows.empty:
+        return []
+    rows["lineage"] = rows["lineage"].map(json.loads)
+    rows["attack"] = rows["lineage"].map(attack_of)
+    rows["defence"] = [defence_of(lin, obj) for lin, obj in zip(rows["lineage"],
+                                                                 rows["clean_objective"])]
+    out = []
+    for (study, objective), group in rows.groupby(["study", "pretrain_objective"], sort=True):
+        defences = sorted(group["defence"].unique())
+        attacks = sorted(group["attack"].unique())
+        if len(attacks) < 2 and len(defences) < 2:
+            continue
+        table = []
+        for attack in attacks:
+            mine = group[group["attack"] == attack]
+            start = mine.iloc[0]
+            cells = [_cell(start["start_top1"], start["start_top1_n"], start["start_asr"],
+                           start["start_asr_n"], None, asr_threshold)
+                     if not pd.isna(start["start_top1"]) else None]
+            for defence in defences:
+                runs = mine[mine["defence"] == defence]
+                if runs.empty:
+                    cells.append(None)
+                    continue
+                best = runs.sort_values("top1", ascending=False).iloc[0]
+                cells.append(_cell(best["top1"], best["top1_n"], best["asr"], best["asr_n"],
+                                   best["start_top1"], asr_threshold))
+            table.append({"attack": attack, "cells": cells})
+        out.append({"study": study, "objective": objective, "defences": ["none"] + defences,
+                    "rows": table})
+    return out
