@@ -1,7 +1,7 @@
 """Issue 19's figures: the hostile-user and unlucky-cluster cases, by family, each through the
 `xspec` command as a user types it.
 
-    .venv/bin/python bench/reliability3.py [--only security,inputs,endings,damage]
+    .venv/bin/python bench/reliability3.py [--only security,inputs,endings,damage,twice]
 
 Each family prints: cases tried / clean errors (or recoveries) / tracebacks / rows lost, with
 the goal (all clean, 0 tracebacks, 0 rows lost). `damage` trains a tiny study once for its
@@ -331,6 +331,33 @@ def damage() -> str:
     return tally.line()
 
 
+def twice() -> str:
+    """lock.json deleted while a node is queued or running: a second `xspec run` must wait for
+    it, not start it again (counted from the node's log: one start)."""
+    tally = Tally("twice")
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        spec = _spec(tmp, "two", TINY.format(name="two"))
+        ws = tmp / "ws"
+        first = subprocess.Popen([sys.executable, "-m", "xspec.cli", "run", str(spec), "-w",
+                                  str(ws)], cwd=ROOT, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 600
+        while not list(ws.glob("runs/pretrain-*/lock.json")) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for lock in ws.glob("runs/*/lock.json"):
+            lock.unlink()
+        second = xspec("run", spec, "-w", ws)
+        out, err = first.communicate(timeout=900)
+        starts = sum(log.read_text().count(" started (pid ") for log in ws.glob("runs/*/log.txt"))
+        nodes = len(list(ws.glob("runs/*/node.json")))
+        tally.case("lock.json deleted while queued/running", second,
+                   first.returncode == 0 and second.returncode == 0 and starts == nodes)
+        if starts != nodes:
+            tally.notes.append(f"  {starts} starts for {nodes} nodes")
+    return tally.line()
+
+
 def _pending_with_lock(ws: Path, content: bytes) -> None:
     run = _node(ws, "clean")
     shutil.rmtree(run)
@@ -346,7 +373,8 @@ def _truncated_node_json(ws: Path) -> None:
     (run / "node.json").write_text(record[: len(record) // 2])
 
 
-FAMILIES = {"security": security, "inputs": inputs, "endings": endings, "damage": damage}
+FAMILIES = {"security": security, "inputs": inputs, "endings": endings, "damage": damage,
+            "twice": twice}
 
 
 def main() -> None:
