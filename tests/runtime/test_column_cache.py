@@ -1,0 +1,83 @@
+"""A large pairs CSV's columns come memory-mapped from a cache file written once: the same rows
+as reading it into memory, the caption bytes in file-backed pages, the same errors."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from xspec.errors import DataError
+from xspec.runtime import column_cache
+from xspec.runtime.data import open_pairs
+from xspec.runtime.formats import csv_pairs
+
+
+@pytest.fixture
+def cached(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(csv_pairs, "MAPPED_ABOVE", 0)
+    monkeypatch.setattr(column_cache, "BLOCK", 1 << 10)  # many blocks: the scan crosses them
+    return tmp_path / "cache" / "xspec" / "columns"
+
+
+def _csv(path: Path, rows: int, empty_at: int | None = None) -> dict:
+    lines = ["image,caption"] + [f"img/{i}.jpg,\"a photo, number {i}\"" for i in range(rows)]
+    if empty_at is not None:
+        lines[empty_at + 1] = f"img/{empty_at}.jpg,  "
+    path.write_text("\n".join(lines) + "\n")
+    return {"format": "csv", "path": str(path), "image_key": "image", "caption_key": "caption"}
+
+
+def _mapped_files(address: int) -> list[str]:
+    found = []
+    for line in Path("/proc/self/maps").read_text().splitlines():
+        parts = line.split()
+        start, end = (int(x, 16) for x in parts[0].split("-"))
+        if start <= address < end and len(parts) > 5:
+            found.append(parts[5])
+    return found
+
+
+def test_mapped_columns_equal_the_in_memory_read_and_live_in_the_cache_file(tmp_path, cached):
+    cfg = _csv(tmp_path / "pairs.csv", 3000)
+    mapped = open_pairs(cfg, 32)
+    files = list(cached.glob("*.arrow"))
+    assert len(files) == 1
+    captions = mapped.captions
+    assert _mapped_files(captions._data[0].ctypes.data) == [str(files[0])]
+    written = files[0].stat().st_mtime_ns
+    again = open_pairs(cfg, 32)  # mapped, not converted again
+    assert files[0].stat().st_mtime_ns == written
+    csv_pairs.MAPPED_ABOVE = 1 << 62
+    try:
+        plain = open_pairs(cfg, 32)
+    finally:
+        csv_pairs.MAPPED_ABOVE = 0
+    assert list(again.captions) == list(plain.captions) == list(captions)
+    assert list(mapped.images.paths) == list(plain.images.paths)
+    assert captions[2999] == "a photo, number 2999"
+
+
+def test_a_changed_csv_is_converted_again(tmp_path, cached):
+    cfg = _csv(tmp_path / "pairs.csv", 50)
+    assert len(open_pairs(cfg, 32).captions) == 50
+    _csv(tmp_path / "pairs.csv", 70)
+    os.utime(tmp_path / "pairs.csv", ns=(1, 10**18))
+    assert len(open_pairs(cfg, 32).captions) == 70
+    assert len(list(cached.glob("*.arrow"))) == 2
+
+
+def test_empty_captions_are_found_within_the_rows_used(tmp_path, cached):
+    cfg = _csv(tmp_path / "pairs.csv", 2000, empty_at=1500)
+    with pytest.raises(DataError, match="line 1502: empty caption"):
+        open_pairs(cfg, 32)
+    assert len(open_pairs({**cfg, "size": 1500}, 32).captions) == 1500  # the row is not used
+
+
+def test_an_unwritable_cache_falls_back_to_reading_into_memory(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))  # a file: no folder can be made there
+    monkeypatch.setattr(csv_pairs, "MAPPED_ABOVE", 0)
+    cfg = _csv(tmp_path / "pairs.csv", 10)
+    assert list(open_pairs(cfg, 32).captions)[9] == "a photo, number 9"
