@@ -83,11 +83,21 @@ print(json.dumps({"n": n, "seconds": seconds, "added_gb": status("VmHWM") - base
 
 
 def open_figures(figures: Figures, path: Path) -> None:
+    """columnar twice: the first open converts the CSV to the memory-mapped cache
+    (xspec.runtime.column_cache), the second maps it."""
+    import os
+
     out = {}
-    for variant in ("columnar", "dicts"):
+    env = {**os.environ, "XDG_CACHE_HOME": str(path.parent / "cache")}
+    for variant, name in (("columnar", "first"), ("columnar", "columnar"), ("dicts", "dicts")):
         result = subprocess.run([sys.executable, "-c", PROBE, str(path), variant],
-                                capture_output=True, text=True, check=True)
-        out[variant] = json.loads(result.stdout.strip().splitlines()[-1])
+                                capture_output=True, text=True, check=True, env=env)
+        out[name] = json.loads(result.stdout.strip().splitlines()[-1])
+    first = out["first"]
+    bound = 0.5 if first["n"] <= 3_000_000 else 1.0  # the issue's bounds: 3 M and 12 M rows
+    figures.add("first open (converts to the mapped cache), absolute peak of the process",
+                first["peak_gb"], " GB", ("<=", bound),
+                note=f"{first['seconds']:.1f} s; +{first['added_gb']:.2f} GB")
     new, old = out["columnar"], out["dicts"]
     figures.add(f"open {new['n']:,} rows, seconds", new["seconds"], " s",
                 note=f"list of dicts: {old['seconds']:.1f} s")
@@ -95,7 +105,6 @@ def open_figures(figures: Figures, path: Path) -> None:
                 note=f"absolute peak {new['peak_gb']:.2f} GB with torch; "
                      f"list of dicts: +{old['added_gb']:.2f} GB")
     figures.add("open, memory list of dicts / columnar", old["added_gb"] / new["added_gb"], "x")
-    bound = 0.5 if new["n"] <= 3_000_000 else 1.0  # the issue's bounds: 3 M and 12 M rows
     figures.add("open, absolute peak of the process (torch imported)", new["peak_gb"], " GB",
                 ("<=", bound), note=f"the process held {new['base_gb']:.2f} GB after importing "
                                     "torch and xspec, before the open")
