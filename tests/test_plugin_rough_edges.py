@@ -19,8 +19,10 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _forget_plugins():
+    from xspec.extend.plugins import load_builtins
     from xspec.extend.registry import ALL
 
+    load_builtins()  # the built-ins register once per process: keep them in the snapshot
     saved = [registry.snapshot() for registry in ALL]
     yield
     for registry, entries in zip(ALL, saved):

@@ -11,12 +11,13 @@ from xspec.extend.registry import (
     RegistryError, Term, register_attack, register_data_source, register_defence,
     register_loss, register_metric, register_node_kind, register_policy, resolve,
 )
+from xspec.extend.files import FileInput, FileRef
 from xspec.spec.base import (
     Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
 )
 
 __all__ = [
-    "ATTACKS", "DATA_SOURCES", "DEFENCES", "Fraction", "LOSS_PARTS", "METRICS", "NODE_KINDS",
+    "ATTACKS", "DATA_SOURCES", "DEFENCES", "FileInput", "FileRef", "Fraction", "LOSS_PARTS", "METRICS", "NODE_KINDS",
     "NonNegativeFloat", "NonNegativeInt", "POLICIES", "Pieces", "PositiveFloat", "PositiveInt",
     "RegistryError", "Term", "XspecModel", "register_attack", "register_data_source",
     "register_defence", "register_loss", "register_metric", "register_node_kind",

@@ -12,6 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from xspec.errors import SpecError
+from xspec.extend.files import SPEC_DIR
 from xspec.spec.classes import class_names, examples
 from xspec.spec.cluster import unsafe_options
 from xspec.spec.evalsets import SUBSETS
@@ -61,6 +62,14 @@ def load_spec(path: str | Path) -> LoadedSpec:
                         f"and arrays at most {MAX_DEPTH} levels") from None
     _check_depth(path, raw)
     base = path.parent.resolve()
+    token = SPEC_DIR.set(base)  # FileInput fields resolve against the spec's folder
+    try:
+        return _load(path, raw, base)
+    finally:
+        SPEC_DIR.reset(token)
+
+
+def _load(path: Path, raw: dict, base: Path) -> LoadedSpec:
     plugins = _load_plugins(path, raw, base)
     model = spec_model()
     all_axes, specs = [], []
