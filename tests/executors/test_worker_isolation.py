@@ -27,3 +27,18 @@ def test_a_json_py_in_the_current_folder_is_not_imported_by_the_worker(
     assert proc.wait(timeout=300) == 0, stderr.read_text()
     assert not marker.exists()
     assert workspace.state(poison) == "done"
+
+
+def test_a_truncated_node_json_fails_the_worker_naming_the_file(tmp_path):
+    import subprocess
+
+    from xspec.executors.local import WORKER_PYTHON
+    from xspec.store.workspace import RunDir
+
+    run = RunDir(tmp_path / "ws" / "runs" / "poison-x")
+    run.path.mkdir(parents=True)
+    run.node_file.write_text('{"id": "abc", "ki')
+    proc = subprocess.run([*WORKER_PYTHON, "-m", "xspec.runtime.node", str(run.path), "{}"],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert run.status()["error"].startswith(f"{run.node_file} (the node's record) is unreadable")

@@ -194,6 +194,10 @@ def main(argv: list[str]) -> int:
     except ExecutionError as exc:
         print(f"xspec: {exc}", file=sys.stderr)
         return 1
+    except XspecError as exc:  # before the stage ran: a plugin, the device; named, not "killed?"
+        run.set_status("failed", error=str(exc))
+        print(f"xspec: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 
