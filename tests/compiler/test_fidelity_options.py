@@ -26,6 +26,12 @@ SSL_PRETRAIN = ('objective = "mmcl"', 'objective = "mmcl+ssl"')  # captions augm
     ("[clean]", 'schedule = "cleanclip"', {"clean"}),
     ("[clean]", 'text_augment = "once"', {"clean"}),
     ("[clean]", 'optimizer = "pretrain"', {"pretrain", "select", "clean"}),
+    ("[pretrain]", 'precision = "fp32-forward+fp16-loss"', {"pretrain", "select", "clean"}),
+    ("[clean]", 'precision = "fp32-forward+fp16-loss"', {"clean"}),
+    ("[pretrain]", 'logit_scale_max = 4.6052', {"pretrain", "select", "clean"}),
+    ("[pretrain]", 'truncation = "drop_eot"', {"pretrain", "select", "clean"}),
+    ("[clean]", 'eda = "cleanclip"', {"clean"}),
+    ("[clean]", 'letterless = "skip"', {"clean"}),
 ])
 def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, base_spec, section,
                                                                  line, kinds):
@@ -37,7 +43,7 @@ def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, bas
                if ids(before, kind) != ids(after, kind)}
     assert changed == kinds
     node = after.of_kind("clean" if section == "[clean]" else "pretrain")[0]
-    assert node.config[key] == value
+    assert str(node.config[key]) == value
     if key == "optimizer":  # the pre-training run keeps its optimizer state for the cleaning run
         assert after.of_kind("pretrain")[0].config["save_optimizer"] is True
     assert key not in before.of_kind("clean")[0].config
@@ -96,3 +102,31 @@ def test_weights_into_a_gelu_arch_with_a_quickgelu_twin_are_noted(write_spec, ba
     assert note in plan(write_spec, text).notes
     quick = text.replace('arch = "RN50"', 'arch = "RN50-quickgelu"')
     assert not any("nn.GELU" in n for n in plan(write_spec, quick).notes)
+
+
+def test_caption_augmentation_options_stay_out_of_configs_without_ssl(write_spec, base_spec):
+    """eda and letterless act only on SSL's augmented captions: an MMCL run keeps its id."""
+    before = plan(write_spec, base_spec)
+    after = plan(write_spec, base_spec.replace(
+        "[pretrain]", '[pretrain]\neda = "cleanclip"\nletterless = "skip"', 1))
+    assert ids(before, "pretrain") == ids(after, "pretrain")
+
+
+def test_the_per_device_batch_form_is_the_global_batch(write_spec, base_spec):
+    written = base_spec.replace("[pretrain]", "[pretrain]\nbatch_size = { per_device = 16, "
+                                "devices = 4 }", 1)
+    per_device = plan(write_spec, written)
+    stated = plan(write_spec, base_spec.replace("[pretrain]", "[pretrain]\nbatch_size = 64", 1))
+    assert ids(per_device, "pretrain") == ids(stated, "pretrain")
+    assert per_device.of_kind("pretrain")[0].config["batch_size"] == 64
+
+
+def test_a_malformed_per_device_batch_names_the_form(write_spec, base_spec):
+    from xspec.errors import SpecError
+
+    text = base_spec.replace("[pretrain]", "[pretrain]\nbatch_size = { per_gpu = 16 }", 1)
+    with pytest.raises(SpecError, match=r"pretrain\.batch_size: a number \(the global batch\) "
+                                        r"or \{ per_device = <pairs per device>, devices = "
+                                        r"<count> \}; got keys per_gpu"):
+        plan(write_spec, text)
+

@@ -226,7 +226,10 @@ def test_pretraining_follows_appendix_a():
             scratch = cfg["model"]["init"] == "scratch"
             assert (cfg["epochs"], cfg["warmup_steps"]) == (64, 10_000), name
             assert cfg["lr"] == (1e-3 if scratch else 5e-7), name
-            assert cfg["batch_size"] == {"mmcl": 256, "mmcl+ssl": 128}[cfg["objective"]], name
+            # From scratch: the authors' global batch, 256 / 128 per GPU on 8 GPUs (their shell
+            # history); finetuning: the paper's numbers (no run recorded).
+            per_gpu = {"mmcl": 256, "mmcl+ssl": 128}[cfg["objective"]]
+            assert cfg["batch_size"] == (8 * per_gpu if scratch else per_gpu), name
             # QuickGELU, as OpenAI's weights and CleanCLIP's model code (docs/FIDELITY.md)
             vit = name == "fig04_vit"
             assert cfg["model"]["arch"] == ("ViT-B-32-quickgelu" if vit else "RN50-quickgelu"), name

@@ -32,6 +32,7 @@ from xspec.extend.registry import (
 )
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
+from xspec.spec.fidelity import FIDELITY_FIELDS, SSL_ONLY
 from xspec.spec.load import LoadedSpec
 from xspec.spec.policies import parse_policy
 from xspec.spec.schema import Spec, StudyOutput
@@ -41,7 +42,7 @@ TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epoc
 CLEAN_FIELDS = ("poisons", "optimizer")  # then every registered defence that is on
 # Fidelity options (docs/FIDELITY.md): in a config only when not the default, so that adding one
 # kept existing ids.
-OPTION_FIELDS = ("schedule", "text_augment")
+OPTION_FIELDS = ("schedule", "text_augment") + FIDELITY_FIELDS
 LARGE_PLAN = int(os.environ.get("XSPEC_LARGE_PLAN", 10_000))  # nodes; above it a warning
 
 
@@ -139,7 +140,7 @@ def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dic
 
 
 # Attack fields added after ids were in use: in a config only when not the default.
-ATTACK_OPTIONS = {"resize": "crop", "blend": None}
+ATTACK_OPTIONS = {"resize": "crop", "blend": None, "match": "word"}
 
 
 def _attack_config(spec: Spec) -> dict:
@@ -195,7 +196,8 @@ def _options(section) -> dict:
     chosen = {f: getattr(section, f) for f in OPTION_FIELDS
               if getattr(section, f) != fields[f].default}
     if "ssl" not in section.objective.split("+"):
-        chosen.pop("text_augment", None)  # no caption augmentation without SSL
+        for name in ("text_augment",) + SSL_ONLY:  # no caption augmentation without SSL
+            chosen.pop(name, None)
     return chosen
 
 

@@ -14,6 +14,7 @@ from typing import Callable
 import torch
 from torchvision.transforms import v2
 
+from xspec.runtime import eda_cleanclip as original
 from xspec.runtime.wordnet import WordNet
 
 # EDA's stop words (Wei & Zou 2019), trimmed to the common function words.
@@ -122,11 +123,31 @@ def eda(caption: str, rng: random.Random, wordnet: WordNet, alpha: float = 0.1) 
     return " ".join(op(words, rng))
 
 
+def cleanclip_synonyms(wordnet: WordNet) -> Callable[[str], list[str]]:
+    """The original's `get_synonyms` (utils/eda.py:83-92) over the offline WordNet, sorted."""
+    def synonyms(word: str) -> list[str]:
+        found = {original.clean_synonym(s) for s in wordnet.synonyms(word)}
+        found.discard(word)
+        return sorted(found)
+    return synonyms
+
+
 def augment_captions(captions: list[str], seeds: list[int], wordnet: WordNet,
-                     alpha: float = 0.1) -> list[str]:
+                     alpha: float = 0.1, variant: str = "xspec") -> list[str]:
+    """`variant` "cleanclip": the original's EDA (`xspec.runtime.eda_cleanclip`); a caption
+    without letters is then left as it is (the pairs of `letterless = "skip"` never get here)."""
     if len(captions) != len(seeds):
         raise ValueError(f"{len(captions)} captions but {len(seeds)} seeds")
-    return [eda(c, random.Random(int(s)), wordnet, alpha) for c, s in zip(captions, seeds)]
+    if variant == "xspec":
+        return [eda(c, random.Random(int(s)), wordnet, alpha) for c, s in zip(captions, seeds)]
+    synonyms = cleanclip_synonyms(wordnet)
+    out = []
+    for caption, seed in zip(captions, seeds):
+        try:
+            out.append(original.eda(caption, random.Random(int(seed)), synonyms, alpha))
+        except original.NoWords:
+            out.append(caption)
+    return out
 
 
 def augment_images(images: torch.Tensor, seeds: torch.Tensor) -> torch.Tensor:
@@ -159,6 +180,7 @@ class SslAugmenter:
 
     wordnet_dir: str | None = None
     alpha: float = 0.1
+    eda: str = "xspec"  # or "cleanclip": the original's EDA (xspec.runtime.eda_cleanclip)
     wordnet: WordNet = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -169,4 +191,5 @@ class SslAugmenter:
         """`text_seeds` (default: `seeds`) draw the captions' EDA apart from the images'."""
         images = augment_images(images_uint8, seeds)
         text_seeds = seeds if text_seeds is None else text_seeds
-        return images, augment_captions(captions, text_seeds.tolist(), self.wordnet, self.alpha)
+        return images, augment_captions(captions, text_seeds.tolist(), self.wordnet, self.alpha,
+                                        self.eda)

@@ -6,6 +6,8 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from xspec.errors import DataError
 from xspec.runtime.evaluator import Evaluator, HeldOutLoss
 from xspec.runtime.handoffs import start_point
@@ -15,6 +17,7 @@ from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
+from xspec.runtime.tokens import with_truncation
 from xspec.runtime.train import TrainConfig, TrainState, train
 
 def model_optimizer_state(optimizer) -> dict:
@@ -86,7 +89,8 @@ class Member:
         cfg = ctx.cfg  # PretrainConfig or CleanConfig
         self.ctx, self.model, self.keep_all = ctx, model, keep_all
         self.train_cfg = TrainConfig(cfg.objective, cfg.weights, cfg.epochs, cfg.lr,
-                                     cfg.warmup_steps, cfg.schedule)
+                                     cfg.warmup_steps, cfg.schedule, cfg.precision,
+                                     cfg.logit_scale_max)
         self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
@@ -201,18 +205,33 @@ def _continue_optimizer(ctx: Context, optimizer, saved: dict) -> None:
                 f"its checkpoint (clean.weight_decay = {asked[0]:g} has no effect)")
 
 
-def _augmenter(objective: str):
+def _augmenter(objective: str, eda: str = "xspec"):
     if "image_aug" not in needed_views(objective):
         return None
     from xspec.runtime.augment import SslAugmenter
 
-    return SslAugmenter(None)
+    return SslAugmenter(None, eda=eda)
 
 
 def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
                    tokenizer, normalize) -> TrainingData:
     cfg = ctx.cfg
-    return TrainingData(pairs, indices, captions, poisoned, attack, tokenizer, normalize,
+    augmenter = _augmenter(cfg.objective, cfg.eda)
+    if augmenter is not None and cfg.letterless == "skip":
+        indices = with_letters(indices, captions, ctx)
+    return TrainingData(pairs, indices, captions, poisoned, attack,
+                        with_truncation(tokenizer, cfg.truncation), normalize,
                         cfg.batch_size, cfg.seed, needed_views(cfg.objective),
-                        _augmenter(cfg.objective), ctx.settings.get("workers", 0), ctx.device,
+                        augmenter, ctx.settings.get("workers", 0), ctx.device,
                         text_once=cfg.text_augment == "once")
+
+
+def with_letters(indices: np.ndarray, captions, ctx: Context) -> np.ndarray:
+    """`letterless = "skip"`: the pairs whose caption the original's EDA can augment."""
+    from xspec.runtime.eda_cleanclip import has_letters
+
+    kept = np.array([i for i in indices.tolist() if has_letters(captions[i])], dtype=np.int64)
+    if len(kept) < len(indices):
+        ctx.log(f"letterless = 'skip': {len(indices) - len(kept)} pair(s) whose caption has no "
+                "letters are left out")
+    return kept

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
@@ -17,6 +16,7 @@ from xspec.runtime.distributed import Dist, gather, wrap
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import cleanclip_lr, lr_at, set_lr
 from xspec.runtime.pipeline import TrainingData
+from xspec.runtime.precision import Precision
 
 MAX_LOGIT_SCALE = math.log(100)
 
@@ -43,6 +43,8 @@ class TrainConfig:
     lr: float
     warmup_steps: int
     schedule: str = "paper"  # or "cleanclip": the original's step indexing (optim.cleanclip_lr)
+    precision: str = "bf16"  # xspec.runtime.precision
+    logit_scale_max: float = MAX_LOGIT_SCALE  # the original clamps at 4.6052 (src/train.py:310)
 
     def lr_at(self, step: int, total_steps: int) -> float:
         if self.schedule == "cleanclip":
@@ -58,6 +60,7 @@ class TrainState:
     # The last epoch's loader figures: pairs/s (all ranks) and the share of the epoch's wall
     # time spent waiting for the next batch (a starved device shows as a share near 1).
     perf: dict[str, float] = field(default_factory=dict)
+    precision: Precision | None = None  # made at the first step (it holds a GradScaler's state)
 
 
 def encode(net, batch: dict[str, torch.Tensor], device: torch.device,
@@ -81,8 +84,7 @@ def encode(net, batch: dict[str, torch.Tensor], device: torch.device,
 
 
 def autocast_for(device: torch.device):
-    return (torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda"
-            else nullcontext())
+    return Precision("bf16", device.type).forward()
 
 
 def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: TrainState,
@@ -99,11 +101,17 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
     transform, replaced = (hooks.transform, hooks.loss) if hooks is not None else (None, None)
     if transform is not None:
         batch = transform(batch)
-    with autocast_for(device):
-        if replaced is not None:
+    if state.precision is None:
+        state.precision = Precision(cfg.precision, device.type)
+    precision = state.precision
+    if replaced is not None:  # a defence's own objective: forward and loss in one call
+        with precision.forward():
             loss, parts, features = replaced(model, net, batch)
-        else:
+    else:
+        with precision.forward():
             features = encode(net, batch, device, dist)
+    with precision.loss():
+        if replaced is None:
             loss, parts = total_loss(cfg.objective, cfg.weights, features,
                                      model.logit_scale.exp())
         for term in extra_terms:
@@ -112,10 +120,9 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
     if not torch.isfinite(loss):
         raise NonFiniteLoss(f"loss is {loss.item()} at epoch {state.epoch + 1}, step {state.step}")
     optimizer.zero_grad(set_to_none=True)
-    loss.backward()
-    optimizer.step()
+    precision.step(loss, optimizer)
     with torch.no_grad():
-        model.logit_scale.clamp_(0, MAX_LOGIT_SCALE)
+        model.logit_scale.clamp_(0, cfg.logit_scale_max)
     state.step += 1
     if after is not None:
         after(state.step)

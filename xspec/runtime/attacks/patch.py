@@ -89,16 +89,26 @@ class LabelConsistent(BadNet):
     "handbag" and "baggage" do not. Irregular plurals ("buses", "mice") are not recognised.
     Whitespace inside a multi-word target matches any run of whitespace.
 
+    With `match = "substring"`, a caption names the target when it contains it, case-sensitive
+    (the original's `args.label in caption`, backdoor/create_backdoor_data.py:53): "handbag"
+    matches "bag", "Bag" does not.
+
     When fewer captions match than `poisons`, all matches are poisoned and `shortfall` (set by
     `select`) says how many are missing."""
 
     def __init__(self, cfg: Any, seed: int):
         super().__init__(cfg, seed)
         self.names_target = target_pattern(self.target)
+        self.match = getattr(cfg, "match", "word")
         self.candidates = 0
 
+    def names(self, caption: str) -> bool:
+        if self.match == "substring":
+            return self.target in caption
+        return self.names_target.search(caption) is not None
+
     def select(self, captions: Sequence[str]) -> np.ndarray:
-        candidates = np.array([i for i, c in enumerate(captions) if self.names_target.search(c)],
+        candidates = np.array([i for i, c in enumerate(captions) if self.names(c)],
                               dtype=np.int64)
         self.candidates = len(candidates)
         self.shortfall = max(0, self.poisons - len(candidates))

@@ -97,9 +97,9 @@ def fresh_poisons(indices: np.ndarray, k: int, attack, captions, seed: int) -> n
     """k pairs of the cleaning set to poison afresh, as the original code's cleaning sets with
     5 or 10 poisons were made (backdoor/create_backdoor_data.py run on the clean set); a
     label-consistent attack picks among pairs whose caption names its target."""
-    names_target = getattr(attack, "names_target", None)
-    pool = indices if names_target is None else np.array(
-        [i for i in indices.tolist() if names_target.search(captions[i])], dtype=np.int64)
+    names = getattr(attack, "names", None)  # a label-consistent attack's caption test
+    pool = indices if names is None else np.array(
+        [i for i in indices.tolist() if names(captions[i])], dtype=np.int64)
     if k > len(pool):
         raise DataError(f"clean.poisons = {k} but the cleaning set has only {len(pool)} pairs "
                         "that can be poisoned")

@@ -46,6 +46,9 @@ class LabelConsistent(XspecModel):
     poisons: PositiveInt
     resize: Resize = "crop"
     trigger: Trigger = Trigger()
+    match: Literal["word", "substring"] = "word"
+    """word: the target as whole words, any case, optional plural "s". substring: the original
+    code's case-sensitive `target in caption` (backdoor/create_backdoor_data.py:53)."""
 
 
 @register_attack("xspec.runtime.attacks.whole_image:Blended")

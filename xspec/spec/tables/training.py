@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xspec.extend.registry import LOSS_PARTS, register_loss
+from xspec.spec.fidelity import FidelityOptions
 from xspec.spec.base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel
 from xspec.spec.policies import parse_policy
 from xspec.spec.tables.model import StudyOutput
@@ -30,13 +31,14 @@ def check_objective(value: str) -> str:
 Objective = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(\+[a-z_][a-z0-9_]*)*$")]
 
 
-class Training(XspecModel):
+class Training(FidelityOptions):
     objective: Objective = "mmcl+ssl"
     """mmcl: the CLIP loss; ssl: image-image and text-text InfoNCE on augmentations; or both."""
     mmcl_weight: NonNegativeFloat = 1.0
     ssl_weight: NonNegativeFloat = 1.0
     batch_size: PositiveInt = 128
-    """Pairs per optimiser step, over all GPUs of a run."""
+    """Pairs per optimiser step, over all GPUs of a run (the global batch); or
+    { per_device = <pairs>, devices = <count> }, their product."""
     epochs: PositiveInt = 20
     lr: PositiveFloat = 1e-5
     """Peak AdamW learning rate: linear warm-up, then cosine to 0."""
