@@ -11,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from xspec.reports import (
-    chartdata, charts, curves, evalsets, load, matrix, metrics, policies, queries,
+    chartdata, charts, curves, evalsets, load, matrix, metrics, policies, provenance,
+    queries,
 )
 from xspec.reports.stats import pool_seeds, with_wilson
 
@@ -175,4 +176,5 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "eval_sets": sets,
         "matrix": matrix.matrices(con, asr_threshold),
         "matrix_policy": matrix.POLICY,
+        "provenance": provenance.section(con),
     }

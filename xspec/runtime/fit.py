@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from xspec.runtime.models import activation
 from xspec.runtime.node import Context
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
+from xspec.runtime import provenance
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
 from xspec.runtime.tokens import with_truncation
@@ -95,6 +97,7 @@ class Member:
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
         self._start: dict | None = None
+        self._clock = time.monotonic()
         saved = resumable(ctx, self.last, self.metrics)
         if cfg.continues_optimizer and saved is None:
             _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
@@ -148,6 +151,9 @@ class Member:
                                     "node_id": ctx.node["id"], "config": ctx.config,
                                     "metrics_rows": len(self.metrics.rows)})
         ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
+        now = time.monotonic()  # the epoch's wall time: training, evaluation and saving
+        provenance.add_epoch(ctx.run, state.epoch, now - self._clock)
+        self._clock = now
         summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
         ctx.log(f"epoch {state.epoch}/{cfg.epochs}: loss "
                 f"{losses.get('loss', float('nan')):.4f}, {summary}")

@@ -27,6 +27,7 @@ import torch
 
 from xspec.errors import ExecutionError, XspecError
 from xspec.extend.plugins import import_recorded
+from xspec.runtime import provenance
 from xspec.extend.registry import NODE_KINDS, resolve
 from xspec.runtime.distributed import Dist, rank_device, setup
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
@@ -155,6 +156,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
     run.set_status("running", started=time.time(), pid=os.getpid(), host=os.uname().nodename,
                    error=None, world_size=dist.world, packed_with=None)
     ctx = Context(record, run, workspace, settings, device, log=log, progress=progress, dist=dist)
+    provenance.start(run, settings, device, dist.world)
     try:
         ctx.cfg  # noqa: B018  (a config its kind's model refuses fails here, before any work)
         stage_of(kind.name)(ctx)

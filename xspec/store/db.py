@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from xspec.errors import WorkspaceBusy, XspecError
+from xspec.store.provenance import ingest_provenance
 from xspec.store.schema import EVAL_SET, migrate
 from xspec.store.workspace import Workspace, node_record
 
@@ -170,6 +171,7 @@ def _ingest(workspace: Workspace, plan, runs, metric_files: list[str]) -> int:
             for ckpt in sorted(run.checkpoints.glob("epoch_*.pt")):
                 con.execute("INSERT INTO checkpoints VALUES (?, ?, ?)",
                             [node.id, int(ckpt.stem.split("_")[1]), str(ckpt)])
+        ingest_provenance(con, runs)
         con.execute("COMMIT")
         return con.execute(
             "SELECT count(*) FROM metrics WHERE list_contains(?, node_id)", [ids]

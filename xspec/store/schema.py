@@ -18,6 +18,11 @@ Tables
   "retrieval:<set>" (i2t_r1.., t2i_r1.., asr_r1..); `eval_set` (migration 3) names the set of
   every evaluation row, the primary one's included (`evaluate.primary`, default "eval").
 - checkpoints(node_id, epoch, path).
+- provenance(node_id, code, xspec_version, git_commit, git_dirty, snapshot, plugins JSON, python,
+  torch, open_clip, cuda, cudnn, device, device_name, device_count, host, started,
+  epoch_seconds JSON, previous JSON): each run's provenance.json (migration 4). `code` is a
+  short hash of what identifies the code (version, commit, uncommitted changes, snapshot,
+  plugin file hashes): rows of one table with different `code` came from different code.
 
 Each migration runs in one transaction with its row in `_migrations`, so a process killed
 mid-migration leaves the database as it was before it. Migrations are also idempotent
@@ -81,6 +86,22 @@ def _eval_set(con) -> None:
 # The evaluation set of a metrics row, from its split; {primary} is the primary set's name.
 EVAL_SET = ("CASE WHEN split = 'eval' THEN {primary} WHEN regexp_matches(split, "
             "'^(eval|retrieval|probe):.') THEN split_part(split, ':', 2) END")
+
+
+@migration(4)
+def _provenance(con) -> None:
+    """Which code and machine produced each run (`xspec.store.provenance`)."""
+    con.execute(
+        """
+        CREATE TABLE IF NOT EXISTS provenance (
+            node_id VARCHAR PRIMARY KEY, code VARCHAR, xspec_version VARCHAR,
+            git_commit VARCHAR, git_dirty VARCHAR, snapshot VARCHAR, plugins JSON,
+            python VARCHAR, torch VARCHAR, open_clip VARCHAR, cuda VARCHAR, cudnn VARCHAR,
+            device VARCHAR, device_name VARCHAR, device_count INTEGER, host VARCHAR,
+            started TIMESTAMP, epoch_seconds JSON, previous JSON
+        );
+        """
+    )
 
 
 def migrate(con) -> None:
