@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from xspec.cli import app
 
-COMMANDS = ["validate", "plan", "run", "submit", "status", "cancel", "report", "schema"]
+COMMANDS = ["validate", "plan", "run", "submit", "status", "cancel", "report", "schema", "export"]
 SUBCOMMANDS = [["data", "check"]]
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from xspec import cli_export
 from xspec.cli_views import SafeConsole as Console
 from xspec.cli_views import print_notes, styled
 from xspec.errors import XspecError
@@ -123,7 +124,10 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
                       "resumes.") = None,
            array_parallelism: _opt("At most K tasks of a job array at once.", int) = None,
            account: _opt("SLURM account.") = None,
-           qos: _opt("SLURM quality of service.") = None) -> None:
+           qos: _opt("SLURM quality of service.") = None,
+           snapshot: Annotated[bool, typer.Option(
+               help="Jobs run a copy of xspec and the plugins taken now (workspace/code/), "
+                    "not the code installed when they start.")] = True) -> None:
     """Submit every pending node to SLURM through submitit and return at once; re-submitting
     skips nodes that are done, queued or running, and retries failed ones. Flags override
     the spec's [cluster] table.
@@ -138,7 +142,7 @@ def submit(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
                  mem_gb=mem_gb, time=time, array_parallelism=array_parallelism,
                  account=account, qos=qos)
     study = open_study(spec)
-    jobs = submit_study(study, _workspace(workspace), executor, flags)
+    jobs = submit_study(study, _workspace(workspace), executor, flags, snapshot)
     for node, job_id in jobs:
         console.print(f"{job_id:>12}  {node.name}", markup=False)
     console.print(f"submitted {len(jobs)} of {len(study.plan.nodes)} node(s); "
@@ -207,6 +211,8 @@ def schema(plugin: Annotated[Optional[list[str]], typer.Option(
     load_plugins(plugin or [], Path.cwd(), key="--plugin")
     print(json.dumps(spec_schema(), indent=2))
 
+
+app.command("export")(cli_export.export)
 
 data_app = typer.Typer(no_args_is_help=True,
                        help="Check datasets before running; pack pairs as WebDataset shards.")

@@ -92,16 +92,25 @@ def compare_studies(studies: list[Study], workspace: Workspace) -> Path:
                             asr_threshold=studies[0].spec.report.asr_threshold)
 
 
-def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict) -> list:
-    """Send the pending nodes to a batch system; returns [(node, job id)]."""
+def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict,
+                 snapshot: bool = True) -> list:
+    """Send the pending nodes to a batch system; returns [(node, job id)]. With `snapshot`,
+    the jobs run the code as it is now (`xspec.executors.snapshot`), not as it is when they
+    start."""
     from xspec.executors import get_executor
+    from xspec.executors.local import WORKER_PYTHON
+    from xspec.executors.snapshot import freeze, frozen_settings
 
     chosen = get_executor(executor)
     if not chosen.batch:
         raise XspecError(f"executor {executor!r} runs nodes here: use `xspec run --executor "
                          f"{executor}`; `xspec submit` is for batch systems (slurm)")
     options = study.spec.cluster.options(flags)
-    return chosen.submit(study.plan, workspace, study.settings(), options).jobs
+    settings = study.settings()
+    if snapshot:
+        frozen = freeze(workspace.root, settings.get("plugins", []))
+        settings = frozen_settings(settings, frozen, WORKER_PYTHON)
+    return chosen.submit(study.plan, workspace, settings, options).jobs
 
 
 def _executor_of(study: Study, workspace: Workspace):

@@ -179,3 +179,70 @@ warmup_steps = 1
                         "GROUP BY kind").fetchall()
     # The model it cleans and its pre-training are part of its report (the starting point).
     assert sorted(kinds) == [("clean", 2), ("poison", 1), ("pretrain", 1), ("select", 1)]
+
+
+def test_every_run_records_its_provenance_in_duckdb_and_the_report(finished):
+    """Code version, machine and per-epoch wall times of every run: file, table, report."""
+    import json
+    import subprocess
+
+    import xspec
+
+    study, workspace, _, report = finished
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    rows = con.execute("SELECT node_id, xspec_version, git_commit, torch, host, epoch_seconds "
+                       "FROM provenance").fetchall()
+    con.close()
+    assert {r[0] for r in rows} == {n.id for n in study.plan.nodes.values()}
+    head = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                          cwd=__import__("pathlib").Path(xspec.__file__).parent).stdout.strip()
+    assert {(r[1], r[2]) for r in rows} == {(xspec.__version__, head or None)}
+    trained = {n.id: n.config["epochs"] for n in study.plan.nodes.values()
+               if n.kind in ("pretrain", "clean")}
+    for node_id, *_, seconds in rows:
+        if node_id in trained:
+            times = json.loads(seconds)
+            assert sorted(map(int, times)) == list(range(1, trained[node_id] + 1))
+            assert all(t > 0 for t in times.values())
+    html = report.read_text()
+    assert 'id="provenance"' in html and "mixed-code" not in html
+    assert f"{len(rows)} run(s) recorded their code and machine" in html
+
+
+def test_an_exported_checkpoint_loads_in_open_clip_with_the_same_logits(finished, tmp_path):
+    """`xspec export --policy final`: open_clip.create_model_and_transforms(arch, pretrained=)
+    gives the logits of xspec's own model of that checkpoint; the card names what it is."""
+    import json
+
+    import open_clip
+    import torch
+
+    from xspec.export import export
+    from xspec.runtime import models
+
+    study, workspace, _, _ = finished
+    path = export(study, workspace, tmp_path / "out", policy="final",
+                  pretrain_objective="mmcl+ssl", clean_objective="mmcl+ssl")
+    card = json.loads(path.with_suffix(".json").read_text())
+    assert card["arch"] == "xspec-vit-micro" and card["node"]["kind"] == "clean"
+    open_clip.add_model_config(card["config_file"])
+    loaded, _, _ = open_clip.create_model_and_transforms(card["arch"], pretrained=str(path))
+    ours = models.create("xspec-vit-micro", "scratch", torch.device("cpu"),
+                         log=lambda m: None)
+    source = workspace.run_dir(study.plan.nodes[card["node"]["id"]]).checkpoint(card["epoch"])
+    ours.load_state_dict(torch.load(source, weights_only=True)["model"])
+    images = torch.randn(4, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    texts = open_clip.get_tokenizer(card["arch"])(["a bag", "a shoe", "a shirt", "a coat"])
+    loaded.eval(), ours.eval()
+    with torch.no_grad():
+        a, b = loaded(images, texts), ours(images, texts)
+    logits = [out[2].exp() * out[0] @ out[1].t() if isinstance(out, tuple) else
+              out["logit_scale"].exp() * out["image_features"] @ out["text_features"].t()
+              for out in (a, b)]
+    torch.testing.assert_close(logits[0], logits[1], rtol=0, atol=0)
+    assert card["attack"]["kind"] == "badnet" and card["poisons"] == 16
+    assert card["defence"]["objective"] == "mmcl+ssl" and 0 <= card["metrics"]["asr"]["value"] <= 1
+    lo, hi = card["metrics"]["top1"]["wilson95"]
+    assert lo <= card["metrics"]["top1"]["value"] <= hi
+    assert [n["kind"] for n in card["lineage"]] == ["poison", "pretrain", "select", "clean"]
+    assert "## Lineage" in path.with_suffix(".md").read_text()
