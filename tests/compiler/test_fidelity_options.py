@@ -32,6 +32,7 @@ SSL_PRETRAIN = ('objective = "mmcl"', 'objective = "mmcl+ssl"')  # captions augm
     ("[pretrain]", 'truncation = "drop_eot"', {"pretrain", "select", "clean"}),
     ("[clean]", 'eda = "cleanclip"', {"clean"}),
     ("[clean]", 'letterless = "skip"', {"clean"}),
+    ("[clean]", 'image_augment = "full_image"', {"clean"}),
 ])
 def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, base_spec, section,
                                                                  line, kinds):
@@ -129,4 +130,5 @@ def test_a_malformed_per_device_batch_names_the_form(write_spec, base_spec):
                                         r"or \{ per_device = <pairs per device>, devices = "
                                         r"<count> \}; got keys per_gpu"):
         plan(write_spec, text)
+
 

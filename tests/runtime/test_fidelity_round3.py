@@ -282,3 +282,36 @@ def test_letterless_captions_raise_in_the_originals_eda_and_can_be_skipped():
         assert not has_letters(caption)
         assert augment_captions([caption], [0], WordNet(), variant="cleanclip") == [caption]
     assert has_letters("4 cats")
+
+
+def test_full_image_autoaugment_is_the_originals_v1_before_resize_and_crop(tmp_path):
+    """utils/augment_image.py:12-17 (v1 AutoAugment() on the opened file), then
+    pkgs/openai/clip.py:73 (Resize + CenterCrop), for the same torch random stream."""
+    from PIL import Image
+    from torchvision import transforms
+
+    from xspec.runtime.augment import augment_images
+    from xspec.runtime.augment_full import full_image_views
+    from xspec.runtime.data import FileImages
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i, (w, h) in enumerate([(48, 40), (40, 60), (64, 50), (45, 45)]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    store = FileImages(paths, 32, decode="cleanclip")  # the original's Resize + CenterCrop
+    kept, crops = store.load(range(4))
+    seeds = torch.tensor([11, 12, 13, 14])
+    poisoned = torch.tensor([False, False, True, False])
+    crops[2] = 7  # a poisoned pair's copy: its augmentation starts from it
+    got = full_image_views(store, kept, crops, poisoned, seeds)
+    original = transforms.AutoAugment()
+    finish = transforms.Compose([transforms.Resize(32, interpolation=Image.BICUBIC),
+                                 transforms.CenterCrop(32), transforms.PILToTensor()])
+    for i, path in enumerate(paths):
+        torch.manual_seed(int(seeds[i]))
+        source = (Image.fromarray(crops[i].permute(1, 2, 0).numpy()) if poisoned[i]
+                  else Image.open(path).convert("RGB"))
+        assert torch.equal(got[i], finish(original(source))), i
+    assert not torch.equal(got, augment_images(crops, seeds))  # xspec's: v2 on the crop

@@ -181,15 +181,24 @@ class SslAugmenter:
     wordnet_dir: str | None = None
     alpha: float = 0.1
     eda: str = "xspec"  # or "cleanclip": the original's EDA (xspec.runtime.eda_cleanclip)
+    placement: str = "crop"  # or "full_image": v1 on the full image (xspec.runtime.augment_full)
     wordnet: WordNet = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
         self.wordnet = WordNet(self.wordnet_dir)
 
     def __call__(self, images_uint8: torch.Tensor, captions: list[str], seeds: torch.Tensor,
-                 text_seeds: torch.Tensor | None = None) -> tuple[torch.Tensor, list[str]]:
-        """`text_seeds` (default: `seeds`) draw the captions' EDA apart from the images'."""
-        images = augment_images(images_uint8, seeds)
+                 text_seeds: torch.Tensor | None = None,
+                 sources: tuple | None = None) -> tuple[torch.Tensor, list[str]]:
+        """`text_seeds` (default: `seeds`) draw the captions' EDA apart from the images'.
+        `sources` (image store, pair indices, poisoned mask): for `placement = "full_image"`."""
+        if self.placement == "full_image":
+            from xspec.runtime.augment_full import full_image_views
+
+            store, kept, poisoned = sources
+            images = full_image_views(store, kept, images_uint8, poisoned, seeds)
+        else:
+            images = augment_images(images_uint8, seeds)
         text_seeds = seeds if text_seeds is None else text_seeds
         return images, augment_captions(captions, text_seeds.tolist(), self.wordnet, self.alpha,
                                         self.eda)

@@ -211,18 +211,18 @@ def _continue_optimizer(ctx: Context, optimizer, saved: dict) -> None:
                 f"its checkpoint (clean.weight_decay = {asked[0]:g} has no effect)")
 
 
-def _augmenter(objective: str, eda: str = "xspec"):
+def _augmenter(objective: str, eda: str = "xspec", placement: str = "crop"):
     if "image_aug" not in needed_views(objective):
         return None
     from xspec.runtime.augment import SslAugmenter
 
-    return SslAugmenter(None, eda=eda)
+    return SslAugmenter(None, eda=eda, placement=placement)
 
 
 def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
                    tokenizer, normalize) -> TrainingData:
     cfg = ctx.cfg
-    augmenter = _augmenter(cfg.objective, cfg.eda)
+    augmenter = _augmenter(cfg.objective, cfg.eda, cfg.image_augment)
     if augmenter is not None and cfg.letterless == "skip":
         indices = with_letters(indices, captions, ctx)
     return TrainingData(pairs, indices, captions, poisoned, attack,

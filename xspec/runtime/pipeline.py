@@ -136,7 +136,10 @@ class TrainBatch:
             if self.text_once:
                 text_seeds = torch.tensor([derive_seed(self.seed, "augment-text", i) % (1 << 62)
                                            for i in kept], dtype=torch.long)
-            out["image_aug"], aug_captions = self.augmenter(images, captions, seeds, text_seeds)
+            full = getattr(self.augmenter, "placement", "crop") == "full_image"
+            extra = {"sources": (self.images, kept, hit)} if full else {}
+            out["image_aug"], aug_captions = self.augmenter(images, captions, seeds, text_seeds,
+                                                            **extra)
             out["text_aug"] = self.tokenizer(aug_captions)
         return out
 

@@ -19,8 +19,9 @@ from xspec.spec.base import NotBool, XspecModel
 
 LN_100 = math.log(100)
 # Option fields of a training table; those in SSL_ONLY matter only when the objective has SSL.
-FIDELITY_FIELDS = ("precision", "logit_scale_max", "truncation", "eda", "letterless")
-SSL_ONLY = ("eda", "letterless")
+FIDELITY_FIELDS = ("precision", "logit_scale_max", "truncation", "eda", "letterless",
+                   "image_augment")
+SSL_ONLY = ("eda", "letterless", "image_augment")
 Precision = Literal["bf16", "fp32", "fp32-forward+fp16-loss"]
 
 
@@ -52,6 +53,9 @@ class FidelityOptions(XspecModel):
     eda: Literal["xspec", "cleanclip"] = "xspec"
     """SSL caption augmentation: xspec's EDA, or the original code's (its cleaning drops digits
     and apostrophes, its stop words, random insertion of the first synonym of any word)."""
+    image_augment: Literal["crop", "full_image"] = "crop"
+    """Where SSL's AutoAugment (ImageNet policy) applies: torchvision v2 on the cropped image,
+    or, as the original code does, v1 on the full decoded image before the resize and crop."""
     letterless: Literal["keep", "skip"] = "keep"
     """SSL pairs whose caption has no letters (the original's EDA raises on them): trained on
     with the caption as their augmentation, or left out of the run."""
