@@ -73,3 +73,11 @@ def test_status_table_fits_100_columns_with_log_paths_relative_to_the_workspace(
     assert max(len(line) for line in lines) <= 100
     assert any(f"log: runs/{failed.run_name}/log.txt" in line for line in lines)
     assert not any("log: /" in line for line in lines)
+
+
+def test_export_needs_a_policy_or_a_node(write_spec, base_spec, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "xspec.cli", "export", str(write_spec(base_spec)),
+                           "--out", str(tmp_path / "out"), "-w", str(tmp_path / "ws")],
+                          capture_output=True, text=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines() == ["error: name either --policy or --node"]

@@ -79,6 +79,8 @@ def test_packed_grid_gives_the_unpacked_metric_rows(reference, tmp_path):
         assert status["state"] == "done"
         assert sorted(status["packed_with"]) == sorted(n.id for n in cleans if n is not node)
         assert copy.run_dir(node).checkpoint(2).exists()
+        record = json.loads((copy.run_dir(node).path / "provenance.json").read_text())
+        assert sorted(record["epoch_seconds"]) == ["1", "2"]  # each member records its own
 
 
 @pytest.mark.slow

@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from xspec.errors import XspecError
+from xspec.runtime import provenance
 from xspec.runtime.defences import defences
 from xspec.runtime.distributed import Dist
 from xspec.runtime.fit import Member
@@ -111,6 +112,7 @@ def run_pack(records: list[dict], workspace_root: str, settings: dict,
                        packed_with=[r["id"] for r in todo if r is not record])
         ctx = Context(record, run, workspace, settings, device, log=log,
                       progress=(progress or {}).get(record["id"]), dist=Dist())
+        provenance.start(run, settings, device)
         seats.append(Seat(ctx, handle))
     log_all(seats, f"packed with {len(seats) - 1} sibling(s) in process {os.getpid()}")
     try:  # what the members share failing fails them all
