@@ -157,13 +157,14 @@ def _pct(metric: dict | None) -> str:
 
 def markdown(data: dict) -> str:
     attack = data["attack"]
+    defence = json.dumps(data["defence"], sort_keys=True) if data["defence"] else "none"
     lines = [
         f"# {data['node']['name']} (study {data['study']})", "",
         f"- architecture: `{data['arch']}`; weights of epoch {data['epoch']}, chosen by "
         f"{data['chosen_by']}",
         f"- pre-training: {json.dumps(data['pretrain'], sort_keys=True)}",
         f"- attack: {json.dumps(attack, sort_keys=True)}; poisons: {data['poisons']}",
-        f"- defence (cleaning): {json.dumps(data['defence'], sort_keys=True) if data['defence'] else 'none'}",
+        f"- defence (cleaning): {defence}",
         f"- zero-shot top-1: {_pct(data['metrics'].get('top1'))}",
         f"- attack success rate: {_pct(data['metrics'].get('asr'))}", "",
         "## Lineage", "",
@@ -175,10 +176,12 @@ def markdown(data: dict) -> str:
     if data.get("config_file"):
         lines[-3:-3] = [f"open_clip.add_model_config('{data['config_file']}')  # xspec's arch"]
     prov = data.get("provenance") or {}
+    dirty = f" (with uncommitted changes {prov['git_dirty'][:12]})" if prov.get("git_dirty") \
+        else ""
     if prov:
         lines += ["", "## Provenance", "",
                   f"xspec {prov.get('xspec_version')}, commit {prov.get('git_commit') or '—'}"
-                  f"{' (with uncommitted changes ' + prov['git_dirty'][:12] + ')' if prov.get('git_dirty') else ''}"
+                  f"{dirty}"
                   f", torch {prov.get('torch')}, open_clip {prov.get('open_clip')}, "
                   f"{prov.get('device_count')} × {prov.get('device_name')} on {prov.get('host')}"]
     return "\n".join(lines) + "\n"

@@ -327,8 +327,8 @@ class SlurmExecutor:
         try:
             executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                              slurm_max_num_timeout=opts["max_requeues"],
-                                             slurm_python=settings.get("worker_python")  # a snapshot's
-                                             or shlex.join(WORKER_PYTHON))
+                                             slurm_python=settings.get("worker_python")
+                                             or shlex.join(WORKER_PYTHON))  # or a snapshot's
         except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
             raise SlurmError(f"{NO_SLURM} ({_text(exc)})") from None
         executor.update_parameters(**params, slurm_additional_parameters=extra)

@@ -4,9 +4,10 @@
 - "fp32": everything in fp32.
 - "fp32-forward+fp16-loss": the original code's scheme (attack-cleanclip `src/train.py:299-310`):
   the model's forward pass in fp32, only the loss under fp16 autocast, the backward pass and the
-  optimiser step through a `GradScaler` inside the same autocast block (a step whose gradients overflow is skipped and the
-  scale lowered, as `torch.cuda.amp.GradScaler` does there). On the CPU the same arithmetic runs
-  under CPU fp16 autocast, which is what the tests compare.
+  optimiser step through a `GradScaler` inside the same autocast block (a step whose
+  gradients overflow is skipped and the scale lowered, as `torch.cuda.amp.GradScaler` does
+  there). On the CPU the same arithmetic runs under CPU fp16 autocast, which is what the
+  tests compare.
 """
 
 from __future__ import annotations

@@ -54,7 +54,8 @@ def plugin_hashes(plugins: list[dict]) -> dict[str, str]:
             where = getattr(module, "__file__", None)
         if not where:
             continue
-        base = Path(where).parent if Path(where).name != "__init__.py" else Path(where).parent.parent
+        where = Path(where)
+        base = where.parent.parent if where.name == "__init__.py" else where.parent
         for file in tree_files(Path(where)):
             out[f"{plugin['name']}:{file.relative_to(base)}"] = file_sha256(file)
     return out
