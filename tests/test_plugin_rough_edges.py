@@ -103,3 +103,22 @@ def test_runs_without_a_defence_show_off_not_a_dash():
     assert fallback("clean.deep_cluster.k") == "off"  # a defence table, off on that run
     assert fallback("clean.l2_weight") == "0"  # a default the compiler leaves out
     assert fallback("clean.lr") is None
+
+
+def test_plan_summary_shows_a_defence_off_value():
+    from xspec.cli_plan import fact_values
+    from xspec.study import open_study
+
+    plan = open_study(EXAMPLE / "pruning.toml").plan
+    assert fact_values(plan, "clean")["prune_ratio"] == ["off", "0.25"]
+
+
+def test_report_names_the_attack_kind(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    import tests_reports_support as syn
+    from xspec.reports.html import build_report
+
+    db = tmp_path / "xspec.duckdb"
+    syn.write_study(db, syn.STUDY)
+    html = build_report(db, syn.STUDY, tmp_path / "r", static=False).read_text()
+    assert ", attack badnet, seed" in html

@@ -14,14 +14,18 @@ from xspec.compiler.naming import show
 
 
 def fact_values(plan, kind: str) -> dict[str, list[str]]:
-    """{short name: its distinct values in plan order} for the nodes of `kind`."""
+    """{short name: its distinct values in plan order} for the nodes of `kind`; "off" first
+    where some nodes leave the field out (a defence that is off there)."""
     nodes = [n for n in plan.own() if n.kind == kind]
     out: dict[str, list[str]] = {}
     for fact in plan.facts.get(kind, []):
         values = [fact.value(n) for n in nodes if fact.value(n) is not None]
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             values = sorted(values)
-        out[fact.name] = list(dict.fromkeys(show(v) for v in values))
+        shown = list(dict.fromkeys(show(v) for v in values))
+        if values and len(values) < len(nodes):  # a field only some nodes set (a defence)
+            shown = ["off", *shown]
+        out[fact.name] = shown
     return out
 
 

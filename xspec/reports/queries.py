@@ -158,6 +158,7 @@ families AS (
 )
 SELECT n.study, any_value(st.spec_path) AS spec_path, any_value(st.updated) AS updated,
     string_agg(DISTINCT n.seed, ', ' ORDER BY n.seed) AS seed,
+    string_agg(DISTINCT n.lineage->>'$."poison.kind"', ', ') AS attack,
     coalesce(any_value(f.family), n.study) AS family,
     count(*) AS nodes, count(*) FILTER (WHERE n.status = 'done') AS done,
     count(*) FILTER (WHERE n.status = 'failed') AS failed
