@@ -60,6 +60,8 @@ class FileImages:
         """uint8 [n, 3, size, size]: resized on the short side and centre-cropped, or, with
         `squash`, resized to size × size whatever the aspect ratio (the original code's poisoned
         images, backdoor/utils.py:20)."""
+        if self.decode == "nvjpeg":
+            return self._load_nvjpeg(indices, squash)
         kept, pixels = [], []
         for index in indices:
             try:
@@ -69,6 +71,28 @@ class FileImages:
                     Image.DecompressionBombError) as exc:  # a bomb is a bad image too
                 if self.on_bad_image == "fail":
                     raise DataError(f"image {self.paths[index]}: {exc}") from None
+        if not pixels:
+            return [], torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
+        return kept, torch.stack(pixels)
+
+    def _load_nvjpeg(self, indices: Sequence[int], squash: bool):
+        """One batched device decode; a batch with a damaged JPEG is decoded one by one to
+        find it (skipped and counted, or fatal, as in the other modes)."""
+        from xspec.runtime.decode_gpu import decode_batch, require_cuda
+        require_cuda(self.decode)
+        decode_one = lambda ix: decode_batch(  # noqa: E731
+            [self._source(i) for i in ix], [str(self.paths[i]) for i in ix], self.size, squash)
+        try:
+            pixels, kept = decode_one(list(indices)), list(indices)
+        except RuntimeError:
+            kept, pixels = [], []
+            for index in indices:
+                try:
+                    pixels += decode_one([index])
+                    kept.append(index)
+                except RuntimeError as exc:
+                    if self.on_bad_image == "fail":
+                        raise DataError(f"image {self.paths[index]}: {exc}") from None
         if not pixels:
             return [], torch.empty(0, 3, self.size, self.size, dtype=torch.uint8)
         return kept, torch.stack(pixels)

@@ -20,6 +20,9 @@
   before this option existed, and which stays the default so that existing node ids keep
   their results). Bit-identical to torchvision's transforms (tests/runtime/test_decode.py).
 
+- "nvjpeg": JPEGs decoded in batches on the CUDA device, xspec/runtime/decode_gpu.py (FileImages
+  routes the whole batch there; `decode` itself refuses it).
+
 `squash` (the original code's poisoned images, backdoor/utils.py:20) resizes the whole image to
 size × size whatever the mode, except that "draft" decodes it at reduced scale first.
 """

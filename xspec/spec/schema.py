@@ -104,6 +104,22 @@ class SpecBase(XspecModel):
         return self
 
     @model_validator(mode="after")
+    def _gpu_decode_on_cuda(self):
+        """decode = "nvjpeg" decodes on the CUDA device in the training process."""
+        sources = [("train", self.data.train), ("clean.from", self.data.clean.source),
+                   ("eval", self.data.eval)]
+        for name, source in sources:
+            if getattr(source, "decode", None) != "nvjpeg":
+                continue
+            if self.run.device == "cpu":
+                raise ValueError(f'data.{name}.decode = "nvjpeg" decodes on a CUDA device; '
+                                 'run.device = "cpu" has none')
+            if self.run.workers > 0:
+                raise ValueError(f'data.{name}.decode = "nvjpeg" decodes on the device in the '
+                                 'training process: set run.workers = 0')
+        return self
+
+    @model_validator(mode="after")
     def _epoch_policy_in_range(self):
         epoch = parse_policy(self.pretrain.select).epoch if self.pretrain else None
         if epoch is not None and epoch > self.pretrain.epochs:

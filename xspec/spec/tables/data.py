@@ -18,12 +18,14 @@ from xspec.spec.base import Fraction, PositiveInt, XspecModel, tagged_union
 Templates = Literal["clip80"]
 FASHION_SIZES = {"train": 60_000, "test": 10_000}
 FORMATS = "xspec.runtime.formats"
-Decode = Literal["exact", "crop_first", "draft", "cleanclip"]
+Decode = Literal["exact", "crop_first", "draft", "cleanclip", "nvjpeg"]
 """How image files are decoded to the model's size (xspec/runtime/decode.py): "exact" resizes
 the whole image on its short side, then cuts the centre square; "crop_first" resizes only the
 centre square (a few pixels 1-2/255 apart, faster); "draft" also lets libjpeg decode at 1/2-1/8
 scale (pixels change more; off in the paper specs, docs/FIDELITY.md); "cleanclip" is
-torchvision's Resize + CenterCrop arithmetic as the original code ran it. Left out of node ids
+torchvision's Resize + CenterCrop arithmetic as the original code ran it; "nvjpeg" decodes JPEGs
+in batches on the CUDA device (xspec/runtime/decode_gpu.py; "exact" arithmetic, nvjpeg's IDCT:
+a few levels off; needs CUDA and run.workers = 0). Left out of node ids
 when "exact"."""
 
 
