@@ -19,7 +19,7 @@ from pydantic import ConfigDict, Field, ValidationError, model_validator
 
 from xspec.errors import CompileError
 from xspec.spec.base import NonNegativeInt, XspecModel
-from xspec.extend.registry import DEFENCES
+from xspec.extend.registry import defences_of
 from xspec.spec.schema import (
     Clean, CleanData, DeepCluster, Metric, ShrinkPerturb, Templates, Training,
 )
@@ -100,8 +100,19 @@ class TrainingConfig(Training, Shared):
 
 
 class PretrainConfig(TrainingConfig):
+    """`[pretrain]`'s fields, and one entry per `[pretrain]` defence that is on (RoCLIP, ...)."""
+
+    model_config = ConfigDict(extra="allow")
     model: ModelConfig
     train: dict[str, Any]
+
+    @model_validator(mode="after")
+    def _extras_are_defences(self):
+        unknown = sorted(set(self.model_extra or {}) - {d.name for d in defences_of("pretrain")})
+        if unknown:
+            raise ValueError(f"{unknown[0]}: not a field of a pretrain node, nor a registered "
+                             "pre-training defence")
+        return self
 
 
 class CleanDataConfig(CleanData):
@@ -130,7 +141,7 @@ class CleanConfig(Clean, TrainingConfig):
 
     @model_validator(mode="after")
     def _extras_are_defences(self):
-        unknown = sorted(set(self.model_extra or {}) - {d.name for d in DEFENCES})
+        unknown = sorted(set(self.model_extra or {}) - {d.name for d in defences_of("clean")})
         if unknown:
             raise ValueError(f"{unknown[0]}: not a field of a clean node, nor a registered "
                              "defence")

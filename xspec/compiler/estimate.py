@@ -120,6 +120,10 @@ def _seconds(node, where: str, expected: dict[str, int]) -> float:
     rate = _rate(node, where)
     if node.kind == "pseudo_labels":  # one pass over the cleaning set's images
         return config["data"]["size"] / rate["eval_per_s"]
+    if node.kind == "detect":  # one pass over the training pairs; CD optimises a mask per image
+        pairs = _pairs(config["train"], expected)
+        steps = config["detectors"].get("cognitive_distillation", {}).get("steps", 0)
+        return pairs / rate["eval_per_s"] + pairs * steps / rate["train_per_s"]
     evals = _eval_images(config["eval"], expected)
     if node.kind == "shrink_perturb":
         return evals * len(config["shrink"]) * len(config["perturb"]) / rate["eval_per_s"]

@@ -1,6 +1,7 @@
 """The built-in node kinds, and shrink-and-perturb's node between selection and cleaning.
 
 poison ──▶ pretrain ──▶ select ──▶ [shrink_perturb] ──▶ clean      [pseudo_labels] ──▶ clean
+                              └──▶ [detect]  (scores the training pairs; xspec.compiler.detect)
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ register_node_kind("pretrain", order=10, stage=f"{STAGES}.pretrain:pretrain", tr
                    label="pre-training", config=f"{CONFIGS}:PretrainConfig")
 register_node_kind("select", order=20, stage=f"{STAGES}.select:select",
                    label="checkpoint selection", config=f"{CONFIGS}:SelectConfig")
+register_node_kind("detect", order=25, stage="xspec.runtime.detect:detect",
+                   label="poison detection", config="xspec.compiler.detect:DetectConfig")
 register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}.shrink_perturb:shrink_perturb",
                    label="shrink and perturb", config=f"{CONFIGS}:ShrinkPerturbConfig")
 register_node_kind("pseudo_labels", order=40, stage=f"{STAGES}.pseudo_labels:pseudo_labels",

@@ -27,8 +27,10 @@ from xspec.compiler.naming import facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
 from xspec.compiler.evalsets import sets_config, target_notes
+from xspec.compiler.detect import detect_node
+from xspec.compiler.pretrain_defences import with_pretrain_defences
 from xspec.extend.registry import (
-    ATTACKS, DATA_SOURCES, DEFENCES, METRICS, NODE_KINDS, POLICIES, kind_order,
+    ATTACKS, DATA_SOURCES, METRICS, NODE_KINDS, POLICIES, defences_of, kind_order,
 )
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
@@ -133,7 +135,8 @@ def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dic
     used += [("data", DATA_SOURCES.get(source.format)) for source in (
         spec.data.train, spec.data.eval, spec.data.clean.source) if not isinstance(source, str)]
     if defences:
-        used += [("defence", d) for d in DEFENCES if d.active(getattr(spec.clean, d.name))]
+        used += [("defence", d) for d in defences_of("clean")
+                 if d.active(getattr(spec.clean, d.name))]
     found = {f"{what}:{getattr(p, 'kind', None) or getattr(p, 'format', None) or p.name}":
              p.version for what, p in used if p.version}
     return {"plugins": dict(sorted(found.items()))} if found else {}
@@ -233,8 +236,9 @@ def _pretrain_config(plan: Plan, spec: Spec) -> dict:
     if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
         model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
     pre = spec.pretrain
-    return {"model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, **_options(pre),
-            "train": spec.data.train.model_dump(mode="json"), **_shared(spec)}
+    config = {"model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, **_options(pre),
+              "train": spec.data.train.model_dump(mode="json"), **_shared(spec)}
+    return with_pretrain_defences(config, pre)
 
 
 def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
@@ -299,7 +303,7 @@ def _start(plan: Plan, spec: Spec, select: Node) -> Node:
     every defence that is on (shrink-and-perturb's node, say). Each such node writes
     `selected.json` as a select node does."""
     start = select
-    for defence in DEFENCES:
+    for defence in defences_of("clean"):
         value = getattr(spec.clean, defence.name)
         if defence.start is not None and defence.active(value):
             start = resolve_ref(defence.start)(Builder(plan), spec, value, start)
@@ -318,7 +322,7 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
         value = getattr(clean, name)
         if value != type(clean).model_fields[name].default:
             config[name] = value
-    for defence in DEFENCES:
+    for defence in defences_of("clean"):
         value = getattr(clean, defence.name)
         if defence.behaviour is None or not defence.active(value):
             continue
@@ -382,6 +386,8 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
         if chain.start is None:
             selects[chain.pretrain.id] = _select(plan, chain, chains, selects)
     for chain in chains:
+        if chain.spec.detect is not None and chain.start is None:
+            detect_node(Builder(plan), chain.spec, chain, selects[chain.pretrain.id])
         if chain.spec.clean is not None:
             start = _start(plan, chain.spec, chain.start or selects[chain.pretrain.id])
             _clean(plan, chain, start)

@@ -7,9 +7,10 @@ behaviour (functions and methods): the compiler imports the plugin too and never
 """
 
 from xspec.extend.registry import (
-    ATTACKS, DATA_SOURCES, DEFENCES, LOSS_PARTS, METRICS, NODE_KINDS, POLICIES, Pieces,
-    RegistryError, Term, register_attack, register_data_source, register_defence,
-    register_loss, register_metric, register_node_kind, register_policy, resolve,
+    ATTACKS, DATA_SOURCES, DEFENCES, DETECTORS, LOSS_PARTS, METRICS, NODE_KINDS, POLICIES,
+    Pieces, RegistryError, Term, register_attack, register_data_source, register_defence,
+    register_detector, register_loss, register_metric, register_node_kind, register_policy,
+    resolve,
 )
 from xspec.extend.files import FileInput, FileRef
 from xspec.spec.base import (
@@ -17,9 +18,9 @@ from xspec.spec.base import (
 )
 
 __all__ = [
-    "ATTACKS", "DATA_SOURCES", "DEFENCES", "FileInput", "FileRef", "Fraction", "LOSS_PARTS", "METRICS", "NODE_KINDS",
-    "NonNegativeFloat", "NonNegativeInt", "POLICIES", "Pieces", "PositiveFloat", "PositiveInt",
-    "RegistryError", "Term", "XspecModel", "register_attack", "register_data_source",
-    "register_defence", "register_loss", "register_metric", "register_node_kind",
-    "register_policy", "resolve",
+    "ATTACKS", "DATA_SOURCES", "DEFENCES", "DETECTORS", "FileInput", "FileRef", "Fraction",
+    "LOSS_PARTS", "METRICS", "NODE_KINDS", "NonNegativeFloat", "NonNegativeInt", "POLICIES",
+    "Pieces", "PositiveFloat", "PositiveInt", "RegistryError", "Term", "XspecModel",
+    "register_attack", "register_data_source", "register_defence", "register_detector",
+    "register_loss", "register_metric", "register_node_kind", "register_policy", "resolve",
 ]

@@ -210,9 +210,18 @@ class Defence:
     packable: bool = True
     """False: a node with this defence on trains alone, never in a pack (`[run] pack`): it
     replaces the batches its siblings would share."""
+    table: str = "clean"
+    """The spec table the field belongs to: "clean" (cleaning) or "pretrain" (a defence while
+    pre-training on poisoned data, e.g. RoCLIP; its node is the pretrain node)."""
+    views: Any = ()
+    """Feature views the defence reads beyond its objective's ("image_aug", "text_aug"): a
+    tuple, or a function of the field's value returning a set."""
 
     def active(self, value: Any) -> bool:
         return value != self.default
+
+    def needed_views(self, value: Any) -> set[str]:
+        return set(self.views(value) if callable(self.views) else self.views)
 
 
 @dataclass(frozen=True)
@@ -235,12 +244,30 @@ class NodeKind:
 
 
 @dataclass(frozen=True)
+class Detector:
+    """`[detect.<name>]`: a detector of poisoned training pairs. `spec` is its table (an
+    `XspecModel` of its settings, defaults the original's); `behaviour(spec, batch) -> scores`
+    runs in the detect node on one batch of pairs (`xspec.runtime.detect.DetectBatch`) and
+    returns one score per pair, higher meaning more likely poisoned."""
+
+    name: str
+    spec: type
+    behaviour: Any
+    version: str | None
+    origin: str
+    description: str = ""
+
+
+@dataclass(frozen=True)
 class Term:
     """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
 
     name: str
     weight: float
     fn: Callable
+    replaces: bool = False
+    """True: the term is the objective's loss part of the same name, computed the defence's
+    way (RoCLIP's and SafeCLIP's "mmcl"); the objective's own computation of it is skipped."""
 
 
 @dataclass
@@ -275,7 +302,8 @@ POLICIES: Registry[Policy] = Registry("selection policy")
 DEFENCES: Registry[Defence] = Registry("cleaning defence")
 NODE_KINDS: Registry[NodeKind] = Registry("node kind")
 METRICS: Registry[Metric] = Registry("metric")
-ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS, METRICS)
+DETECTORS: Registry[Detector] = Registry("detector")
+ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS, METRICS, DETECTORS)
 
 
 def generation() -> tuple[int, ...]:
@@ -369,15 +397,37 @@ def register_metric(name: str, behaviour: Any = None, *, needs: tuple[str, ...],
 def register_defence(name: str, behaviour: Any, *, annotation: Any = None, default: Any = None,
                      start: Callable | None = None, config: Callable | None = None,
                      version: str | None = None, description: str = "", origin: str = "",
-                     packable: bool = True):
-    """A `[clean] <name>` field. With a model class as `annotation` the field is that table
-    (`None` = off); otherwise give the field's type and its "off" default."""
+                     packable: bool = True, table: str = "clean", views: Any = ()):
+    """A `[clean] <name>` field (`table="pretrain"`: a `[pretrain] <name>` field). With a model
+    class as `annotation` the field is that table (`None` = off); otherwise give the field's
+    type and its "off" default. `views`: feature views it needs beyond the objective's."""
+    if table not in ("clean", "pretrain"):
+        raise RegistryError(f"defence {name!r}: table must be 'clean' or 'pretrain'")
     if annotation is None:
         raise RegistryError(f"defence {name!r}: give its field's annotation")
     origin = origin or (behaviour.partition(":")[0] if isinstance(behaviour, str)
                         else getattr(behaviour, "__module__", "?"))
     return DEFENCES.add(name, Defence(name, annotation, default, behaviour, start, config,
-                                      version, f"{origin}.{name}", description, packable))
+                                      version, f"{origin}.{name}", description, packable,
+                                      table, views))
+
+
+def defences_of(table: str) -> list[Defence]:
+    """The registered defences whose field is in `[clean]` or `[pretrain]`."""
+    return [d for d in DEFENCES if d.table == table]
+
+
+def register_detector(name: str, behaviour: Any, *, version: str | None = None,
+                      description: str = ""):
+    """Class decorator on a detector's settings model: `[detect.<name>]` becomes that table;
+    `behaviour` (a function or its "module:attr") scores a batch of pairs."""
+
+    def decorate(model: type) -> type:
+        DETECTORS.add(name, Detector(name, model, behaviour, version, _origin(model),
+                                     description or (model.__doc__ or "").strip()))
+        return model
+
+    return decorate
 
 
 def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,

@@ -116,6 +116,11 @@ class DefenceConflict(XspecError):
     pass
 
 
+def defence_views(config: dict) -> set[str]:
+    """Feature views the node's defences read beyond its objective's."""
+    return {v for d, value in active(config) for v in d.needed_views(value)}
+
+
 def defences(ctx) -> Callable | None:
     """The builder `fit` calls once the optimizer exists: a `Composed`, or None."""
     chosen = active(ctx.config)

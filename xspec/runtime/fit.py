@@ -15,6 +15,7 @@ from xspec.runtime.handoffs import start_point
 from xspec.runtime.models import activation
 from xspec.runtime.node import Context
 from xspec.runtime.objectives import needed_views
+from xspec.runtime.defences import defence_views
 from xspec.runtime.optim import adamw
 from xspec.runtime import provenance
 from xspec.runtime.pipeline import TrainingData
@@ -211,8 +212,8 @@ def _continue_optimizer(ctx: Context, optimizer, saved: dict) -> None:
                 f"its checkpoint (clean.weight_decay = {asked[0]:g} has no effect)")
 
 
-def _augmenter(objective: str, eda: str = "xspec", placement: str = "crop"):
-    if "image_aug" not in needed_views(objective):
+def _augmenter(views: set[str], eda: str = "xspec", placement: str = "crop"):
+    if "image_aug" not in views:
         return None
     from xspec.runtime.augment import SslAugmenter
 
@@ -222,12 +223,13 @@ def _augmenter(objective: str, eda: str = "xspec", placement: str = "crop"):
 def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
                    tokenizer, normalize) -> TrainingData:
     cfg = ctx.cfg
-    augmenter = _augmenter(cfg.objective, cfg.eda, cfg.image_augment)
+    views = needed_views(cfg.objective) | defence_views(ctx.config)
+    augmenter = _augmenter(views, cfg.eda, cfg.image_augment)
     if augmenter is not None and cfg.letterless == "skip":
         indices = with_letters(indices, captions, ctx)
     return TrainingData(pairs, indices, captions, poisoned, attack,
                         with_truncation(tokenizer, cfg.truncation), normalize,
-                        cfg.batch_size, cfg.seed, needed_views(cfg.objective),
+                        cfg.batch_size, cfg.seed, views,
                         augmenter, ctx.settings.get("workers", 0), ctx.device,
                         text_once=cfg.text_augment == "once")
 

@@ -64,7 +64,12 @@ def needed_views(objective: str) -> set[str]:
 
 
 def total_loss(objective: str, weights: dict[str, float], features: Features,
-               logit_scale: Tensor) -> tuple[Tensor, dict[str, Tensor]]:
-    values = {name: LOSSES[name](features, logit_scale) for name in parts(objective)}
-    total = sum(weights.get(name, 1.0) * value for name, value in values.items())
+               logit_scale: Tensor, skip: frozenset[str] = frozenset()
+               ) -> tuple[Tensor, dict[str, Tensor]]:
+    """The weighted sum of the objective's parts, less those in `skip` (a defence computes
+    them its own way: `Term(replaces=True)`)."""
+    values = {name: LOSSES[name](features, logit_scale) for name in parts(objective)
+              if name not in skip}
+    total = sum((weights.get(name, 1.0) * value for name, value in values.items()),
+                features["image"].new_zeros(()))
     return total, values

@@ -113,7 +113,8 @@ def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: Trai
     with precision.loss():
         if replaced is None:
             loss, parts = total_loss(cfg.objective, cfg.weights, features,
-                                     model.logit_scale.exp())
+                                     model.logit_scale.exp(),
+                                     frozenset(t.name for t in extra_terms if t.replaces))
         for term in extra_terms:
             parts[term.name] = term.fn(model, batch, features)
             loss = loss + term.weight * parts[term.name]

@@ -17,7 +17,9 @@ from typing import Annotated, Literal, Union
 from pydantic import Field, create_model, model_validator
 
 from xspec.extend.plugins import load_builtins
-from xspec.extend.registry import ATTACKS, DEFENCES, METRICS, NODE_KINDS, POLICIES, generation
+from xspec.extend.registry import (
+    ATTACKS, DEFENCES, METRICS, NODE_KINDS, POLICIES, defences_of, generation,
+)
 from xspec.spec.archs import image_size
 from xspec.spec.base import (  # noqa: F401  (re-exported, as are the tables' names below)
     Fraction, NonNegativeFloat, NonNegativeInt, NotBool, PositiveFloat, PositiveInt, XspecModel,
@@ -41,6 +43,7 @@ from xspec.spec.tables.study import MAX_SEED, Study  # noqa: F401
 from xspec.spec.tables.training import (  # noqa: F401
     Clean, Objective, Pretrain, Training, check_objective,
 )
+from xspec.spec.detect import Detect, detect_model  # noqa: F401
 
 
 class SpecBase(XspecModel):
@@ -52,6 +55,7 @@ class SpecBase(XspecModel):
     model: Model | None  # None only where clean.start names another study's model
     pretrain: Pretrain | None
     clean: Clean | None = None
+    detect: Detect | None = None
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
     run: Run = Run()
@@ -150,16 +154,19 @@ def _build() -> type[SpecBase]:
         source=(Annotated[Union[Literal["train"], pair], Field(alias="from")], "train"))
     data = create_model("Data", __base__=Data, __doc__=Data.__doc__, train=(pair, ...),
                         clean=(clean_data, clean_data()), eval=(sources("eval"), ...))
-    clean = create_model("Clean", __base__=Clean, __doc__=Clean.__doc__, **{
+    clean, pretrain = (create_model(base.__name__, __base__=base, __doc__=base.__doc__, **{
         d.name: (d.annotation, Field(d.default, description=d.description or None))
-        for d in DEFENCES})
+        for d in defences_of(table)})
+        for base, table in ((Clean, "clean"), (Pretrain, "pretrain")))
     cluster = create_model("Cluster", __base__=Cluster, __doc__=Cluster.__doc__, **{
         k.name: (ClusterOptions | None, None) for k in NODE_KINDS if k.cluster})
     evaluate = create_model("Evaluate", __base__=Evaluate, __doc__=Evaluate.__doc__,
                             **evaluate_fields(sources("eval"), pair))
     return create_model("Spec", __base__=SpecBase, __doc__=SpecBase.__doc__,
                         data=(data, ...), evaluate=(evaluate, evaluate()), attack=(tagged_union([a.spec for a in ATTACKS], "kind"), ...),
-                        clean=(clean | None, None), cluster=(cluster, cluster()))
+                        clean=(clean | None, None), cluster=(cluster, cluster()),
+                        pretrain=(pretrain | None, ...),
+                        detect=(detect_model() | None, None))
 
 
 Spec = spec_model()

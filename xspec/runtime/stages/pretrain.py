@@ -8,6 +8,7 @@ from xspec.runtime import models
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.data import open_pairs
+from xspec.runtime.defences import defences
 from xspec.runtime.evaluator import Evaluator
 from xspec.runtime.fit import fit, training_data
 from xspec.runtime.handoffs import open_model, read_manifest
@@ -32,4 +33,5 @@ def pretrain(ctx: Context) -> None:
     evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
                           ctx.settings)
     evaluator.manifest = lambda: manifest
-    fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False)
+    fit(ctx, model, data, evaluator, keep_all=True, evaluate_start=False,
+        ablations=defences(ctx))
