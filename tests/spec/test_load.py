@@ -57,8 +57,8 @@ def test_repeated_values_are_deduplicated(write_spec, base_spec):
      "pretrain.objective: unknown value 'clip'; allowed: mmcl, ssl, mmcl+ssl"),
     ('epochs = 2\n', 'epochs = 2\nepoch = 3\n',
      "pretrain.epoch: unknown key; allowed: batch_size, eda, epochs, image_augment, letterless, "
-     "logit_scale_max, lr, mmcl_weight, objective, precision, schedule, select, ssl_weight, "
-     "text_augment, truncation, warmup_steps, weight_decay"),
+     "logit_scale_max, lr, mmcl_weight, objective, precision, roclip, safeclip, schedule, "
+     "select, ssl_weight, text_augment, truncation, warmup_steps, weight_decay"),
     ('kind = "badnet"', 'kind = "trojan"',
      "attack: unknown kind 'trojan'; allowed: badnet, label_consistent, blended, wanet, sig, none, "
      "badclip"),

@@ -11,8 +11,8 @@ from pathlib import Path
 import pandas as pd
 
 from xspec.reports import (
-    chartdata, charts, curves, evalsets, load, matrix, metrics, policies, provenance,
-    queries,
+    baselines, chartdata, charts, curves, evalsets, load, matrix, metrics, policies,
+    provenance, queries,
 )
 from xspec.reports.stats import pool_seeds, with_wilson
 
@@ -154,6 +154,7 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
                                         ChartBlock) if sets else []
     extra = metrics.curves(con)
     metric_names, metric_table = metrics.names(extra), metrics.table(extra)
+    detected = baselines.detection(con)
     return {
         "title": ", ".join(studies),
         "studies": records(info),
@@ -172,9 +173,23 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "metrics_table": records(metric_table) if len(metric_table) else [],
         "pooled": _pooled(info, table3, table2, policy_table) if comparison else None,
         "runs": records(_run_links(queries.run_table(con), workspace, out_dir)),
-        "charts": _chart_blocks(con, asr_threshold, comparison, policy_table) + set_charts,
+        "charts": _chart_blocks(con, asr_threshold, comparison, policy_table) + set_charts
+        + _detection_blocks(detected, workspace),
         "eval_sets": sets,
         "matrix": matrix.matrices(con, asr_threshold),
         "matrix_policy": matrix.POLICY,
         "provenance": provenance.section(con),
+        "pretrain_defences": records(baselines.pretrain_defences(con, table3)),
+        "detection": records(detected),
     }
+
+
+def _detection_blocks(detected: pd.DataFrame, workspace: Path) -> list[ChartBlock]:
+    points = baselines.roc_points(workspace, detected) if len(detected) else pd.DataFrame()
+    if not len(points):
+        return []
+    return [ChartBlock(
+        "chart-roc", "ROC curves of the poisoned-pair detectors",
+        "Every training pair scored by each detector (higher: more likely poisoned) against the "
+        "poison manifest; one panel per pre-trained model (objective · pre-training defence). "
+        "Dashed: chance.", baselines.roc_chart(points))]
