@@ -9,9 +9,10 @@ behaviour (functions and methods): the compiler imports the plugin too and never
 from xspec.extend.registry import (
     ATTACKS, DATA_SOURCES, DEFENCES, DETECTORS, LOSS_PARTS, METRICS, NODE_KINDS, POLICIES,
     Pieces, RegistryError, Term, register_attack, register_data_source, register_defence,
-    register_detector, register_loss, register_metric, register_node_kind, register_policy,
+    register_loss, register_metric, register_node_kind, register_policy,
     resolve,
 )
+from xspec.extend.detectors import register_detector
 from xspec.extend.files import FileInput, FileRef
 from xspec.spec.base import (
     Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,

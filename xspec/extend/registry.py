@@ -244,21 +244,6 @@ class NodeKind:
 
 
 @dataclass(frozen=True)
-class Detector:
-    """`[detect.<name>]`: a detector of poisoned training pairs. `spec` is its table (an
-    `XspecModel` of its settings, defaults the original's); `behaviour(spec, batch) -> scores`
-    runs in the detect node on one batch of pairs (`xspec.runtime.detect.DetectBatch`) and
-    returns one score per pair, higher meaning more likely poisoned."""
-
-    name: str
-    spec: type
-    behaviour: Any
-    version: str | None
-    origin: str
-    description: str = ""
-
-
-@dataclass(frozen=True)
 class Term:
     """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
 
@@ -302,7 +287,7 @@ POLICIES: Registry[Policy] = Registry("selection policy")
 DEFENCES: Registry[Defence] = Registry("cleaning defence")
 NODE_KINDS: Registry[NodeKind] = Registry("node kind")
 METRICS: Registry[Metric] = Registry("metric")
-DETECTORS: Registry[Detector] = Registry("detector")
+DETECTORS: Registry[Any] = Registry("detector")  # entries: xspec.extend.detectors.Detector
 ALL = (ATTACKS, DATA_SOURCES, LOSS_PARTS, POLICIES, DEFENCES, NODE_KINDS, METRICS, DETECTORS)
 
 
@@ -415,19 +400,6 @@ def register_defence(name: str, behaviour: Any, *, annotation: Any = None, defau
 def defences_of(table: str) -> list[Defence]:
     """The registered defences whose field is in `[clean]` or `[pretrain]`."""
     return [d for d in DEFENCES if d.table == table]
-
-
-def register_detector(name: str, behaviour: Any, *, version: str | None = None,
-                      description: str = ""):
-    """Class decorator on a detector's settings model: `[detect.<name>]` becomes that table;
-    `behaviour` (a function or its "module:attr") scores a batch of pairs."""
-
-    def decorate(model: type) -> type:
-        DETECTORS.add(name, Detector(name, model, behaviour, version, _origin(model),
-                                     description or (model.__doc__ or "").strip()))
-        return model
-
-    return decorate
 
 
 def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,
