@@ -115,7 +115,7 @@ def _seconds(node, where: str, expected: dict[str, int]) -> float:
     config = node.config
     if node.kind in ("poison", "select"):
         return 0.0  # a manifest of indices; a pick among recorded metrics
-    if node.kind not in ("pretrain", "clean", "shrink_perturb", "pseudo_labels"):
+    if node.kind not in ("pretrain", "clean", "shrink_perturb", "pseudo_labels", "detect"):
         raise _Unknown(f"no estimate for {node.kind} nodes")
     rate = _rate(node, where)
     if node.kind == "pseudo_labels":  # one pass over the cleaning set's images
