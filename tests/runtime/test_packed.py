@@ -88,11 +88,11 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
     study, copy = _packed_copy(reference, tmp_path)
     real = packed.train_step
 
-    def diverge_at_lr_1e3(cfg, model, net, optimizer, batch, state, *args):
+    def diverge_at_lr_1e3(cfg, model, net, optimizer, batch, state, *args, **kwargs):
         if cfg.lr == 1e-3 and state.step == 2:  # epoch 2 (two steps per epoch)
             with torch.no_grad():
                 model.logit_scale.fill_(float("nan"))
-        return real(cfg, model, net, optimizer, batch, state, *args)
+        return real(cfg, model, net, optimizer, batch, state, *args, **kwargs)
 
     monkeypatch.setattr(packed, "train_step", diverge_at_lr_1e3)
     outcome = run_study(study, copy, "debug")
