@@ -189,7 +189,7 @@ def optimise(ctx) -> None:
 
 
 def load_patch(trigger_node: str) -> dict:
-    from xspec.runtime.node import CURRENT
+    from xspec.runtime.current import CURRENT
     from xspec.runtime.records import load_checkpoint
 
     workspace = CURRENT["workspace"]

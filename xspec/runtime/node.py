@@ -30,6 +30,7 @@ from xspec.extend.plugins import import_recorded
 from xspec.runtime import provenance
 from xspec.extend.registry import NODE_KINDS, resolve
 from xspec.runtime.distributed import Dist, rank_device, setup
+from xspec.runtime.current import CURRENT
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
 
 
@@ -124,11 +125,6 @@ def failure_reason(exc: Exception) -> str:
     return str(exc) if isinstance(exc, XspecError) else f"{type(exc).__name__}: {exc}"
 
 
-# The workspace of the node this process runs: what an attack built from its config alone
-# reads another node's output from (BadCLIP's optimised patch).
-CURRENT: dict = {"workspace": None}
-
-
 def stage_of(kind: str):
     """The stage function of a node kind, from the registry."""
     return resolve(NODE_KINDS.get(kind).stage)
@@ -138,7 +134,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
                  echo: bool = False) -> str:
     """Run the node described by `record` (node.json); returns its final state."""
     workspace = Workspace(workspace_root)
-    CURRENT["workspace"] = workspace
+    CURRENT["workspace"] = workspace  # xspec.runtime.current: see there
     run = RunDir(workspace.runs / record["run_name"])
     if run.done:
         return "done"

@@ -30,9 +30,8 @@ from xspec.runtime import provenance
 from xspec.runtime.defences import defences
 from xspec.runtime.distributed import Dist
 from xspec.runtime.fit import Member
-from xspec.runtime.node import (
-    CURRENT, Context, configure_process, failure_reason, node_logger,
-)
+from xspec.runtime.current import CURRENT
+from xspec.runtime.node import Context, configure_process, failure_reason, node_logger
 from xspec.runtime.stages.clean import CleanInputs, clean_inputs, keep_all_checkpoints
 from xspec.runtime.train import timed, train_step
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
