@@ -19,6 +19,9 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 TOY = SPECS / "toy"
 EXPERIMENTS = sorted(p.stem for p in SPECS.glob("*.toml") if p.stem != "quickstart")
 HELPERS = {"mini", "clip_stand_in", "eval_sets"}  # toy specs that mirror no paper experiment
+# Twins too long for the test suite's CPU budget (82 nodes: over 15 min on 2 cores); they keep the
+# shape test, and their runs are timed by `bench/bench_estimate_measured.py --only attack_defence`.
+LONG = {"attack_defence"}
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +69,7 @@ def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", EXPERIMENTS)
+@pytest.mark.parametrize("name", [n for n in EXPERIMENTS if n not in LONG])
 def test_twin_runs_end_to_end(name, workspace):
     study = open_study(TOY / f"{name}.toml")
     outcome = run_study(study, workspace, "debug")
