@@ -1,6 +1,5 @@
 """Every executor speaks one protocol (submit, states, cancel), so the CLI names none of them."""
 
-import inspect
 import os
 import subprocess
 
@@ -13,13 +12,17 @@ from xspec.study import cancel_study, node_states, open_study, run_study, submit
 
 
 @pytest.mark.parametrize("name", sorted(EXECUTORS))
-def test_every_executor_has_the_protocol(name):
+def test_every_executor_answers_the_protocol_for_a_fresh_plan(name, write_spec, base_spec,
+                                                               tmp_path):
+    """Called as the CLI calls them (keywords): nothing ran, so every node is pending and
+    there is nothing to cancel."""
     executor = get_executor(name)
     assert executor.name == name and executor.batch == (name == "slurm")
-    params = list(inspect.signature(executor.submit).parameters)
-    assert params == ["plan", "workspace", "settings", "options", "reporter"]
-    assert list(inspect.signature(executor.states).parameters) == ["plan", "workspace"]
-    assert list(inspect.signature(executor.cancel).parameters) == ["plan", "workspace"]
+    study, workspace = open_study(write_spec(base_spec)), Workspace(tmp_path / "ws")
+    states = executor.states(plan=study.plan, workspace=workspace)
+    assert set(states) == set(study.plan.nodes)
+    assert {state for state, _ in states.values()} == {"pending"}
+    assert executor.cancel(plan=study.plan, workspace=workspace) == []
 
 
 def test_unknown_executor_lists_the_known_ones():

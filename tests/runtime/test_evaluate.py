@@ -141,3 +141,35 @@ def test_evaluate_on_no_batches_reports_nan():
     model = torch.nn.Linear(1, 1)
     result = evaluate(model, torch.zeros(4, 2), iter(()), target_index=0)
     assert math.isnan(result["top1"][0]) and result["top1"][1] == 0
+
+
+def test_heldout_loss_is_the_pair_weighted_mean_mmcl_and_keeps_the_mode(tiny):
+    """The held-out loss of a model equals the CLIP loss over its held-out pairs, batch by
+    batch, weighted by pairs (a last short batch counts for what it holds); scoring leaves the
+    model in the mode it was in. Pinned, like the golden losses."""
+    import numpy as np
+
+    from xspec.runtime.attacks import make_attack
+    from xspec.runtime.data import open_pairs
+    from xspec.runtime.evaluator import HeldOutLoss
+    from xspec.runtime.objectives import mmcl
+    from xspec.runtime.pipeline import Normalizer, TrainingData
+    from xspec.runtime.train import encode
+
+    model, tokenizer = tiny
+    pairs = open_pairs({"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
+                        "split": "test", "size": 40}, 32)
+    held = TrainingData(pairs, np.arange(3, 40), pairs.captions, np.zeros(40, bool),
+                        make_attack({"kind": "none"}, 0), tokenizer,
+                        Normalizer.of((0.5, 0.5, 0.5), (0.25, 0.25, 0.25)), 16, 0,
+                        {"image", "text"})
+    model.train()
+    (loss, n), = HeldOutLoss(held, torch.device("cpu")).many([model])
+    assert model.training and n == 32  # 37 pairs in batches of 16: two full batches
+    model.eval()
+    with torch.no_grad():
+        parts = [(float(mmcl(encode(model, b, "cpu"), model.logit_scale.exp())), len(b["image"]))
+                 for b in held.batches(epoch=0)]
+    assert [size for _, size in parts] == [16, 16]
+    assert loss == pytest.approx(sum(v * s for v, s in parts) / 32, rel=1e-6)
+    assert loss == pytest.approx(3.1567, abs=1e-3)
