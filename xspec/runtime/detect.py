@@ -11,7 +11,6 @@ features are the model's unnormalised image and caption embeddings, as its detec
 from __future__ import annotations
 
 import io
-import json
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +23,7 @@ from xspec.extend.registry import DETECTORS, resolve
 from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.data import open_pairs
-from xspec.runtime.handoffs import open_model, read_manifest
+from xspec.runtime.handoffs import checkpoint_of, open_model, read_manifest
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import TrainingData, to_device
 from xspec.runtime.records import MetricsLog
@@ -150,9 +149,8 @@ def write_scores(path, scores: dict[str, np.ndarray], poisoned: np.ndarray) -> N
 def detect(ctx: Context) -> None:
     cfg = ctx.cfg  # DetectConfig
     set_seed(cfg.seed)
-    selected = json.loads((ctx.dep("select").path / "selected.json").read_text())
-    model, tokenizer, normalize, size = open_model(selected["arch"], {"path": selected["checkpoint"]},
-                                               ctx)
+    arch, checkpoint = checkpoint_of(ctx.dep("select"))  # selected.json, paths resolved
+    model, tokenizer, normalize, size = open_model(arch, {"path": checkpoint}, ctx)
     for p in model.parameters():
         p.requires_grad_(False)
     data = _training_pairs(ctx, size, tokenizer, normalize)
