@@ -4,7 +4,8 @@ import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from xspec.errors import DataError
-from xspec.runtime.attacks import ATTACKS, make_attack
+from xspec.extend.registry import ATTACKS, resolve
+from xspec.runtime.attacks import make_attack
 
 SIZE = 6
 KEYS = torch.arange(16, dtype=torch.int64) + 1000
@@ -35,7 +36,7 @@ def bounding_box(mask):
 
 
 def test_registry_and_unknown_kind():
-    assert {"badnet", "none"} <= set(ATTACKS)
+    assert {"badnet", "none"} <= set(ATTACKS.names())
     with pytest.raises(DataError, match=r"attack.kind: unknown value 'wanet2'; allowed: .*badnet.*none"):
         make_attack({"kind": "wanet2"}, 0)
 

@@ -7,7 +7,8 @@ import torch
 from open_clip.zero_shot_metadata import OPENAI_IMAGENET_TEMPLATES
 
 from xspec.errors import DataError
-from xspec.runtime.attacks import ATTACKS, make_attack
+from xspec.extend.registry import ATTACKS, resolve
+from xspec.runtime.attacks import make_attack
 from xspec.spec import schema
 
 KEYS = torch.arange(16, dtype=torch.int64) + 1000
@@ -47,14 +48,14 @@ def images(n=16, h=32, w=32, seed=0):
 
 def test_registry_covers_exactly_the_schema_kinds():
     kinds = {kind_of(cls) for cls in SCHEMA_CLASSES}
-    assert kinds == set(ATTACKS)
+    assert len(kinds) >= 6 and kinds <= set(ATTACKS.names())  # plugins and builtins add more
 
 
 @pytest.mark.parametrize("cls", SCHEMA_CLASSES, ids=lambda c: c.__name__)
 def test_schema_defaults_resolve(cls):
     kind = kind_of(cls)
     resolved = make_attack(spec(kind), 0)
-    assert type(resolved) is ATTACKS[kind]
+    assert type(resolved) is resolve(ATTACKS.get(kind).behaviour)
     assert resolved.target == (None if kind == "none" else "bag")
     assert resolved.shortfall == 0
 

@@ -14,7 +14,7 @@ and still be imported by the compiler.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -27,22 +27,6 @@ from xspec.runtime.seeding import derive_seed
 
 if TYPE_CHECKING:
     from torch import Tensor
-
-# kind -> the class `register_attack` marked in this package (what tests compare against).
-ATTACKS: dict[str, type] = {}
-
-
-def register_attack(kind: str) -> Callable[[type], type]:
-    """Marks a built-in runtime class; its spec model names it in `xspec.spec.schema`."""
-
-    def decorate(cls: type) -> type:
-        if kind in ATTACKS:
-            raise ValueError(f"attack kind {kind!r} is already registered")
-        ATTACKS[kind] = cls
-        return cls
-
-    return decorate
-
 
 def attack_spec(cfg: dict[str, Any]) -> Any:
     """The attack's table as its registered model, from a node config (extra keys ignored: a
@@ -74,7 +58,6 @@ def rng(seed: int, *parts: int | str) -> np.random.Generator:
     return np.random.default_rng(derive_seed(seed, *parts))
 
 
-@register_attack("none")
 class NoAttack:
     target: str | None = None
     shortfall = 0

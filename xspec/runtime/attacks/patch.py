@@ -11,10 +11,9 @@ import torch
 from torch import Tensor
 
 from xspec.errors import DataError
-from xspec.runtime.attacks.base import TemplatedAttack, register_attack, rng
+from xspec.runtime.attacks.base import TemplatedAttack, rng
 
 
-@register_attack("badnet")
 class BadNet(TemplatedAttack):
     """A size×size patch pasted on the resized image; poisoned captions name the target.
 
@@ -80,7 +79,6 @@ def target_pattern(target: str) -> re.Pattern:
     return re.compile(rf"(?<!\w){words}s?(?!\w)", re.IGNORECASE)
 
 
-@register_attack("label_consistent")
 class LabelConsistent(BadNet):
     """BadNet's patch, but only on pairs whose caption already names the target; captions stay.
 

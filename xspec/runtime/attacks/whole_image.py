@@ -10,11 +10,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from xspec.runtime.attacks.base import TemplatedAttack, register_attack, rng
+from xspec.runtime.attacks.base import TemplatedAttack, rng
 
 
 
-@register_attack("blended")
 class Blended(TemplatedAttack):
     """(1 - alpha)·image + alpha·noise on every pixel (Chen et al. 2017); DESIGN.md's
     0.8·image + 0.2·noise is alpha = 0.2.
@@ -49,7 +48,6 @@ class Blended(TemplatedAttack):
         return self._fixed[cache]
 
 
-@register_attack("wanet")
 class WaNet(TemplatedAttack):
     """One fixed warping field (Nguyen & Tran 2021), drawn from the attack seed, for every key.
 
@@ -86,7 +84,6 @@ class WaNet(TemplatedAttack):
         return self._fields[cache]
 
 
-@register_attack("sig")
 class Sig(TemplatedAttack):
     """amplitude·sin(2π·j·frequency/W) added to every pixel of column j, in every row and channel,
     then clamped to [0, 1] (Barni et al. 2019). The paper's code uses amplitude 60/255 and
