@@ -160,8 +160,8 @@ class Member:
                 f"{losses.get('loss', float('nan')):.4f}, {summary}")
 
     def finish(self) -> None:
-        if not self.ctx.settings.get("keep_resume_state", False):
-            self.last.unlink(missing_ok=True)
+        """A finished node needs no resume point (its epoch checkpoints stay)."""
+        self.last.unlink(missing_ok=True)
 
 
 def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
