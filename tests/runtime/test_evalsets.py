@@ -228,3 +228,14 @@ def test_probe_is_logged_per_set_and_cached_per_model(micro, tmp_path, monkeypat
     monkeypatch.setattr(probe, "fit_probe", lambda *a, **k: pytest.fail("not cached"))
     again = _evaluator(micro, cfg)(micro[0])
     assert [r for r in again.rows if r[0] == "probe:shoes"] == rows
+
+
+def test_the_primary_set_named_clip80_scores_with_the_80_templates(micro):
+    """The compiler writes the primary set's `templates = "clip80"` into its config: the
+    classifier must use the 80 CLIP templates, not the characters of the name."""
+    model = micro[0]
+    named = _evaluator(micro, {"source": FASHION, "templates": "clip80"})
+    assert len(named.templates) == 80
+    assert [t("bag") for t in OPENAI_IMAGENET_TEMPLATES] == [t.format("bag") for t in
+                                                             named.templates]
+    assert named(model) == _evaluator(micro, {"source": FASHION})(model)

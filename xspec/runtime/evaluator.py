@@ -26,7 +26,7 @@ class Evaluator:
                  device: torch.device, settings: dict):
         self.data = restrict(open_eval(cfg["source"], size, settings.get("on_bad_image", "skip")),
                              cfg.get("subset"))
-        self.templates = cfg.get("templates") or clip80_templates()
+        self.templates = _templates(cfg.get("templates", "clip80"))
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
         self.normalize, self.device, self.settings = normalize, device, settings
         self.skipped: set[int] = set()
@@ -69,6 +69,12 @@ class Evaluator:
             td.all_reduce(total)
             self.bad_images = int(total.item())
         return self.others.score(models, scores, dist) if self.others else scores
+
+
+def _templates(value: str | list[str]) -> list[str]:
+    """The primary set names its templates ("clip80"); another set's config holds the lines of
+    its template file (`xspec.compiler.evalsets`)."""
+    return clip80_templates() if value == "clip80" else list(value)
 
 
 class HeldOutLoss:
