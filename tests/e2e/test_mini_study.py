@@ -190,8 +190,10 @@ def test_every_run_records_its_provenance_in_duckdb_and_the_report(finished):
 
     study, workspace, _, report = finished
     con = duckdb.connect(str(workspace.db_path), read_only=True)
+    # The workspace is shared with the other tests of this module (another study cleans here).
     rows = con.execute("SELECT node_id, xspec_version, git_commit, torch, host, epoch_seconds "
-                       "FROM provenance").fetchall()
+                       "FROM provenance WHERE node_id IN (SELECT id FROM nodes WHERE study = ?)",
+                       [study.plan.study]).fetchall()
     con.close()
     assert {r[0] for r in rows} == {n.id for n in study.plan.nodes.values()}
     ((version, commit),) = {(r[1], r[2]) for r in rows}  # one code version for all
