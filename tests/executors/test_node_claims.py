@@ -88,6 +88,23 @@ def test_two_executors_at_once_run_each_node_once(write_spec, base_spec, tmp_pat
     assert not list(workspace.runs.glob("*/lock.json"))
 
 
+def test_the_debug_executor_leaves_its_callers_thread_count_alone(write_spec, base_spec, tmp_path,
+                                                                   monkeypatch):
+    """A node with loader workers runs on fewer compute threads; in-process runs must not
+    leave that behind (later in-process runs then summed floats in another order)."""
+    import torch
+
+    study = open_study(write_spec(base_spec))
+    _fake_stages(monkeypatch, tmp_path / "ran.txt")
+    before = torch.get_num_threads()
+    try:
+        DebugExecutor().submit(study.plan, Workspace(tmp_path / "ws"),
+                               {"device": "cpu", "threads": before + 1})
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
 class Told:
     def __init__(self):
         self.waited = []

@@ -14,9 +14,13 @@ class DebugExecutor(RunsHere):
 
     def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
                reporter=None) -> Outcome:
-        from xspec.runtime.node import execute_node
+        from xspec.runtime.node import process_settings_kept
 
         reporter = reporter or SilentReporter()
+        with process_settings_kept():
+            return self._submit(plan, workspace, settings, reporter)
+
+    def _submit(self, plan, workspace: Workspace, settings: dict, reporter) -> Outcome:
         outcome = Outcome(skipped=[n.id for n in plan.ordered()])
         todo = pending(workspace, plan)
         job_of = pack_jobs(todo, settings)

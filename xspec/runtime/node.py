@@ -105,6 +105,20 @@ def configure_process(settings: dict) -> torch.device:
     return device
 
 
+@contextlib.contextmanager
+def process_settings_kept():
+    """Undo `configure_process` afterwards: the debug executor runs nodes inside the caller's
+    process, whose later work must not inherit one node's thread count or TF32 flags (a leaked
+    thread count changes float summation order, so later runs differed in the last bits)."""
+    threads = torch.get_num_threads()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
+
+
 def node_logger(run: RunDir, name: str, echo: bool = False):
     """(log function, handle to close): timestamped lines in the run's log.txt."""
     handle = open(run.log_file, "a", buffering=1)
