@@ -60,16 +60,6 @@ def read_idx(path: Path) -> np.ndarray:
     return array
 
 
-def _fashion(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:
-    prefix = "train" if cfg["split"] == "train" else "t10k"
-    root = Path(cfg["path"])
-    images = read_idx(root / f"{prefix}-images-idx3-ubyte.gz")
-    labels = read_idx(root / f"{prefix}-labels-idx1-ubyte.gz").astype(np.int64)
-    n = min(cfg.get("size") or len(labels), len(labels))
-    pixels = resize_uint8(torch.from_numpy(images[:n].copy()).unsqueeze(1), size)
-    return InMemoryImages(pixels), labels[:n]
-
-
 def _images(cfg: dict, size: int) -> tuple[InMemoryImages, np.ndarray]:
     prefix = "train" if cfg["split"] == "train" else "t10k"
     root = Path(cfg["path"])
