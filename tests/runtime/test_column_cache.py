@@ -41,10 +41,11 @@ def _mapped_files(address: int) -> list[str]:
 def test_mapped_columns_equal_the_in_memory_read_and_live_in_the_cache_file(tmp_path, cached):
     cfg = _csv(tmp_path / "pairs.csv", 3000)
     mapped = open_pairs(cfg, 32)
-    files = list(cached.glob("*.arrow"))
-    assert len(files) == 1
+    files = sorted(cached.glob("*.utf8"))
+    assert len(files) == 2 and len(list(cached.glob("*.json"))) == 1
     captions = mapped.captions
-    assert _mapped_files(captions._data[0].ctypes.data) == [str(files[0])]
+    assert _mapped_files(captions._data[0].ctypes.data) == [str(files[1])]
+    assert _mapped_files(captions._offsets[0].ctypes.data) == [str(files[1].with_suffix(".offsets"))]
     written = files[0].stat().st_mtime_ns
     again = open_pairs(cfg, 32)  # mapped, not converted again
     assert files[0].stat().st_mtime_ns == written
@@ -64,7 +65,7 @@ def test_a_changed_csv_is_converted_again(tmp_path, cached):
     _csv(tmp_path / "pairs.csv", 70)
     os.utime(tmp_path / "pairs.csv", ns=(1, 10**18))
     assert len(open_pairs(cfg, 32).captions) == 70
-    assert len(list(cached.glob("*.arrow"))) == 2
+    assert len(list(cached.glob("*.json"))) == 2
 
 
 def test_empty_captions_are_found_within_the_rows_used(tmp_path, cached):
@@ -81,3 +82,37 @@ def test_an_unwritable_cache_falls_back_to_reading_into_memory(tmp_path, monkeyp
     monkeypatch.setattr(csv_pairs, "MAPPED_ABOVE", 0)
     cfg = _csv(tmp_path / "pairs.csv", 10)
     assert list(open_pairs(cfg, 32).captions)[9] == "a photo, number 9"
+
+
+def test_the_node_process_neither_converts_nor_imports_pyarrow(tmp_path):
+    """The CSV is converted in a child process; opening the cache maps numpy files. So neither
+    Arrow's CSV buffers nor pyarrow's libraries land in the process that trains."""
+    import subprocess
+    import sys
+
+    cfg = _csv(tmp_path / "pairs.csv", 500, empty_at=None)
+    probe = (
+        "import json, sys\n"
+        "from xspec.runtime.formats import csv_pairs\n"
+        "csv_pairs.MAPPED_ABOVE = 0\n"
+        "from xspec.runtime.data import open_pairs\n"
+        f"pairs = open_pairs({cfg!r}, 32)\n"
+        "print(json.dumps([len(pairs.captions), pairs.captions[499], pairs.images.paths[7],\n"
+        "                  'pyarrow' in sys.modules]))\n")
+    env = {**os.environ, "XDG_CACHE_HOME": str(tmp_path / "cache")}
+    for _ in range(2):  # the first open converts (in a child), the second maps
+        out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
+                             text=True, check=True).stdout
+        rows, last, seventh, imported = __import__("json").loads(out)
+        assert (rows, last, imported) == (500, "a photo, number 499", False)
+        assert seventh == str(tmp_path / "img" / "7.jpg")
+    assert len(list((tmp_path / "cache" / "xspec" / "columns").glob("*.json"))) == 1
+
+
+def test_a_csv_arrow_cannot_parse_is_named_by_the_in_memory_reader(tmp_path, cached):
+    (tmp_path / "bad.csv").write_text("image,caption\nx.jpg,fine\ny.jpg,too,many\n")
+    cfg = {"format": "csv", "path": str(tmp_path / "bad.csv"), "image_key": "image",
+           "caption_key": "caption"}
+    with pytest.raises(DataError, match="bad.csv"):
+        open_pairs(cfg, 32)
+    assert not list(cached.glob("*.json"))

@@ -3,7 +3,8 @@
 A list of Python strings costs about 100 bytes per row, and a forked DataLoader worker that reads
 it touches every object's reference count, so the pages are copied into each worker (PyTorch's
 copy-on-read problem). `Strings` keeps the Arrow buffers a columnar CSV reader produced (UTF-8
-bytes plus offsets, in chunks) and decodes one row at a time on access.
+bytes plus offsets, in chunks), or the memory-mapped flat files of `xspec.runtime.column_cache`,
+and decodes one row at a time on access. pyarrow is imported only where an Arrow column is given.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ import os
 from collections.abc import Iterator, Sequence
 
 import numpy as np
-import pyarrow as pa
 
 
 class _Column(Sequence[str]):
@@ -27,7 +27,9 @@ class _Column(Sequence[str]):
 class Strings(_Column):
     """Read-only strings over the chunks of an Arrow string column."""
 
-    def __init__(self, column: pa.ChunkedArray | pa.Array):
+    def __init__(self, column):
+        import pyarrow as pa
+
         chunks = column.chunks if isinstance(column, pa.ChunkedArray) else [column]
         self._column = column  # owns the buffers the views below point into
         self._data, self._offsets = [], []
@@ -44,8 +46,21 @@ class Strings(_Column):
 
     @classmethod
     def of(cls, values: Sequence[str]) -> "Strings":
+        import pyarrow as pa
+
         return values if isinstance(values, Strings) else cls(pa.array(list(values),
                                                                        pa.large_string()))
+
+    @classmethod
+    def from_buffers(cls, offsets: np.ndarray, data: np.ndarray, rows: int | None = None
+                     ) -> "Strings":
+        """The first `rows` strings (all by default) of one column given as int64 offsets
+        (rows + 1 of them) and its UTF-8 bytes, e.g. memory-mapped files; nothing is copied."""
+        self = cls.__new__(cls)
+        rows = len(offsets) - 1 if rows is None else min(rows, len(offsets) - 1)
+        self._column, self._offsets, self._data = None, [offsets[: rows + 1]], [data]
+        self._starts = np.array([0, rows])
+        return self
 
     def __len__(self) -> int:
         return int(self._starts[-1])
@@ -67,7 +82,14 @@ class Strings(_Column):
             for start, end in zip(offsets[:-1].tolist(), offsets[1:].tolist()):
                 yield data[start:end].tobytes().decode()
 
-    def arrow(self) -> pa.ChunkedArray:
+    def arrow(self):
+        """The column as a pyarrow ChunkedArray (built from the buffers where none was given)."""
+        import pyarrow as pa
+
+        if self._column is None:
+            return pa.chunked_array([pa.LargeStringArray.from_buffers(
+                len(o) - 1, pa.py_buffer(o - o[0]), pa.py_buffer(d[o[0]:o[-1]]))
+                for o, d in zip(self._offsets, self._data)], pa.large_string())
         return self._column if isinstance(self._column, pa.ChunkedArray) else pa.chunked_array(
             [self._column])
 

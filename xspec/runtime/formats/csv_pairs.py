@@ -1,44 +1,56 @@
 """Image-caption pairs in the CleanCLIP/CC3M layout: a CSV of image paths (relative to the CSV)
-and captions, read with Arrow's columnar CSV reader."""
+and captions, read with Arrow's columnar CSV reader; a CSV over 64 MB is converted once to flat
+files that later opens memory-map without importing pyarrow (xspec.runtime.column_cache)."""
 
 from __future__ import annotations
 
 import os
 
-import pyarrow.compute as pc
-
 from xspec.errors import DataError
-from xspec.runtime.column_cache import mapped_table
+from xspec.runtime.column_cache import mapped_columns
 from xspec.runtime.columns import JoinedPaths, Strings
 from xspec.runtime.data import FileImages, PairSet, read_csv
 
 
 def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
     """(image paths relative to the CSV, captions) read with Arrow's columnar CSV reader."""
+    path, columns = cfg["path"], [cfg["image_key"], cfg["caption_key"]]
+    mapped = mapped_columns(path, columns, cfg["caption_key"]) if _large(path) else None
+    if mapped is not None:
+        (paths, captions), first = mapped
+        total = len(captions[0]) - 1  # offsets: rows + 1
+        rows = min(cfg.get("size") or total, total)
+        return _checked(path, rows, first, Strings.from_buffers(*paths, rows),
+                        Strings.from_buffers(*captions, rows))
+    return _read_in_memory(cfg, path, columns)
+
+
+def _read_in_memory(cfg: dict, path: str, columns: list[str]) -> tuple[Strings, Strings]:
     import pyarrow as pa
+    import pyarrow.compute as pc
     from pyarrow import csv as pacsv
 
-    path, columns = cfg["path"], [cfg["image_key"], cfg["caption_key"]]
-    mapped = mapped_table(path, columns, cfg["caption_key"]) if _large(path) else None
-    if mapped is None:
-        options = pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=False,
-                                       column_types={c: pa.large_string() for c in columns})
-        try:
-            table = pacsv.read_csv(path, convert_options=options)
-        except (OSError, pa.ArrowInvalid, pa.ArrowKeyError) as exc:
-            read_csv(path, columns)  # the slow reader names the file, line or missing column
-            raise DataError(f"{path}: {exc}") from None
-        table = table.slice(0, cfg.get("size") or table.num_rows)
-        empty = pc.match_substring_regex(table.column(cfg["caption_key"]), r"^\s*$")
-        first = pc.index(empty, True).as_py() if pc.any(empty).as_py() else -1
-    else:
-        table, first = mapped
-        table = table.slice(0, cfg.get("size") or table.num_rows)
-    if table.num_rows == 0:
+    options = pacsv.ConvertOptions(include_columns=columns, strings_can_be_null=False,
+                                   column_types={c: pa.large_string() for c in columns})
+    try:
+        table = pacsv.read_csv(path, convert_options=options)
+    except (OSError, pa.ArrowInvalid, pa.ArrowKeyError) as exc:
+        read_csv(path, columns)  # the slow reader names the file, line or missing column
+        raise DataError(f"{path}: {exc}") from None
+    table = table.slice(0, cfg.get("size") or table.num_rows)
+    empty = pc.match_substring_regex(table.column(cfg["caption_key"]), r"^\s*$")
+    first = pc.index(empty, True).as_py() if pc.any(empty).as_py() else -1
+    return _checked(path, table.num_rows, first, Strings(table.column(cfg["image_key"])),
+                    Strings(table.column(cfg["caption_key"])))
+
+
+def _checked(path: str, rows: int, first_empty: int, paths: Strings, captions: Strings
+             ) -> tuple[Strings, Strings]:
+    if rows == 0:
         raise DataError(f"{path}: no rows")
-    if 0 <= first < table.num_rows:
-        raise DataError(f"{path}: line {first + 2}: empty caption")
-    return Strings(table.column(cfg["image_key"])), Strings(table.column(cfg["caption_key"]))
+    if 0 <= first_empty < rows:
+        raise DataError(f"{path}: line {first_empty + 2}: empty caption")
+    return paths, captions
 
 
 def _large(path: str) -> bool:
