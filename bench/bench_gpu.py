@@ -244,7 +244,8 @@ def bench_packed(figures: Figures, device: torch.device, p: dict, folder: Path, 
     time per grid point, packed K / K=1 (goal 1/K where data dominates; the members' own steps
     are the floor)."""
     from xspec.runtime.optim import adamw
-    from xspec.runtime.train import TrainConfig, TrainState, train_step
+    from xspec.runtime.train import TrainState, train_step
+    from xspec.spec.tables.training import Training
 
     steps = p.get("pack_steps", 12)
     per_point = {}
@@ -254,7 +255,8 @@ def bench_packed(figures: Figures, device: torch.device, p: dict, folder: Path, 
             torch.manual_seed(i)
             model = models.create(arch, "scratch", device)
             members.append((model, adamw(model, 1e-5 * (i + 1), 0.1), TrainState(),
-                            TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-5 * (i + 1), 2)))
+                            Training(objective="mmcl", epochs=1, lr=1e-5 * (i + 1),
+                                     warmup_steps=2)))
         data = file_data(arch, "mmcl", folder, n, p, steps + 2, workers, device)
         times = []
         start = time.perf_counter()

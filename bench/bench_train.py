@@ -39,7 +39,8 @@ from xspec.runtime.data import open_pairs  # noqa: E402
 from xspec.runtime.objectives import needed_views  # noqa: E402
 from xspec.runtime.optim import adamw  # noqa: E402
 from xspec.runtime.pipeline import Normalizer, TrainingData  # noqa: E402
-from xspec.runtime.train import TrainConfig, TrainState, train  # noqa: E402
+from xspec.runtime.train import TrainState, train  # noqa: E402
+from xspec.spec.tables.training import Training  # noqa: E402
 
 ARCH = "xspec-vit-tiny"
 SAMPLES = 2560
@@ -100,7 +101,7 @@ def xspec_loop(objective: str, data: TimedData, arch: str = ARCH, device: torch.
     torch.manual_seed(0)
     model = models.create(arch, "scratch", device)
     optimizer = adamw(model, LR, WD)
-    cfg = TrainConfig(objective, {"mmcl": 1.0, "ssl": 1.0}, 1, LR, WARMUP)
+    cfg = Training(objective=objective, epochs=1, lr=LR, warmup_steps=WARMUP)
     return lambda: train(cfg, model, data, optimizer, TrainState(), lambda state, losses: None,
                          device)
 

@@ -104,7 +104,8 @@ def nan_models() -> str:
     import torch
     from torch import nn
 
-    from xspec.runtime.train import NonFiniteLoss, TrainConfig, TrainState, train
+    from xspec.runtime.train import NonFiniteLoss, TrainState, train
+    from xspec.spec.tables.training import Training
 
     class Tiny(nn.Module):
         def __init__(self):
@@ -145,7 +146,7 @@ def nan_models() -> str:
 
         tried += 1
         try:
-            train(TrainConfig("mmcl", {"mmcl": 1.0}, 3, 0.1, 0), model, Data(), optimizer,
+            train(Training(objective="mmcl", epochs=3, lr=0.1, warmup_steps=0), model, Data(), optimizer,
                   TrainState(), on_epoch_end, torch.device("cpu"))
         except NonFiniteLoss:
             caught += 1

@@ -66,7 +66,7 @@ def print_notes(console: Console, plan) -> None:
 def plan_json(plan) -> dict:
     """Nodes of other studies this one takes inputs from say which ("from")."""
     return {"study": plan.study, "notes": plan.notes, "nodes": [
-        {"id": n.id, "kind": n.kind, "name": n.name, "deps": list(n.deps), "config": n.config,
+        {"id": n.id, "kind": n.kind, "name": n.name, "deps": list(n.deps), "config": n.identity,
          **({"from": plan.external[n.id][0]} if n.id in plan.external else {})}
         for n in plan.ordered()]}
 

@@ -122,8 +122,8 @@ def lineage(plan, node) -> list[dict]:
 
 
 def _arch(node) -> str:
-    arch = node.config.get("model", {}).get("arch")
-    return arch or next(v for k, v in node.lineage.items() if k.endswith("model.arch"))
+    model = getattr(node.config, "model", None)
+    return model.arch if model is not None else next(v for k, v in node.lineage.items() if k.endswith("model.arch"))
 
 
 def card(plan, node, pick: Pick, scores: dict, provenance: dict | None) -> dict:

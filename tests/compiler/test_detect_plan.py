@@ -22,9 +22,9 @@ def test_one_detect_node_per_selected_model(write_spec, base_spec):
     assert len(detects) == 2
     for node in detects:
         assert sorted(plan.nodes[d].kind for d in node.deps) == ["poison", "select"]
-        assert node.config["detectors"] == {"k_distance": {"k": 16}, "lid": {"k": 32}}
-        assert node.config["plugins"] == {"detector:k_distance": "1", "detector:lid": "1"}
-        assert node.config["batch_size"] == 512
+        assert node.identity["detectors"] == {"k_distance": {"k": 16}, "lid": {"k": 32}}
+        assert node.identity["plugins"] == {"detector:k_distance": "1", "detector:lid": "1"}
+        assert node.identity["batch_size"] == 512
 
 
 def test_detect_adds_nodes_and_moves_no_other_id(write_spec, base_spec):

@@ -26,7 +26,7 @@ def _plan(write_spec, text, name="spec.toml"):
 
 
 def _eval(plan):
-    return plan.of_kind("clean")[0].config["eval"]
+    return plan.of_kind("clean")[0].identity["eval"]
 
 
 def test_sets_enter_eval_configs_of_training_nodes(write_spec, base_spec):
@@ -36,7 +36,7 @@ def test_sets_enter_eval_configs_of_training_nodes(write_spec, base_spec):
     assert config["sets"]["shoes"]["subset"] == [5, 7, 9]
     assert "subset" not in config["sets"]["train_split"]
     assert config["retrieval"]["captions"]["source"]["size"] == 100
-    assert plan.of_kind("pretrain")[0].config["eval"] == config
+    assert plan.of_kind("pretrain")[0].identity["eval"] == config
     assert any("shoes: attack.target 'bag' is not one of its classes" in n for n in plan.notes)
 
 

@@ -44,10 +44,10 @@ def test_an_option_changes_the_ids_downstream_of_where_it_is_set(write_spec, bas
                if ids(before, kind) != ids(after, kind)}
     assert changed == kinds
     node = after.of_kind("clean" if section == "[clean]" else "pretrain")[0]
-    assert str(node.config[key]) == value
+    assert str(node.identity[key]) == value
     if key == "optimizer":  # the pre-training run keeps its optimizer state for the cleaning run
-        assert after.of_kind("pretrain")[0].config["save_optimizer"] is True
-    assert key not in before.of_kind("clean")[0].config
+        assert after.of_kind("pretrain")[0].identity["save_optimizer"] is True
+    assert key not in before.of_kind("clean")[0].identity
 
 
 def test_variants_that_continue_and_do_not_continue_the_optimizer_share_one_pretraining(
@@ -55,7 +55,7 @@ def test_variants_that_continue_and_do_not_continue_the_optimizer_share_one_pret
     text = base_spec.replace("[clean]", '[clean]\noptimizer = ["fresh", "pretrain"]', 1)
     p = plan(write_spec, text)
     assert len(p.of_kind("pretrain")) == 1 and len(p.of_kind("clean")) == 4
-    assert {n.config.get("optimizer", "fresh") for n in p.of_kind("clean")} == {"fresh",
+    assert {n.identity.get("optimizer", "fresh") for n in p.of_kind("clean")} == {"fresh",
                                                                                  "pretrain"}
 
 
@@ -63,11 +63,12 @@ def test_poison_source_enters_the_config_with_poisons(write_spec, base_spec):
     fresh = plan(write_spec, base_spec.replace("[clean]", "[clean]\npoisons = 2", 1))
     copies = plan(write_spec, base_spec.replace(
         "[clean]", '[clean]\npoisons = 2\npoison_source = "pretrain"', 1))
-    assert {n.config["poison_source"] for n in fresh.of_kind("clean")} == {"fresh"}
+    assert {n.identity["poison_source"] for n in fresh.of_kind("clean")} == {"fresh"}
     assert ids(fresh, "clean").isdisjoint(ids(copies, "clean"))
     assert ids(fresh, "pretrain") == ids(copies, "pretrain")
     clean = plan(write_spec, base_spec)
-    assert all("poison_source" not in n.config for n in clean.of_kind("clean"))
+    assert len(clean.of_kind("clean")) == 2
+    assert all("poison_source" not in n.identity for n in clean.of_kind("clean"))
 
 
 @pytest.mark.parametrize("line", ['assign = "online"', 'head_reset = "every_epoch"'])
@@ -76,7 +77,7 @@ def test_deep_cluster_variants_change_the_cleaning_ids(write_spec, base_spec, li
     variant = plan(write_spec, base_spec + DEEP + line + "\n")
     assert ids(default, "clean").isdisjoint(ids(variant, "clean"))
     key, value = (part.strip().strip('"') for part in line.split("="))
-    assert {n.config["deep_cluster"][key] for n in variant.of_kind("clean")} == {value}
+    assert {n.identity["deep_cluster"][key] for n in variant.of_kind("clean")} == {value}
 
 
 def test_caption_augmentation_does_not_enter_mmcl_only_configs(write_spec, base_spec):
@@ -89,8 +90,9 @@ def test_sig_blend_enters_the_config_only_when_set(write_spec, base_spec):
     sig = base_spec.replace('kind = "badnet"', 'kind = "sig"', 1)
     added = plan(write_spec, sig)
     blended = plan(write_spec, sig.replace("poisons = 16", "poisons = 16\nblend = 0.2", 1))
-    assert all("blend" not in n.config["attack"] for n in added.of_kind("pretrain"))
-    assert {n.config["attack"]["blend"] for n in blended.of_kind("pretrain")} == {0.2}
+    assert [n.identity["attack"]["kind"] for n in added.of_kind("pretrain")] == ["sig"]
+    assert all("blend" not in n.identity["attack"] for n in added.of_kind("pretrain"))
+    assert {n.identity["attack"]["blend"] for n in blended.of_kind("pretrain")} == {0.2}
     assert ids(added, "pretrain").isdisjoint(ids(blended, "pretrain"))
 
 
@@ -119,7 +121,7 @@ def test_the_per_device_batch_form_is_the_global_batch(write_spec, base_spec):
     per_device = plan(write_spec, written)
     stated = plan(write_spec, base_spec.replace("[pretrain]", "[pretrain]\nbatch_size = 64", 1))
     assert ids(per_device, "pretrain") == ids(stated, "pretrain")
-    assert per_device.of_kind("pretrain")[0].config["batch_size"] == 64
+    assert per_device.of_kind("pretrain")[0].config.batch_size == 64
 
 
 def test_a_malformed_per_device_batch_names_the_form(write_spec, base_spec):

@@ -28,7 +28,7 @@ def plan_lines(spec: str, with_config: bool) -> list[str]:
         entry = {"kind": node.kind, "name": node.name, "id": node.short,
                  "deps": [plan.nodes[d].name for d in node.deps]}
         if with_config:
-            entry["config"] = node.config
+            entry["config"] = node.identity
         text = json.dumps(entry, sort_keys=True, indent=1 if with_config else None)
         lines += text.splitlines()
     return lines

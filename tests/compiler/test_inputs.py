@@ -25,7 +25,7 @@ def test_a_checkpoint_of_another_study_pulls_in_its_nodes_with_their_ids():
         upstream.nodes, ("toy_clip_stand_in", 1))
     for node in plan.own():
         if node.kind == "pretrain":
-            assert select.id in node.deps and node.config["model"]["init"] == {"input": "select"}
+            assert select.id in node.deps and node.identity["model"]["init"] == {"input": "select"}
             assert node.lineage["pretrain.model.init"] == "toy_clip_stand_in:select"
     order = [n.id for n in plan.ordered()]
     assert max(order.index(i) for i in upstream.nodes) < min(
@@ -36,10 +36,10 @@ def test_pseudo_labels_from_a_stronger_model_feed_only_the_clustering_runs():
     plan = _plan(TOY / "fig07_deep_clustering.toml")
     (labeller,) = plan.of_kind("pseudo_labels")
     (stand_in,) = [n for n in plan.of_kind("select") if n.id in plan.external]
-    assert stand_in.id in labeller.deps and labeller.config["input"] == "select"
+    assert stand_in.id in labeller.deps and labeller.identity["input"] == "select"
     fed = [n for n in plan.of_kind("clean") if labeller.id in n.deps]
     assert len(fed) == 4 and len(plan.of_kind("clean")) == 8
-    assert all(n.config["deep_cluster"]["labels"] == {"input": "pseudo_labels"} for n in fed)
+    assert all(n.identity["deep_cluster"]["labels"] == {"input": "pseudo_labels"} for n in fed)
 
 
 @pytest.fixture

@@ -76,7 +76,7 @@ def test_names_are_deterministic_and_json_plan_is_complete(write_spec, base_spec
     plan = _plan(write_spec, base_spec)
     names = [n.name for n in plan.of_kind("clean")]
     assert names == ["clean@lr=1e-5", "clean@lr=2e-5"]
-    dumped = json.loads(json.dumps([{"id": n.id, "deps": n.deps, "config": n.config}
+    dumped = json.loads(json.dumps([{"id": n.id, "deps": n.deps, "config": n.identity}
                                     for n in plan.ordered()]))
     assert all(len(n["id"]) == 64 for n in dumped)
 
@@ -88,6 +88,6 @@ def test_match_accuracy_keeps_each_chain_lineage(write_spec, base_spec):
     plan = _plan(write_spec, text)
     objectives = sorted(n.lineage["pretrain.objective"] for n in plan.of_kind("clean"))
     assert objectives == ["mmcl", "mmcl", "mmcl+ssl", "mmcl+ssl"]
-    matched = next(n for n in plan.of_kind("select") if n.config["policy"] == "match_accuracy")
-    reference = next(n for n in plan.of_kind("select") if n.config["policy"] == "best_accuracy")
+    matched = next(n for n in plan.of_kind("select") if n.identity["policy"] == "match_accuracy")
+    reference = next(n for n in plan.of_kind("select") if n.identity["policy"] == "best_accuracy")
     assert reference.id in matched.deps and matched.lineage["pretrain.objective"] == "mmcl+ssl"

@@ -91,12 +91,12 @@ def test_a_missing_plugin_names_where_it_looked(write_spec, base_spec):
 def test_plugin_versions_and_fields_enter_the_node_ids():
     plan = open_study(SPEC).plan
     poison = plan.of_kind("poison")[0]
-    assert poison.config["plugins"] == {"attack:frequency": "1"}
-    assert poison.config["frequencies"] == [[3, 5], [5, 3], [4, 4]]
-    plain, defended = sorted(plan.of_kind("clean"), key=lambda n: "isolate_unlearn" in n.config)
-    assert "isolate_unlearn" not in plain.config
-    assert defended.config["isolate_unlearn"]["fraction"] == 0.1
-    assert defended.config["plugins"] == {"attack:frequency": "1", "defence:isolate_unlearn": "1"}
+    assert poison.identity["plugins"] == {"attack:frequency": "1"}
+    assert poison.identity["frequencies"] == [[3, 5], [5, 3], [4, 4]]
+    plain, defended = sorted(plan.of_kind("clean"), key=lambda n: "isolate_unlearn" in n.identity)
+    assert "isolate_unlearn" not in plain.identity
+    assert defended.identity["isolate_unlearn"]["fraction"] == 0.1
+    assert defended.identity["plugins"] == {"attack:frequency": "1", "defence:isolate_unlearn": "1"}
     assert plain.deps == defended.deps
 
 
@@ -104,7 +104,7 @@ def test_plugin_versions_and_fields_enter_the_node_ids():
 def test_the_study_runs_and_the_defence_flags_left_poisons(finished):
     study, workspace = finished
     plain, defended = sorted(study.plan.of_kind("clean"),
-                             key=lambda n: "isolate_unlearn" in n.config)
+                             key=lambda n: "isolate_unlearn" in n.identity)
     log = workspace.run_dir(defended).log_file.read_text()
     assert "isolate_unlearn: flagged 13 of 128 pairs before epoch 2" in log
     assert "flagged" not in workspace.run_dir(plain).log_file.read_text()

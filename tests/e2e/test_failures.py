@@ -28,7 +28,7 @@ def test_nan_loss_fails_one_node_keeps_checkpoint_and_grid_continues(write_spec,
     monkeypatch.setitem(objectives.LOSSES, "ssl", ssl_turns_nan)
     workspace = Workspace(tmp_path / "ws")
     outcome = run_study(study, workspace, "debug")
-    ssl_node = next(n for n in study.plan.of_kind("pretrain") if n.config["objective"] == "ssl")
+    ssl_node = next(n for n in study.plan.of_kind("pretrain") if n.identity["objective"] == "ssl")
     run = workspace.run_dir(ssl_node)
     assert list(outcome.failed) == [ssl_node.id]
     assert run.status()["state"] == "failed"

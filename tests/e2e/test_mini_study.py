@@ -112,7 +112,7 @@ def test_pretraining_from_a_local_checkpoint(finished, tmp_path):
     spec.write_text(text.split("[clean]")[0])
     tuned = open_study(spec)
     node = tuned.plan.of_kind("pretrain")[0]
-    assert node.config["model"]["init"]["path"] == str(checkpoint)
+    assert node.identity["model"]["init"]["path"] == str(checkpoint)
     outcome = run_study(tuned, Workspace(tmp_path / "ws"), "debug")
     assert not outcome.failed
     import torch
@@ -137,7 +137,7 @@ def test_golden_training_losses(finished):
         rows = pq.read_table(workspace.run_dir(node).metrics_file).to_pylist()
         losses = [r["value"] for r in sorted(rows, key=lambda r: r["epoch"])
                   if (r["split"], r["metric"]) == ("train", "loss")]
-        assert losses == pytest.approx(GOLDEN_LOSSES[node.config["objective"]], rel=1e-4)
+        assert losses == pytest.approx(GOLDEN_LOSSES[node.identity["objective"]], rel=1e-4)
 
 
 def test_cleaning_another_studys_model_runs_only_the_cleaning(finished, tmp_path):

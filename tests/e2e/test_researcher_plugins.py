@@ -33,10 +33,10 @@ def _forget_plugins():
 def test_plan_puts_plugin_versions_in_the_ids():
     plan = open_study(SPEC).plan
     cleans = [n for n in plan.nodes.values() if n.kind == "clean"]
-    pruned = [n for n in cleans if "fine_pruning" in n.config]
+    pruned = [n for n in cleans if "fine_pruning" in n.identity]
     assert len(cleans) == 4 and len(pruned) == 2
-    assert all(n.config["plugins"]["defence:fine_pruning"] == "1" for n in pruned)
-    assert all(n.config["plugins"]["metric:trigger_shift"] == "1" for n in cleans)
+    assert all(n.identity["plugins"]["defence:fine_pruning"] == "1" for n in pruned)
+    assert all(n.identity["plugins"]["metric:trigger_shift"] == "1" for n in cleans)
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def test_pruned_units_stay_zero(finished):
     import torch
 
     study, workspace = finished
-    pruned = [n for n in study.plan.nodes.values() if "fine_pruning" in n.config]
+    pruned = [n for n in study.plan.nodes.values() if "fine_pruning" in n.identity]
     for node in pruned:
         run = workspace.run_dir(node)
         weights = torch.load(run.checkpoint(2), map_location="cpu")["model"]

@@ -77,7 +77,7 @@ def test_requeued_job_resumes_from_its_checkpoint(main_study):
     status = wait_until(lambda: (s := run.status()).get("state") == "running"
                         and (s.get("epoch") or 0) >= 1 and s, "pre-training to reach epoch 1",
                         every=0.1)
-    assert status["epoch"] < node.config["epochs"] - 3, "pre-training went too fast to requeue"
+    assert status["epoch"] < node.identity["epochs"] - 3, "pre-training went too fast to requeue"
     subprocess.run(["scontrol", "requeue", job_id], check=True, capture_output=True)
     wait_until(lambda: run.done, "the requeued pre-training to finish")
     log = run.log_file.read_text()
@@ -134,4 +134,4 @@ def test_job_over_its_time_limit_is_requeued_and_completes(timeout_study):
     rows = metric_rows(study, workspace)
     assert all(count == 1 for *_, count in rows), [r for r in rows if r[-1] != 1]
     assert {e for k, _, e, split, m, _ in rows if (k, split, m) == ("pretrain", "eval", "top1")} \
-        == set(range(1, node.config["epochs"] + 1))
+        == set(range(1, node.identity["epochs"] + 1))

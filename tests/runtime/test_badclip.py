@@ -89,9 +89,9 @@ def test_the_optimisation_is_a_node_upstream_of_poisoning(tmp_path):
     trigger = plan.of_kind("badclip_trigger")[0]
     poison = plan.of_kind("poison")[0]
     assert poison.deps == (trigger.id,)
-    assert poison.config["trigger_node"] == trigger.id
-    assert trigger.config["surrogate"]["path"] == str(tmp_path / "clip.pt")
-    assert trigger.config["arch"] == "xspec-vit-micro" and trigger.config["size"] == 8
+    assert poison.identity["trigger_node"] == trigger.id
+    assert trigger.identity["surrogate"]["path"] == str(tmp_path / "clip.pt")
+    assert trigger.identity["arch"] == "xspec-vit-micro" and trigger.identity["size"] == 8
     other = _plan(tmp_path, size=6)
     assert other.of_kind("badclip_trigger")[0].id != trigger.id
     assert other.of_kind("poison")[0].id != poison.id

@@ -29,15 +29,15 @@ def test_config_file_is_fingerprinted_by_content(write_spec, base_spec, tmp_path
     config.write_text(json.dumps(TINY_224))
     plan = compile_spec(_spec(write_spec, base_spec, "tiny224.json"))  # relative to the spec
     [pretrain] = plan.of_kind("pretrain")
-    assert pretrain.config["model"]["arch"] == str(config)
+    assert pretrain.identity["model"]["arch"] == str(config)
     config.write_text(json.dumps({**TINY_224, "embed_dim": 48}))
     [changed] = compile_spec(_spec(write_spec, base_spec, "tiny224.json")).of_kind("pretrain")
     assert changed.id != pretrain.id
-    assert changed.config["model"]["arch_sha256"] != pretrain.config["model"]["arch_sha256"]
+    assert changed.identity["model"]["arch_sha256"] != pretrain.identity["model"]["arch_sha256"]
     with pytest.raises(DataError, match="changed since the study was planned"):
-        models.resolve(str(config), pretrain.config["model"]["arch_sha256"])
+        models.resolve(str(config), pretrain.identity["model"]["arch_sha256"])
     named = compile_spec(_spec(write_spec, base_spec, "xspec-vit-micro")).of_kind("pretrain")[0]
-    assert "arch_sha256" not in named.config["model"]
+    assert "arch_sha256" not in named.identity["model"]
 
 
 def test_config_file_builds_its_model_and_tokenizer(tmp_path):

@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from xspec.runtime.train import NonFiniteLoss, TrainConfig, TrainState, train
+from xspec.runtime.train import NonFiniteLoss, TrainState, train
+from xspec.spec.tables.training import Training
 
 
 class Tiny(nn.Module):
@@ -47,7 +48,7 @@ def test_weights_that_overflow_on_an_epochs_last_step_fail_before_its_evaluation
     torch.manual_seed(0)
     model = Tiny()
     ended = []
-    cfg = TrainConfig("mmcl", {"mmcl": 1.0, "ssl": 0.0}, epochs=3, lr=0.1, warmup_steps=0)
+    cfg = Training(objective="mmcl", epochs=3, lr=0.1, warmup_steps=0)
     with pytest.raises(NonFiniteLoss, match=rf"parameters became non-finite at epoch "
                                             rf"{epochs_ended + 1}, step {at} \(1 tensor\(s\), "
                                             r"e\.g\. image\.weight\)"):

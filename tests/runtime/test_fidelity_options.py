@@ -15,8 +15,9 @@ from xspec.runtime.fit import _continue_optimizer, model_optimizer_state
 from xspec.runtime.optim import adamw, cleanclip_lr
 from xspec.runtime.pipeline import TrainBatch
 from xspec.runtime.stages.clean import fresh_poisons
-from xspec.runtime.train import TrainConfig
 from xspec.runtime.data import InMemoryImages
+from xspec.runtime.train import scheduled_lr
+from xspec.spec.tables.training import Training
 
 CPU = torch.device("cpu")
 
@@ -42,13 +43,13 @@ def test_cleanclip_schedule_is_the_originals_at_its_step_index(num_batches, warm
     for epoch in range(1, epochs + 1):  # src/main.py:191, src/train.py:279
         for index in range(num_batches):
             scheduler(num_batches * epoch + index)
-    cfg = TrainConfig("mmcl", {"mmcl": 1.0}, epochs, base, warmup, "cleanclip")
-    got = [cfg.lr_at(step, epochs * num_batches) for step in range(epochs * num_batches)]
+    cfg = Training(objective="mmcl", epochs=epochs, lr=base, warmup_steps=warmup, schedule="cleanclip")
+    got = [scheduled_lr(cfg, step, epochs * num_batches) for step in range(epochs * num_batches)]
     np.testing.assert_allclose(got, expected, rtol=1e-12)
     assert got[0] == pytest.approx(cleanclip_lr(0, base, warmup, epochs * num_batches,
                                                 num_batches))
-    paper = TrainConfig("mmcl", {"mmcl": 1.0}, epochs, base, warmup)
-    assert paper.lr_at(0, epochs * num_batches) == base / warmup  # the warm-up the original skipped
+    paper = Training(objective="mmcl", epochs=epochs, lr=base, warmup_steps=warmup)
+    assert scheduled_lr(paper, 0, epochs * num_batches) == base / warmup  # the warm-up the original skipped
 
 
 class RecordingAugmenter:
@@ -86,7 +87,7 @@ def test_fresh_poisons_are_drawn_from_the_cleaning_set():
     indices = np.arange(100, 200, dtype=np.int64)
     captions = [f"caption {i}" for i in range(200)]
     chosen = fresh_poisons(indices, 5, badnet(), captions, seed=0)
-    assert len(chosen) == 5 and set(chosen.tolist()) <= set(indices.tolist())
+    assert len(set(chosen.tolist())) == 5 and set(chosen.tolist()) <= set(indices.tolist())
     assert np.array_equal(chosen, fresh_poisons(indices, 5, badnet(), captions, seed=0))
     assert not np.array_equal(chosen, fresh_poisons(indices, 5, badnet(), captions, seed=1))
     with pytest.raises(DataError, match="clean.poisons = 101 but the cleaning set has only 100"):
@@ -97,7 +98,9 @@ def test_fresh_label_consistent_poisons_need_captions_naming_the_target():
     indices = np.arange(10, dtype=np.int64)
     captions = [f"a bag {i}" if i % 3 == 0 else f"a shoe {i}" for i in range(10)]
     chosen = fresh_poisons(indices, 2, badnet("label_consistent"), captions, seed=0)
-    assert set(chosen.tolist()) <= {0, 3, 6, 9}
+    assert len(set(chosen.tolist())) == 2 and set(chosen.tolist()) <= {0, 3, 6, 9}
+    every = fresh_poisons(indices, 4, badnet("label_consistent"), captions, seed=0)
+    assert every.tolist() == [0, 3, 6, 9]  # all that name the target, none that do not
 
 
 class Log(list):

@@ -17,7 +17,8 @@ from xspec.runtime.attacks import make_attack
 from xspec.runtime.augment import augment_captions, cleanclip_synonyms
 from xspec.runtime.eda_cleanclip import has_letters
 from xspec.runtime.tokens import with_truncation
-from xspec.runtime.train import TrainConfig, TrainState, train_step
+from xspec.runtime.train import TrainState, scheduled_lr, train_step
+from xspec.spec.tables.training import Training
 from xspec.runtime.wordnet import WordNet
 
 CPU = torch.device("cpu")
@@ -65,8 +66,8 @@ def _run(precision, steps=3, cap=4.6052):
     torch.manual_seed(0)
     model = Tiny()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    cfg = TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-2, 0, precision=precision,
-                      logit_scale_max=cap)
+    cfg = Training(objective="mmcl", epochs=1, lr=1e-2, warmup_steps=0, precision=precision,
+                   logit_scale_max=cap)
     state = TrainState()
     for step in range(steps):
         train_step(cfg, model, model, optimizer, _batch(step), state, 1000, CPU)
@@ -79,10 +80,10 @@ def test_original_precision_is_the_originals_step():
     reference = Tiny()
     optimizer = torch.optim.AdamW(reference.parameters(), lr=1e-2)
     scaler = torch.amp.GradScaler("cpu")
-    schedule = TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-2, 0)
+    schedule = Training(objective="mmcl", epochs=1, lr=1e-2, warmup_steps=0)
     for step in range(3):
         for group in optimizer.param_groups:  # the rate xspec sets at this step
-            group["lr"] = schedule.lr_at(step, 1000)
+            group["lr"] = scheduled_lr(schedule, step, 1000)
         batch = _batch(step)
         original_step(reference, optimizer, scaler, batch["image"], batch["text"])
     for (name, got), want in zip(model.named_parameters(), reference.parameters()):
@@ -99,11 +100,11 @@ def test_logit_scale_cap_is_the_originals_4_6052():
         model.logit_scale.fill_(4.65)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.0)
     state = TrainState()
-    train_step(TrainConfig("mmcl", {"mmcl": 1.0}, 1, 0.0, 0, logit_scale_max=4.6052), model,
-               model, optimizer, _batch(0), state, 10, CPU)
+    still = {"objective": "mmcl", "epochs": 1, "lr": 1e-9, "warmup_steps": 0}  # SGD at lr 0
+    train_step(Training(**still, logit_scale_max=4.6052), model, model, optimizer, _batch(0),
+               state, 10, CPU)
     assert model.logit_scale.item() == torch.clamp(torch.tensor(4.65), 0, 4.6052).item()
-    train_step(TrainConfig("mmcl", {"mmcl": 1.0}, 1, 0.0, 0), model, model, optimizer,
-               _batch(0), state, 10, CPU)
+    train_step(Training(**still), model, model, optimizer, _batch(0), state, 10, CPU)
     assert model.logit_scale.item() == pytest.approx(np.log(100), abs=1e-6)  # ln 100 < 4.6052
 
 

@@ -98,7 +98,7 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
     outcome = run_study(study, copy, "debug")
     cleans = study.plan.of_kind("clean")
     failed = [n for n in cleans if n.id in outcome.failed]
-    assert [n.config["lr"] for n in failed] == [1e-3]
+    assert [n.identity["lr"] for n in failed] == [1e-3]
     status = copy.run_dir(failed[0]).status()
     assert status["state"] == "failed" and "loss is nan at epoch 2" in status["error"]
     assert [r["epoch"] for r in _rows(copy, failed[0]) if r["metric"] == "top1"] == [0, 1]
@@ -154,7 +154,7 @@ def test_one_more_learning_rate_runs_only_the_new_point(reference, tmp_path):
     path.write_text(_spec(head, 4, "[1e-5, 1e-4, 1e-3, 3e-4]"))
     bigger = open_study(path)
     outcome = run_study(bigger, copy, "debug")
-    assert [bigger.plan.nodes[i].config["lr"] for i in outcome.ran] == [3e-4]
+    assert [bigger.plan.nodes[i].identity["lr"] for i in outcome.ran] == [3e-4]
 
 
 @pytest.mark.slow
@@ -178,8 +178,8 @@ def test_packs_group_only_siblings_that_share_their_inputs(write_spec, base_spec
     jobs = packs(cleans, 2)
     assert sorted(len(job) for job in jobs) == [1, 1, 2, 2]
     for job in jobs:
-        assert len({n.config["batch_size"] for n in job}) == 1
-        assert len({n.config["lr"] for n in job}) == len(job)
+        assert len({n.identity["batch_size"] for n in job}) == 1
+        assert len({n.identity["lr"] for n in job}) == len(job)
     assert [len(job) for job in packs(cleans, 1)] == [1] * 6
 
 

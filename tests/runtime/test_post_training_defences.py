@@ -17,7 +17,8 @@ from xspec.runtime.defences import CleaningSetup
 from xspec.runtime.objectives import mmcl
 from xspec.runtime.pipeline import Normalizer
 from xspec.runtime.seeding import generator
-from xspec.runtime.train import TrainConfig, TrainState, encode, train_step
+from xspec.runtime.train import TrainState, encode, train_step
+from xspec.spec.tables.training import Training
 
 ARCH = "xspec-vit-micro"
 FASHION = {"format": "fashion_mnist", "split": "train", "size": 64}
@@ -62,7 +63,7 @@ def test_sufi_learns_the_labelled_set_through_the_image_tower_only():
                    if not n.startswith("visual")}
     optimizer = torch.optim.AdamW([p for p in model.parameters()], lr=3e-3, weight_decay=0.0)
     pieces = build_sufi(SuFi(data=FASHION), _setup(model, optimizer))
-    cfg = TrainConfig("mmcl", {}, 8, 3e-3, 0)
+    cfg = Training(objective="mmcl", epochs=8, lr=3e-3, warmup_steps=0)
     state, total = TrainState(), 8 * pieces.batches.steps_per_epoch
     first = last = None
     for epoch in range(1, 9):
@@ -90,7 +91,7 @@ def test_par_loss_is_clip_loss_minus_the_thresholded_distances():
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     pieces = build_par(PerturbAndRecover(), _setup(model, optimizer))
     frozen = _model()
-    cfg, state = TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-2, 0), TrainState()
+    cfg, state = Training(objective="mmcl", epochs=1, lr=1e-2, warmup_steps=0), TrainState()
     batch = _par_batch(model)
     train_step(cfg, model, model, optimizer, batch, state, 4, torch.device("cpu"),
                extra_terms=pieces.terms)  # the student moves away from the start
@@ -114,7 +115,7 @@ def test_par_freezes_the_logit_scale_as_the_original():
     before = float(model.logit_scale)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
     pieces = build_par(PerturbAndRecover(), _setup(model, optimizer))
-    train_step(TrainConfig("mmcl", {"mmcl": 1.0}, 1, 1e-2, 0), model, model, optimizer,
+    train_step(Training(objective="mmcl", epochs=1, lr=1e-2, warmup_steps=0), model, model, optimizer,
                _par_batch(model), TrainState(), 4, torch.device("cpu"), pieces.terms,
                hooks=_hooks(pieces))
     assert float(model.logit_scale) == before

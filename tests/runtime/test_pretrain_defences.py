@@ -126,13 +126,13 @@ def test_pretrain_defences_enter_the_pretrain_id_with_their_version(write_spec, 
     text = base_spec.replace("[pretrain]\n", "[pretrain]\nroclip = { every = 3 }\n", 1)
     defended = compile_spec(load_spec(write_spec(text, "b.toml")))
     pre = defended.of_kind("pretrain")[0]
-    assert pre.config["roclip"] == {"pool_size": 21845, "every": 3, "augment": True}
-    assert pre.config["plugins"]["defence:roclip"] == "1"
+    assert pre.identity["roclip"] == {"pool_size": 21845, "every": 3, "augment": True}
+    assert pre.identity["plugins"]["defence:roclip"] == "1"
     assert plain.of_kind("poison")[0].id == defended.of_kind("poison")[0].id
     assert plain.of_kind("pretrain")[0].id != pre.id
     safe = base_spec.replace("[pretrain]\n", "[pretrain]\nsafeclip = { cap_ratio = 0.5 }\n", 1)
     node = compile_spec(load_spec(write_spec(safe, "c.toml"))).of_kind("pretrain")[0]
-    assert node.config["safeclip"]["cap_ratio"] == 0.5
+    assert node.config.safeclip.cap_ratio == 0.5
 
 
 def test_bad_pretrain_defence_values_name_the_key(write_spec, base_spec):

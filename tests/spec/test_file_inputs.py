@@ -63,9 +63,9 @@ def _clean_ids(spec):
 def test_resolved_against_the_spec_and_hashed_into_the_ids(study, monkeypatch):
     monkeypatch.chdir(study.parent.parent)  # not the spec's folder
     first = _clean_ids(study)
-    masked = [n for n in first.values() if "masked" in n.config]
+    masked = [n for n in first.values() if "masked" in n.identity]
     assert len(masked) == 1
-    ref = masked[0].config["masked"]["mask"]
+    ref = masked[0].identity["masked"]["mask"]
     assert ref["path"] == str((study.parent / "inputs" / "mask.txt").resolve())
     assert len(ref["sha256"]) == 64
     (study.parent / "inputs" / "mask.txt").write_text("4 5 6\n")
@@ -84,8 +84,8 @@ def test_a_missing_file_is_a_spec_error_with_the_key(study):
 def test_the_node_refuses_a_file_changed_since_the_plan(study):
     from xspec.runtime.defences import active
 
-    node = next(n for n in _clean_ids(study).values() if "masked" in n.config)
-    assert active(node.config)  # unchanged: the node validates it again
+    node = next(n for n in _clean_ids(study).values() if "masked" in n.identity)
+    assert active(node.identity)  # unchanged: the node validates it again
     (study.parent / "inputs" / "mask.txt").write_text("changed\n")
     with pytest.raises(ValidationError, match="changed since the study was planned"):
-        active(node.config)
+        active(node.identity)

@@ -163,7 +163,7 @@ def upstream(plan, node, kind: str):
 
 
 def group(plan, clean) -> tuple[str, str]:
-    pretrain = upstream(plan, clean, "pretrain").config
+    pretrain = upstream(plan, clean, "pretrain").identity
     dataset = "cc3m" if "cc3m" in pretrain["train"]["path"] else "cc6m"
     return dataset, pretrain["objective"]
 
@@ -189,7 +189,7 @@ def test_learning_rates_are_appendix_d(name):
     plan = open_study(SPECS / f"{name}.toml").plan
     got: dict[tuple, set] = {}
     for clean in plan.of_kind("clean"):
-        got.setdefault(group(plan, clean), set()).add(clean.config["lr"])
+        got.setdefault(group(plan, clean), set()).add(clean.identity["lr"])
     assert got == {key: set(values) for key, values in GRIDS[name].items()}
 
 
@@ -197,15 +197,15 @@ def test_learning_rates_are_appendix_d(name):
 def test_other_axes_are_appendix_d(name):
     plan = open_study(SPECS / f"{name}.toml").plan
     for dotted, expected in AXES[name].items():
-        assert {field(n.config, dotted) for n in plan.of_kind("clean")} == expected, dotted
+        assert {field(n.identity, dotted) for n in plan.of_kind("clean")} == expected, dotted
 
 
 def test_heavy_regularisation_is_weight_decay_or_l2_to_start():
     """D.12's nine weights as AdamW weight decay (the paper's runs), and as an L2 penalty towards
     the starting weights (the alternative), each with every learning rate and cleaning loss."""
     plan = open_study(SPECS / "fig08_heavy_regularisation.toml").plan
-    runs = [(n.config["weight_decay"], n.config.get("l2_weight"), n.config["lr"],
-             n.config["objective"]) for n in plan.of_kind("clean")]
+    runs = [(n.identity["weight_decay"], n.identity.get("l2_weight"), n.identity["lr"],
+             n.identity["objective"]) for n in plan.of_kind("clean")]
     losses = ("mmcl", "ssl", "mmcl+ssl")
     expected = ({(w, None, lr, loss) for w in D12_WEIGHTS for lr in D12 for loss in losses}
                 | {(0.1, w, lr, loss) for w in D12_WEIGHTS for lr in D12 for loss in losses})
@@ -215,14 +215,14 @@ def test_heavy_regularisation_is_weight_decay_or_l2_to_start():
 def test_shrink_and_perturb_candidates_are_d13():
     plan = open_study(SPECS / "fig09_shrink_perturb.toml").plan
     (node,) = plan.of_kind("shrink_perturb")
-    assert node.config["shrink"] == D13_SHRINK and node.config["perturb"] == D13_PERTURB
-    assert node.config["asr_threshold"] == 0.15  # Section 5: "ASR was lower than 15%"
+    assert node.identity["shrink"] == D13_SHRINK and node.identity["perturb"] == D13_PERTURB
+    assert node.identity["asr_threshold"] == 0.15  # Section 5: "ASR was lower than 15%"
 
 
 def test_pretraining_follows_appendix_a():
     for name in EXPERIMENTS:
         for node in open_study(SPECS / f"{name}.toml").plan.of_kind("pretrain"):
-            cfg = node.config
+            cfg = node.identity
             scratch = cfg["model"]["init"] == "scratch"
             assert (cfg["epochs"], cfg["warmup_steps"]) == (64, 10_000), name
             assert cfg["lr"] == (1e-3 if scratch else 5e-7), name
@@ -240,15 +240,15 @@ def test_match_accuracy_pairs_runs_of_the_same_data_model_and_attack():
         plan = open_study(SPECS / f"{name}.toml").plan
         for select in plan.of_kind("select"):
             pretrain = plan.nodes[select.deps[0]]
-            if pretrain.config["objective"] == "mmcl":
-                assert select.config == {"policy": "best_accuracy"}, name
+            if pretrain.identity["objective"] == "mmcl":
+                assert select.identity == {"policy": "best_accuracy"}, name
                 continue
-            assert select.config == {"policy": "match_accuracy", "reference": "mmcl"}, name
+            assert select.identity == {"policy": "match_accuracy", "reference": "mmcl"}, name
             reference = plan.nodes[plan.nodes[select.deps[1]].deps[0]]
-            assert reference.config["objective"] == "mmcl"
+            assert reference.identity["objective"] == "mmcl"
             assert reference.deps == pretrain.deps  # the same poison node
             for key in ("model", "train", "attack", "eval", "lr", "epochs"):
-                assert reference.config[key] == pretrain.config[key], (name, key)
+                assert reference.identity[key] == pretrain.identity[key], (name, key)
 
 
 def test_repeated_learning_rates_are_noted():
@@ -265,7 +265,7 @@ def test_repeated_learning_rates_are_noted():
 def test_comparison_panels_reuse_table2_runs():
     """Figure 5 is table2's CC6M CleanCLIP runs; the D.4 panels of Figures 13-15 are too."""
     table2 = open_study(SPECS / "table2.toml").plan
-    cleanclip = {n.id for n in table2.of_kind("clean") if n.config["objective"] == "mmcl+ssl"}
+    cleanclip = {n.id for n in table2.of_kind("clean") if n.identity["objective"] == "mmcl+ssl"}
     expected = {"fig05_trajectories": 35, "fig13_large_cleaning_set": 23,
                 "fig14_more_epochs": 23, "fig15_ssl_weights": 23}
     for name, shared in expected.items():

@@ -62,8 +62,8 @@ def test_twin_has_the_shape_of_its_paper_spec(name, monkeypatch, tmp_path):
     assert {n.kind for n in toy.plan.own()} - {"pseudo_labels"} == {
         n.kind for n in paper.plan.own()}
     # The paper's ResNet-50 experiments train the tiny ModifiedResNet, its ViT experiment a ViT.
-    resnet = {n.config["model"]["arch"].startswith("RN50") for n in paper.plan.of_kind("pretrain")}
-    assert {n.config["model"]["arch"] == "xspec-rn-tiny"
+    resnet = {n.identity["model"]["arch"].startswith("RN50") for n in paper.plan.of_kind("pretrain")}
+    assert {n.identity["model"]["arch"] == "xspec-rn-tiny"
             for n in toy.plan.of_kind("pretrain")} == resnet
     assert swept(TOY / f"{name}.toml") == swept(SPECS / f"{name}.toml")
 
@@ -93,16 +93,16 @@ def test_twin_runs_end_to_end(name, workspace):
     assert states == [("done",)]
     # Shrink-and-perturb of the ResNet twin (BatchNorm) scores every candidate with finite values.
     for node in study.plan.of_kind("shrink_perturb"):
-        grid = len(node.config["shrink"]) * len(node.config["perturb"])
+        grid = len(node.identity["shrink"]) * len(node.identity["perturb"])
         values = [v for (v,) in candidates[node.id]]
-        assert len(values) == grid * len(node.config["eval"]["metrics"]), node.name
+        assert len(values) == grid * len(node.identity["eval"]["metrics"]), node.name
         assert all(math.isfinite(v) for v in values), node.name
     # Top-1 and ASR for every cleaning epoch, 0 (before cleaning) included, and every
     # pre-training epoch.
     for node in study.plan.own():
         if node.kind == "clean":
-            assert epochs[node.id] == list(range(node.config["epochs"] + 1)), node.name
+            assert epochs[node.id] == list(range(node.identity["epochs"] + 1)), node.name
         if node.kind == "pretrain":
-            assert epochs[node.id] == list(range(1, node.config["epochs"] + 1)), node.name
+            assert epochs[node.id] == list(range(1, node.identity["epochs"] + 1)), node.name
     # Nodes of the studies it takes inputs from ran here first (and are reported by those).
     assert all(workspace.state(study.plan.nodes[i]) == "done" for i in study.plan.external)

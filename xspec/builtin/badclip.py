@@ -21,7 +21,8 @@ from pydantic import Field
 
 from xspec.errors import CompileError
 from xspec.extend import (
-    NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel, register_attack,
+    NonNegativeFloat, NonNegativeInt, OmitAtDefault, PositiveFloat, PositiveInt, XspecModel,
+    register_attack,
     register_node_kind,
 )
 from xspec.spec.schema import Resize, StudyOutput
@@ -35,7 +36,7 @@ class BadClip(XspecModel):
     kind: Literal["badclip"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     surrogate: str | StudyOutput
     """The clean CLIP the patch is optimised against: a checkpoint file of `model.arch`, or
     another study's model ({ study = "clip.toml", node = "select" })."""

@@ -6,7 +6,9 @@ term, which runs in the clean node (torch is imported there, never by the compil
 
 from __future__ import annotations
 
-from xspec.extend import NonNegativeFloat, Pieces, Term, register_defence
+from typing import Annotated
+
+from xspec.extend import NonNegativeFloat, PerMember, Pieces, Term, register_defence
 
 
 def build(weight: float, setup) -> Pieces:
@@ -23,6 +25,6 @@ def build(weight: float, setup) -> Pieces:
     return Pieces(terms=[Term("l2_to_start", weight, penalty)])
 
 
-register_defence("l2_weight", build, annotation=NonNegativeFloat, default=0.0,
+register_defence("l2_weight", build, annotation=Annotated[NonNegativeFloat, PerMember], default=0.0,
                  description="lambda in lambda * ||theta - theta_0||^2 toward the starting "
                              "weights (Zhu et al.).")

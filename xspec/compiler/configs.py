@@ -1,59 +1,85 @@
-"""Typed node configs: the resolved config a node kind's stage receives, as a frozen model.
+"""Typed node configs: each node kind's config is one of these models, built by the compiler,
+dumped to node.json and read back as the same class by the node process (`ctx.cfg`).
 
-A node kind registered with `config=<model>` has every node's config validated against it when
-the plan is compiled (a mismatch is a bug in the compiler or the plugin, reported with the key)
-and once more by the node process, which hands the typed object to its stage as `ctx.cfg`
-(`xspec.runtime.node`). The spec's own tables are reused, so an allowed value or default is
-declared once. Every built-in kind has one.
+The models reuse the spec's tables (`xspec.spec.tables`), so an allowed value or a default is
+declared once. The attack and the data sources are discriminated unions of the registered
+models (plugins included): `config_models()` builds the classes for what is registered now,
+as `spec_model()` does for the spec.
 
-Data sources (`train`, `data.from`, `eval.source`, `classes`) and the attack stay their plain
-dumps here: plugins add formats and attacks after this module is imported, and the runtime parses
-them with the registry's current models (`open_pairs`, `make_attack`).
+What enters a node's id is the model's dump under one rule (`xspec.spec.base.id_dump`): every
+field, except one marked `OmitAtDefault` while it holds its default. Fields added after ids were
+in use carry the marker, so adding one never moves an existing id; the full dump (node.json)
+keeps every field, so a changed default is still seen (`xspec.store.reuse`).
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union
 
-from pydantic import ConfigDict, Field, ValidationError, model_validator
-
-from xspec.errors import CompileError
-from xspec.spec.base import NonNegativeInt, XspecModel
-from xspec.extend.registry import defences_of
-from xspec.spec.schema import (
-    Clean, CleanData, DeepCluster, Metric, ShrinkPerturb, Templates, Training,
+from pydantic import (
+    ConfigDict, Field, ValidationError, create_model, model_serializer, model_validator,
 )
+
+from xspec.compiler.detect import detect_config
+from xspec.errors import CompileError
+from xspec.extend.plugins import load_builtins
+from xspec.extend.registry import ATTACKS, defences_of, generation
+from xspec.spec.base import NonNegativeInt, OmitAtDefault, XspecModel, tagged_union
+from xspec.spec.fidelity import SSL_ONLY
+from xspec.spec.tables.data import CleanData, Templates, sources
+from xspec.spec.tables.defences import DeepCluster, ShrinkPerturb
+from xspec.spec.tables.settings import Metric
+from xspec.spec.tables.training import Clean, Training
+
+Plugins = Annotated[dict[str, str], OmitAtDefault]
+"""{"attack:kind": version} of the plugin pieces a node uses that declare a version."""
+
+
+class FileRef(XspecModel):
+    """A file a node reads, identified by path, size and mtime so that replacing it changes the
+    id; `missing` where it did not exist when the plan was compiled."""
+
+    path: str
+    bytes: Annotated[NonNegativeInt | None, OmitAtDefault] = None
+    mtime_ns: Annotated[int | None, OmitAtDefault] = None
+    missing: Annotated[bool, OmitAtDefault] = False
+
+
+class InputRef(XspecModel):
+    """What a dependency of `kind` hands on (another study's node, a pseudo_labels node)."""
+
+    input: str
 
 
 class EvalConfig(XspecModel):
-    source: dict[str, Any]
+    source: Any
     templates: Templates
     metrics: list[Metric]
-    folder_labels: Literal["by_name"] | None = None
+    folder_labels: Annotated[Literal["by_name"] | None, OmitAtDefault] = None
     """Set for ImageFolder evaluation sets (labels from folder names): only in the id."""
-    primary: str = "eval"
+    primary: Annotated[str, OmitAtDefault] = "eval"
     """The primary set's name in the results (`evaluate.primary`)."""
-    sets: dict[str, dict[str, Any]] = {}
+    sets: Annotated[dict[str, dict[str, Any]], OmitAtDefault] = {}
     """More zero-shot sets (`xspec.compiler.evalsets`): source, subset, templates, probe."""
-    retrieval: dict[str, dict[str, Any]] = {}
+    retrieval: Annotated[dict[str, dict[str, Any]], OmitAtDefault] = {}
     """Image-caption retrieval sets: their sources."""
 
 
 class Shared(XspecModel):
     """What every node that evaluates carries: the attack (its table), evaluation and seed."""
 
-    attack: dict[str, Any]
+    attack: Any
     eval: EvalConfig
     seed: NonNegativeInt
-    plugins: dict[str, str] = {}
+    plugins: Plugins = {}
 
 
 class SelectConfig(XspecModel):
     policy: str
     """The policy's name, or its whole text when it takes no objective (`epoch(5)`)."""
-    reference: str | None = None
+    reference: Annotated[str | None, OmitAtDefault] = None
     """The objective of the run whose accuracy `match_accuracy`-like policies compare with."""
-    plugins: dict[str, str] = {}
+    plugins: Plugins = {}
     """{"policy:<name>": version} when the policy declares a version."""
 
 
@@ -62,36 +88,48 @@ class ShrinkPerturbConfig(ShrinkPerturb, Shared):
 
 
 class PoisonConfig(XspecModel):
-    """The attack's own fields (`kind`, `target`, ...) at the top, then the training pairs."""
+    """The attack and the training pairs it poisons. Its dump keeps the attack's fields at the
+    top level (`kind`, `target`, ...), as poison ids have always been made."""
 
-    model_config = ConfigDict(extra="allow")
-    kind: str
-    train: dict[str, Any]
+    attack: Any
+    train: Any
     seed: NonNegativeInt
-    plugins: dict[str, str] = {}
+    plugins: Plugins = {}
 
-    @property
-    def attack(self) -> dict[str, Any]:
-        return {"kind": self.kind, **(self.model_extra or {})}
+    @model_validator(mode="before")
+    @classmethod
+    def _nest_attack(cls, data):
+        if isinstance(data, dict) and "attack" not in data:
+            own = ("train", "seed", "plugins")
+            data = {**{k: data[k] for k in own if k in data},
+                    "attack": {k: v for k, v in data.items() if k not in own}}
+        return data
+
+    @model_serializer(mode="wrap")
+    def _serialize(self, handler, info):
+        data = XspecModel._serialize(self, handler, info)
+        return {**data.pop("attack"), **data} if isinstance(data, dict) else data
 
 
 class ModelConfig(XspecModel):
     arch: str
-    init: str | dict[str, Any] = "scratch"
-    """"scratch", a weights file's fingerprint ({path, bytes, mtime_ns}) or {"input": kind}."""
-    arch_sha256: str | None = None
+    init: Union[Literal["scratch"], FileRef, InputRef] = "scratch"
+    """"scratch", a weights file, or the checkpoint a dependency hands on (another study's)."""
+    arch_sha256: Annotated[str | None, OmitAtDefault] = None
+    """The content of an architecture given as a config file: it, not the path, decides."""
 
 
 class TrainingConfig(Training, Shared):
-    """A training run's fields as `[pretrain]`/`[clean]` declare them; every field is in the
-    config except the fidelity options, left out at their defaults (so ids stayed)."""
+    """A training run's fields as `[pretrain]`/`[clean]` declare them."""
 
-    save_optimizer: bool = False
-    """Keep each epoch's AdamW state: set on a pre-training run a cleaning run continues."""
-
-    @property
-    def weights(self) -> dict[str, float]:
-        return {"mmcl": self.mmcl_weight, "ssl": self.ssl_weight}
+    @model_validator(mode="before")
+    @classmethod
+    def _no_text_augment_without_ssl(cls, data):
+        """Without SSL nothing is augmented: `text_augment` and the SSL-only fidelity options
+        then say nothing."""
+        if isinstance(data, dict) and "ssl" not in str(data.get("objective", "")).split("+"):
+            data = {k: v for k, v in data.items() if k not in ("text_augment",) + SSL_ONLY}
+        return data
 
     @property
     def continues_optimizer(self) -> bool:
@@ -100,57 +138,56 @@ class TrainingConfig(Training, Shared):
 
 
 class PretrainConfig(TrainingConfig):
-    """`[pretrain]`'s fields, and one entry per `[pretrain]` defence that is on (RoCLIP, ...)."""
+    """`[pretrain]`'s fields, and one field per `[pretrain]` defence with behaviour (RoCLIP,
+    ...; at its "off" default it stays out of the id)."""
 
-    model_config = ConfigDict(extra="allow")
     model: ModelConfig
-    train: dict[str, Any]
-
-    @model_validator(mode="after")
-    def _extras_are_defences(self):
-        unknown = sorted(set(self.model_extra or {}) - {d.name for d in defences_of("pretrain")})
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not a field of a pretrain node, nor a registered "
-                             "pre-training defence")
-        return self
+    train: Any
+    save_optimizer: Annotated[bool, OmitAtDefault] = False
+    """Keep each epoch's AdamW state: set on a pre-training run a cleaning run continues."""
 
 
 class CleanDataConfig(CleanData):
-    source: Annotated[dict[str, Any], Field(alias="from")]
+    source: Annotated[Any, Field(alias="from")]
     """The pool the cleaning set is drawn from ("train" resolved to the training pairs)."""
 
 
 class DeepClusterConfig(DeepCluster):
-    """`clean.deep_cluster` as a clean node's config holds it: labels "kmeans", a labels CSV's
-    fingerprint ({path, bytes, mtime_ns}) or {"input": "pseudo_labels"}."""
+    """`clean.deep_cluster` as a clean node's config holds it: labels "kmeans", a labels CSV
+    (`FileRef`) or the labels a pseudo_labels dependency writes (`InputRef`)."""
 
-    labels: str | dict[str, Any] = DeepCluster.model_fields["labels"].default
+    labels: Union[Literal["kmeans"], FileRef, InputRef] = "kmeans"
 
 
 class CleanConfig(Clean, TrainingConfig):
-    """`[clean]`'s fields (its ablation fields left out at their defaults), and one entry per
-    registered defence that is on, typed by `xspec.runtime.defences` with its own model."""
+    """`[clean]`'s fields, and one field per registered defence with behaviour (at its "off"
+    default it stays out of the id). `start` is resolved into the node's dependencies."""
 
-    model_config = ConfigDict(extra="allow")
+    model_config = ConfigDict(populate_by_name=True)
     data: CleanDataConfig
-    deep_cluster: DeepClusterConfig | None = None
+    start: Annotated[None, OmitAtDefault] = None
+    poison_source: Annotated[Literal["fresh", "pretrain"] | None, OmitAtDefault] = None
+    """Where the poisons left in the cleaning set come from; None without such poisons."""
+    deep_cluster: Annotated[DeepClusterConfig | None, OmitAtDefault] = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _poison_source_with_poisons(cls, data):
+        if isinstance(data, dict):
+            if not data.get("poisons"):
+                data = {k: v for k, v in data.items() if k != "poison_source"}
+            elif data.get("poison_source") is None:
+                data = {**data, "poison_source": "fresh"}
+        return data
 
     @property
     def continues_optimizer(self) -> bool:
         return self.optimizer == "pretrain"
 
-    @model_validator(mode="after")
-    def _extras_are_defences(self):
-        unknown = sorted(set(self.model_extra or {}) - {d.name for d in defences_of("clean")})
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not a field of a clean node, nor a registered "
-                             "defence")
-        return self
-
 
 class PseudoLabelsConfig(XspecModel):
     data: CleanDataConfig
-    classes: dict[str, Any]
+    classes: Any
     """The evaluation source whose classes the labels are over."""
     templates: Templates
     seed: NonNegativeInt
@@ -158,7 +195,75 @@ class PseudoLabelsConfig(XspecModel):
     """The kind of the dependency whose checkpoint labels (another study's node)."""
 
 
-def typed(model: type[XspecModel], config: dict, where: str) -> XspecModel:
+_BUILT: dict[tuple[int, ...], dict[str, type]] = {}
+
+
+def config_models() -> dict[str, type[XspecModel]]:
+    """{kind: config model} of the built-in kinds, for every attack, data format and defence
+    registered so far (plugins included)."""
+    load_builtins()
+    key = generation()
+    if key not in _BUILT:
+        _BUILT.clear()
+        _BUILT[key] = _build()
+    return _BUILT[key]
+
+
+def _build() -> dict[str, type[XspecModel]]:
+    attack = tagged_union([a.spec for a in ATTACKS], "kind")
+    pairs, evals = sources("pairs"), sources("eval")
+    evaluation = create_model("EvalConfig", __base__=EvalConfig, source=(evals, ...))
+    shared = {"attack": (attack, ...), "eval": (evaluation, ...)}
+    data = create_model("CleanDataConfig", __base__=CleanDataConfig,
+                        source=(Annotated[pairs, Field(alias="from")], ...))
+    defences = {table: {d.name: (Annotated[d.annotation if d.config is None else Any,
+                                           OmitAtDefault], d.default)
+                        for d in defences_of(table)
+                        if d.behaviour is not None and d.name != "deep_cluster"}
+                for table in ("pretrain", "clean")}
+    return {
+        "poison": create_model("PoisonConfig", __base__=PoisonConfig, attack=(attack, ...),
+                               train=(pairs, ...)),
+        "pretrain": create_model("PretrainConfig", __base__=PretrainConfig, train=(pairs, ...),
+                                 **shared, **defences["pretrain"]),
+        "select": SelectConfig,
+        "detect": detect_config(attack, pairs),
+        "shrink_perturb": create_model("ShrinkPerturbConfig", __base__=ShrinkPerturbConfig,
+                                       **shared),
+        "pseudo_labels": create_model("PseudoLabelsConfig", __base__=PseudoLabelsConfig,
+                                      data=(data, ...), classes=(evals, ...)),
+        "clean": create_model("CleanConfig", __base__=CleanConfig, data=(data, ...), **shared,
+                              **defences["clean"]),
+    }
+
+
+def poison_config() -> type[XspecModel]:
+    return config_models()["poison"]
+
+
+def pretrain_config() -> type[XspecModel]:
+    return config_models()["pretrain"]
+
+
+def shrink_perturb_config() -> type[XspecModel]:
+    return config_models()["shrink_perturb"]
+
+
+def pseudo_labels_config() -> type[XspecModel]:
+    return config_models()["pseudo_labels"]
+
+
+def detect_config_now() -> type[XspecModel]:
+    return config_models()["detect"]
+
+
+def clean_config() -> type[XspecModel]:
+    return config_models()["clean"]
+
+
+def typed(model: type[XspecModel], config: Any, where: str) -> XspecModel:
+    """`config` (a dict, or keyword values) as `model`; a mismatch is a compiler or plugin bug,
+    reported with the key."""
     try:
         return model.model_validate(config)
     except ValidationError as exc:

@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from xspec.compiler.naming import Fact
 from xspec.extend.registry import rank
+from xspec.spec.base import id_dump
 
 
 @dataclass(frozen=True)
 class Node:
     id: str
     kind: str
-    config: dict
+    config: Any  # its kind's config model (`NodeKind.config_model`); a dict for kinds without
     deps: tuple[str, ...]
     lineage: dict
     name: str = ""
     dep_runs: tuple[str, ...] = ()
     dep_kinds: tuple[str, ...] = ()  # stages find dependencies by kind, never by name
+    identity: dict = field(default=None, compare=False, repr=False)
+    """The config as the id is made of (`xspec.spec.base.id_dump`): JSON."""
+
+    def __post_init__(self):
+        if self.identity is None:
+            object.__setattr__(self, "identity", id_dump(self.config))
 
     @property
     def short(self) -> str:

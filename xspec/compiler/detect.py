@@ -7,31 +7,38 @@ poison ──▶ pretrain ──▶ select ──▶ detect
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import field_validator
+from pydantic import create_model
 
 from xspec.extend.registry import DETECTORS
-from xspec.spec.base import NonNegativeInt, PositiveInt, XspecModel
+from xspec.spec.base import NonNegativeInt, OmitAtDefault, PositiveInt, XspecModel
+
+
+class Detectors(XspecModel):
+    """One optional field per registered detector (its settings model); those that are off stay
+    None, out of the id. Iterating gives (name, settings) of the ones that are on."""
+
+    def on(self) -> dict[str, XspecModel]:
+        return {name: value for name, value in self if value is not None}
 
 
 class DetectConfig(XspecModel):
-    detectors: dict[str, dict[str, Any]]
-    """{name: its settings} of the detectors that are on; typed by the stage with each
-    detector's own model."""
+    detectors: Any
     batch_size: PositiveInt
-    train: dict[str, Any]
-    attack: dict[str, Any]
+    train: Any
+    attack: Any
     seed: NonNegativeInt
     plugins: dict[str, str] = {}
+    """Always in the id (detect ids were made with it)."""
 
-    @field_validator("detectors")
-    @classmethod
-    def _registered(cls, value: dict) -> dict:
-        unknown = sorted(set(value) - set(DETECTORS.names()))
-        if unknown:
-            raise ValueError(f"{unknown[0]}: not a registered detector")
-        return value
+
+def detect_config(attack, pairs) -> type[DetectConfig]:
+    """The detect node's config for the registered detectors, attacks and pair sources."""
+    detectors = create_model("Detectors", __base__=Detectors, **{
+        d.name: (Annotated[d.spec | None, OmitAtDefault], None) for d in DETECTORS})
+    return create_model("DetectConfig", __base__=DetectConfig, detectors=(detectors, ...),
+                        attack=(attack, ...), train=(pairs, ...))
 
 
 def detect_node(build, spec, chain, select):
@@ -41,8 +48,8 @@ def detect_node(build, spec, chain, select):
     versions = {**shared.get("plugins", {}),
                 **{f"detector:{n}": DETECTORS.get(n).version for n in chosen
                    if DETECTORS.get(n).version}}
-    config = {"detectors": {n: v.model_dump(mode="json") for n, v in sorted(chosen.items())},
-              "batch_size": spec.detect.batch_size, "train": chain.pretrain.config["train"],
+    config = {"detectors": chosen,
+              "batch_size": spec.detect.batch_size, "train": chain.pretrain.config.train,
               "attack": shared["attack"], "seed": shared["seed"],
               "plugins": dict(sorted(versions.items()))}
     return build.add("detect", config, (select, chain.poison))

@@ -112,7 +112,7 @@ def _rate(node, where: str) -> dict:
 
 
 def _seconds(node, where: str, expected: dict[str, int]) -> float:
-    config = node.config
+    config = node.identity
     if node.kind in ("poison", "select"):
         return 0.0  # a manifest of indices; a pick among recorded metrics
     if node.kind not in ("pretrain", "clean", "shrink_perturb", "pseudo_labels", "detect"):

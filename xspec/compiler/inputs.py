@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from xspec.compiler.configs import PoisonConfig
 from xspec.errors import CompileError, XspecError
+from xspec.spec.base import id_dump
 from xspec.spec.load import load_spec
 
 # What each kind of node hands on: a checkpoint (selected.json or its last epoch's weights).
@@ -95,7 +95,7 @@ def ancestors(plan, node) -> list:
     return list(seen.values())
 
 
-def started_upstream(plan, spec, attack_config: dict, compile_spec):
+def started_upstream(plan, spec, compile_spec):
     """(start, poison, pretrain) for clean.start: the other study's node cleaning starts from,
     and the poison and pre-training nodes behind it, after checking that this spec's attack and
     training set are that study's (cleaning evaluates ASR with them and draws from that pool)."""
@@ -105,13 +105,13 @@ def started_upstream(plan, spec, attack_config: dict, compile_spec):
     while node.kind != "pretrain":  # clean -> its start, shrink_perturb -> select -> pretrain
         node = plan.nodes[node.deps[0]]
     poison = plan.nodes[node.deps[0]]
-    attack = PoisonConfig.model_validate(poison.config).attack
-    if attack != attack_config:
+    if poison.config.attack != spec.attack:
         raise CompileError(f"clean.start: {start.name} of study {study!r} was poisoned with "
-                           f"{attack}; [attack] here must be the same, since ASR is measured "
-                           "with it")
-    if spec.data.train.model_dump(mode="json") != poison.config["train"]:
-        raise CompileError(f"clean.start: study {study!r} trained on {poison.config['train']}; "
+                           f"{id_dump(poison.config.attack)}; [attack] here must be the same, "
+                           "since ASR is measured with it")
+    if spec.data.train != poison.config.train:
+        raise CompileError(f"clean.start: study {study!r} trained on "
+                           f"{id_dump(poison.config.train)}; "
                            "data.train here must be the same (the cleaning pool and its "
                            "poison manifest are that set's)")
     if spec.clean.optimizer == "pretrain":

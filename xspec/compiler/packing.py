@@ -12,11 +12,9 @@ from collections.abc import Sequence
 
 from xspec.compiler.hashing import canonical_json
 from xspec.extend.registry import DEFENCES
+from xspec.spec.base import PerMember, marked
 
 PACKABLE_KINDS = ("clean",)
-# Fields a packed job lets its members differ in: none of them changes a batch's contents.
-OPTIMISATION_FIELDS = ("lr", "weight_decay", "warmup_steps", "mmcl_weight", "ssl_weight",
-                       "l2_weight", "epochs")
 
 
 def pack_key(node) -> str | None:
@@ -24,11 +22,12 @@ def pack_key(node) -> str | None:
 
     Deep clustering embeds the whole cleaning set with each member's own model every epoch,
     so it shares nothing worth a pack."""
-    if node.kind not in PACKABLE_KINDS or "deep_cluster" in node.config:
+    if node.kind not in PACKABLE_KINDS or "deep_cluster" in node.identity:
         return None
-    if any(not d.packable and d.name in node.config for d in DEFENCES):
+    if any(not d.packable and d.name in node.identity for d in DEFENCES):
         return None  # it trains on batches of its own (SuFi's labelled set)
-    shared = {k: v for k, v in node.config.items() if k not in OPTIMISATION_FIELDS}
+    own = marked(type(node.config), PerMember)  # fields members may differ in
+    shared = {k: v for k, v in node.identity.items() if k not in own}
     return canonical_json({"kind": node.kind, "deps": sorted(node.deps), "config": shared})
 
 

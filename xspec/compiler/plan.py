@@ -26,6 +26,7 @@ from xspec.compiler import inputs
 from xspec.compiler.naming import facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
+from xspec.spec.base import id_dump
 from xspec.compiler.evalsets import sets_config, target_notes
 from xspec.compiler.detect import detect_node
 from xspec.compiler.pretrain_defences import with_pretrain_defences
@@ -34,17 +35,10 @@ from xspec.extend.registry import (
 )
 from xspec.extend.registry import resolve as resolve_ref
 from xspec.spec.archs import is_config_file, known_archs
-from xspec.spec.fidelity import FIDELITY_FIELDS, SSL_ONLY
 from xspec.spec.load import LoadedSpec
 from xspec.spec.policies import parse_policy
-from xspec.spec.schema import Spec, StudyOutput
+from xspec.spec.schema import Spec, StudyOutput, Training
 
-TRAINING_FIELDS = ("objective", "mmcl_weight", "ssl_weight", "batch_size", "epochs", "lr",
-                   "weight_decay", "warmup_steps")
-CLEAN_FIELDS = ("poisons", "optimizer")  # then every registered defence that is on
-# Fidelity options (docs/FIDELITY.md): in a config only when not the default, so that adding one
-# kept existing ids.
-OPTION_FIELDS = ("schedule", "text_augment") + FIDELITY_FIELDS
 LARGE_PLAN = int(os.environ.get("XSPEC_LARGE_PLAN", 10_000))  # nodes; above it a warning
 
 
@@ -57,23 +51,25 @@ def _flatten(prefix: str, value, out: dict) -> dict:
     return out
 
 
-def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...],
+def _add(plan: Plan, kind: str, values: dict, deps: tuple[Node, ...],
          inputs: dict[str, tuple[Node, str]] | None = None) -> Node:
-    """`inputs` ({config key: (node, what it is)}) are dependencies from other studies: in the
-    id and the run order; the lineage says what they are ("study:node") instead of merging
-    theirs."""
+    """A node of `kind` whose config is its kind's model built from `values` (field values,
+    typed or JSON). `inputs` ({config key: (node, what it is)}) are dependencies from other
+    studies: in the id and the run order; the lineage says what they are ("study:node")
+    instead of merging theirs."""
     inputs = inputs or {}
-    model = NODE_KINDS.get(kind).config
-    if model is not None:
-        typed(resolve_ref(model), config, f"{kind} node")
+    registered = NODE_KINDS.get(kind)
+    model = registered.config_model()
+    config = values if model is None else typed(model, values, f"{kind} node")
+    identity = id_dump(config)
     everything = deps + tuple(node for node, _ in inputs.values())
-    nid = node_id(kind, config, tuple(d.id for d in everything))
+    nid = node_id(kind, identity, tuple(d.id for d in everything), registered.version)
     plan.external.pop(nid, None)  # this study makes the node too: it is its own
     if nid not in plan.nodes:
         lineage: dict = {}
         for dep in reversed(deps):  # the first dependency is the node's own chain: it wins
             lineage.update(dep.lineage)
-        _flatten(kind, {k: v for k, v in config.items() if k != "plugins"}, lineage)
+        _flatten(kind, {k: v for k, v in identity.items() if k != "plugins"}, lineage)
         for key, (node, label) in inputs.items():
             lineage.pop(f"{key}.input", None)
             lineage[key] = label
@@ -81,7 +77,7 @@ def _add(plan: Plan, kind: str, config: dict, deps: tuple[Node, ...],
                 lineage[f"{key}.arch"] = node.lineage["pretrain.model.arch"]
         plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in everything), lineage,
                                dep_runs=tuple(d.run_name for d in everything),
-                               dep_kinds=tuple(d.kind for d in everything))
+                               dep_kinds=tuple(d.kind for d in everything), identity=identity)
     return plan.nodes[nid]
 
 
@@ -101,13 +97,11 @@ def _fingerprint(plan: Plan, path: str, key: str) -> dict:
 
 
 def _eval_config(spec: Spec) -> dict:
-    config = {"source": spec.data.eval.model_dump(mode="json"),
-              "templates": spec.data.templates, "metrics": list(spec.evaluate.metrics)}
-    if spec.data.eval.format == "imagefolder":
-        # Labels come from folder names (they came from sorted folder order): new ids for
-        # ImageFolder studies only.
-        config["folder_labels"] = "by_name"
-    return {**config, **sets_config(spec)}
+    """`folder_labels`: a source that labels by folder name says so (ImageFolder: its labels
+    came from sorted folder order once; new ids for such studies only)."""
+    return {"source": spec.data.eval, "templates": spec.data.templates,
+            "metrics": list(spec.evaluate.metrics),
+            "folder_labels": getattr(spec.data.eval, "folder_labels", None), **sets_config(spec)}
 
 
 @dataclass(frozen=True)
@@ -128,7 +122,7 @@ class Chain:
 
 
 def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dict:
-    """{"plugins": {"attack:kind": version, ...}} for the plugin pieces a node uses, else {}."""
+    """{"plugins": {"attack:kind": version, ...}} for the plugin pieces a node uses."""
     used = [("attack", ATTACKS.get(spec.attack.kind))]
     if evaluates:
         used += [("metric", METRICS.get(name)) for name in spec.evaluate.metrics]
@@ -139,24 +133,17 @@ def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dic
                  if d.active(getattr(spec.clean, d.name))]
     found = {f"{what}:{getattr(p, 'kind', None) or getattr(p, 'format', None) or p.name}":
              p.version for what, p in used if p.version}
-    return {"plugins": dict(sorted(found.items()))} if found else {}
-
-
-# Attack fields added after ids were in use: in a config only when not the default.
-ATTACK_OPTIONS = {"resize": "crop", "blend": None, "match": "word"}
-
-
-def _attack_config(spec: Spec) -> dict:
-    config = spec.attack.model_dump(mode="json")
-    for name, default in ATTACK_OPTIONS.items():
-        if name in config and config[name] == default:
-            del config[name]
-    return config
+    return {"plugins": dict(sorted(found.items()))}
 
 
 def _shared(spec: Spec) -> dict:
-    return {"attack": _attack_config(spec), "eval": _eval_config(spec),
-            "seed": spec.study.seed, **_versions(spec)}
+    return {"attack": spec.attack, "eval": _eval_config(spec), "seed": spec.study.seed,
+            **_versions(spec)}
+
+
+def _training(section) -> dict:
+    """A `[pretrain]`/`[clean]` table's training fields (those of `Training`)."""
+    return {name: getattr(section, name) for name in Training.model_fields}
 
 
 class Builder:
@@ -165,9 +152,9 @@ class Builder:
     def __init__(self, plan: Plan):
         self.plan = plan
 
-    def add(self, kind: str, config: dict, deps: tuple[Node, ...],
+    def add(self, kind: str, values: dict, deps: tuple[Node, ...],
             inputs: dict[str, tuple[Node, str]] | None = None) -> Node:
-        return _add(self.plan, kind, config, deps, inputs)
+        return _add(self.plan, kind, values, deps, inputs)
 
     def input(self, ref, key: str) -> tuple[Node, str]:
         """Another study's node (`{ study, node }` at spec key `key`) joined to this plan:
@@ -189,19 +176,8 @@ def _attack_inputs(plan: Plan, spec: Spec) -> Spec:
     if hook is None:
         return spec
     attack, nodes = resolve_ref(hook)(Builder(plan), spec)
-    plan.attack_deps[canonical_json(_attack_config(spec.model_copy(update={"attack": attack})))] \
-        = tuple(nodes)
+    plan.attack_deps[canonical_json(id_dump(attack))] = tuple(nodes)
     return spec.model_copy(update={"attack": attack})
-
-
-def _options(section) -> dict:
-    fields = type(section).model_fields
-    chosen = {f: getattr(section, f) for f in OPTION_FIELDS
-              if getattr(section, f) != fields[f].default}
-    if "ssl" not in section.objective.split("+"):
-        for name in ("text_augment",) + SSL_ONLY:  # no caption augmentation without SSL
-            chosen.pop(name, None)
-    return chosen
 
 
 def _resolve(plan: Plan, ref: StudyOutput, key: str) -> tuple[Node, str]:
@@ -227,7 +203,7 @@ def _note_activation(plan: Plan, arch: str) -> None:
 
 
 def _pretrain_config(plan: Plan, spec: Spec) -> dict:
-    model = spec.model.model_dump(mode="json")
+    model: dict = {"arch": spec.model.arch, "init": spec.model.init}
     if isinstance(spec.model.init, StudyOutput):
         model["init"] = {"input": _init_input(plan, spec)["pretrain.model.init"][0].kind}
     elif spec.model.init != "scratch":
@@ -235,50 +211,53 @@ def _pretrain_config(plan: Plan, spec: Spec) -> dict:
         _note_activation(plan, spec.model.arch)
     if is_config_file(spec.model.arch):  # its content, not its path, decides what is trained
         model["arch_sha256"] = hashlib.sha256(Path(spec.model.arch).read_bytes()).hexdigest()
-    pre = spec.pretrain
-    config = {"model": model, **{f: getattr(pre, f) for f in TRAINING_FIELDS}, **_options(pre),
-              "train": spec.data.train.model_dump(mode="json"), **_shared(spec)}
-    return with_pretrain_defences(config, pre)
+    return with_pretrain_defences({"model": model, **_training(spec.pretrain),
+                                   "train": spec.data.train, **_shared(spec)}, spec.pretrain)
+
+
+def _pretrain_key(plan: Plan, spec: Spec) -> str:
+    config = typed(NODE_KINDS.get("pretrain").config_model(), _pretrain_config(plan, spec),
+                   "pretrain node")
+    return canonical_json(id_dump(config))
 
 
 def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     """`keep_optimizer`: pre-training configs (canonical JSON) whose checkpoints must carry the
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
-    train = spec.data.train.model_dump(mode="json")
-    attack = _attack_config(spec)
-    poison = _add(plan, "poison", {**attack, "train": train, "seed": spec.study.seed,
-                                   **_versions(spec, evaluates=False)},
-                  plan.attack_deps.get(canonical_json(attack), ()))
+    poison = _add(plan, "poison", {"attack": spec.attack, "train": spec.data.train,
+                                   "seed": spec.study.seed, **_versions(spec, evaluates=False)},
+                  plan.attack_deps.get(canonical_json(id_dump(spec.attack)), ()))
     config = _pretrain_config(plan, spec)
-    if canonical_json(config) in keep_optimizer:
+    if keep_optimizer and _pretrain_key(plan, spec) in keep_optimizer:
         config["save_optimizer"] = True
     return Chain(spec, poison, _add(plan, "pretrain", config, (poison,),
                                      _init_input(plan, spec)))
 
 
 def _started_chain(plan: Plan, spec: Spec) -> Chain:
-    start, poison, pretrain = inputs.started_upstream(plan, spec, _attack_config(spec),
-                                                      compile_spec)
+    start, poison, pretrain = inputs.started_upstream(plan, spec, compile_spec)
     return Chain(spec, poison, pretrain, start)
 
 
 def _keep_optimizer(plan: Plan, specs: list[Spec]) -> set[str]:
-    return {canonical_json(_pretrain_config(plan, spec)) for spec in specs
+    return {_pretrain_key(plan, spec) for spec in specs
             if spec.clean is not None and spec.clean.optimizer == "pretrain"}
 
 
 def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> Node:
     """The select node of the run whose accuracy `match_accuracy(<objective>)` matches."""
-    mine = chain.pretrain.config
-    same = ("model", "train", "eval", "attack", "seed")
+    mine = chain.pretrain.identity
+
+    def same(other: Node, fields) -> bool:
+        return all(other.identity[k] == mine[k] for k in fields)
+
     found = {c.pretrain.id: c for c in chains if c.matches is None and c.start is None
              and c.pretrain.deps == chain.pretrain.deps
-             and c.pretrain.config["objective"] == chain.matches
-             and all(c.pretrain.config[k] == mine[k] for k in same)}
+             and c.pretrain.config.objective == chain.matches
+             and same(c.pretrain, ("model", "train", "eval", "attack", "seed"))}
     if len(found) > 1:
         strict = ("lr", "epochs", "weight_decay", "warmup_steps")
-        found = {i: c for i, c in found.items()
-                 if all(c.pretrain.config[k] == mine[k] for k in strict)}
+        found = {i: c for i, c in found.items() if same(c.pretrain, strict)}
     if len(found) != 1:
         raise CompileError(
             f"pretrain.select = '{chain.spec.pretrain.select}': {len(found)} pre-training runs "
@@ -312,16 +291,12 @@ def _start(plan: Plan, spec: Spec, select: Node) -> Node:
 
 def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
     spec, clean = chain.spec, chain.spec.clean
-    data = spec.data.clean.model_dump(mode="json", by_alias=True)
-    if data["from"] == "train":
-        data["from"] = chain.pretrain.config["train"]
-    config = {**{f: getattr(clean, f) for f in TRAINING_FIELDS}, **_options(clean), "data": data,
-              **_shared(spec), **_versions(spec, defences=True)}
-    # Ablation fields enter the config only when used, so adding one keeps existing ids.
-    for name in CLEAN_FIELDS:
-        value = getattr(clean, name)
-        if value != type(clean).model_fields[name].default:
-            config[name] = value
+    source = spec.data.clean.source
+    data = {"from": chain.pretrain.config.train if source == "train" else source,
+            "size": spec.data.clean.size, "overlap": spec.data.clean.overlap}
+    config = {**_training(clean), "data": data, **_shared(spec),
+              **_versions(spec, defences=True), "poisons": clean.poisons,
+              "optimizer": clean.optimizer, "poison_source": clean.poison_source}
     for defence in defences_of("clean"):
         value = getattr(clean, defence.name)
         if defence.behaviour is None or not defence.active(value):
@@ -329,8 +304,6 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
         dumped = value.model_dump(mode="json") if hasattr(value, "model_dump") else value
         config[defence.name] = (defence.config(dumped, Builder(plan).fingerprint)
                                 if defence.config else dumped)
-    if clean.poisons:
-        config["poison_source"] = clean.poison_source
     labels, inputs = clean.deep_cluster.labels if clean.deep_cluster else "kmeans", {}
     if isinstance(labels, StudyOutput):
         labeller = _pseudo_labels(plan, spec, chain, data, labels)
@@ -343,8 +316,7 @@ def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Nod
     """Labels for the cleaning pool from a stronger model of another study: its zero-shot
     predictions over the evaluation classes."""
     source, study = _resolve(plan, ref, "clean.deep_cluster.labels")
-    config = {"data": data, "classes": _eval_config(spec)["source"],
-              "templates": spec.data.templates, "seed": spec.study.seed,
+    config = {"data": data, "classes": spec.data.eval, "templates": spec.data.templates, "seed": spec.study.seed,
               "input": source.kind}
     return _add(plan, "pseudo_labels", config, (chain.poison,),
                 {"pseudo_labels.model": (source, f"{study}:{source.name}")})

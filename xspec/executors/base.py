@@ -98,6 +98,7 @@ def pending(workspace: Workspace, plan) -> list:
     """The nodes not done yet, in dependency order; writes nothing (node.json is written when
     a node is claimed, so a 100 k-node plan starts its first node at once)."""
     workspace.ensure_writable()
+    workspace.check_reuse(plan)
     return [node for node in plan.ordered() if not workspace.run_dir(node).done]
 
 
@@ -132,6 +133,7 @@ def prepare(workspace: Workspace, plan) -> list:
     """Write node.json for every node; return the nodes not done yet, in dependency order.
     (For batch systems, whose jobs all read their node.json; local runs use `pending`.)"""
     workspace.ensure_writable()
+    workspace.check_reuse(plan)
     pending = []
     for node in plan.ordered():
         if not workspace.prepare(node).done:
@@ -153,7 +155,7 @@ def total_steps(node) -> int | None:
     from xspec.extend.registry import NODE_KINDS
 
     kind = NODE_KINDS.find(node.kind)
-    return node.config.get("epochs") if kind is not None and kind.trains else None
+    return node.identity.get("epochs") if kind is not None and kind.trains else None
 
 
 def pack_jobs(nodes, settings: dict) -> dict[str, list]:

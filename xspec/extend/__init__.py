@@ -15,13 +15,15 @@ from xspec.extend.registry import (
 from xspec.extend.detectors import register_detector
 from xspec.extend.files import FileInput, FileRef
 from xspec.spec.base import (
-    Fraction, NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
+    Fraction, NonNegativeFloat, NonNegativeInt, OmitAtDefault, PerMember, PositiveFloat,
+    PositiveInt, XspecModel,
 )
 
 __all__ = [
     "ATTACKS", "DATA_SOURCES", "DEFENCES", "DETECTORS", "FileInput", "FileRef", "Fraction",
-    "LOSS_PARTS", "METRICS", "NODE_KINDS", "NonNegativeFloat", "NonNegativeInt", "POLICIES",
-    "Pieces", "PositiveFloat", "PositiveInt", "RegistryError", "Term", "XspecModel",
-    "register_attack", "register_data_source", "register_defence", "register_detector",
-    "register_loss", "register_metric", "register_node_kind", "register_policy", "resolve",
+    "LOSS_PARTS", "METRICS", "NODE_KINDS", "NonNegativeFloat", "NonNegativeInt", "OmitAtDefault",
+    "POLICIES", "PerMember", "Pieces", "PositiveFloat", "PositiveInt", "RegistryError", "Term",
+    "XspecModel", "register_attack", "register_data_source", "register_defence",
+    "register_detector", "register_loss", "register_metric", "register_node_kind",
+    "register_policy", "resolve",
 ]

@@ -12,10 +12,11 @@ from __future__ import annotations
 import importlib
 import typing
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from xspec.errors import XspecError
+from xspec.extend.pieces import Pieces, Term  # noqa: F401  (re-exported)
 
 E = TypeVar("E")
 
@@ -230,8 +231,10 @@ class NodeKind:
     is its stage function (`fn(ctx)`, runtime side), `trains` marks kinds that get GPUs, DDP
     ranks and a progress bar of `epochs`, `cluster` gives it a `[cluster.<kind>]` table,
     `label` is how reports and `xspec plan` name it, and `config` (optional) is the model of
-    its resolved config (or its "module:attr"): checked when compiling, handed to the stage
-    typed (`ctx.cfg`)."""
+    its resolved config (or its "module:attr", or a function returning the model): the
+    compiler builds each node's config as it, node.json holds its dump and the stage gets it
+    back typed (`ctx.cfg`). `version` enters the id of every node of the kind: bump it when
+    the stage computes something else for the same config (its dependants' ids follow)."""
 
     name: str
     order: float
@@ -241,43 +244,14 @@ class NodeKind:
     label: str = ""
     origin: str = ""
     config: Any = None
+    version: str = "2"
 
-
-@dataclass(frozen=True)
-class Term:
-    """A loss term beyond the objective's parts: weight * fn(model, batch, features)."""
-
-    name: str
-    weight: float
-    fn: Callable
-    replaces: bool = False
-    """True: the term is the objective's loss part of the same name, computed the defence's
-    way (RoCLIP's and SafeCLIP's "mmcl"); the objective's own computation of it is skipped."""
-
-
-@dataclass
-class Pieces:
-    """What a defence adds to a cleaning run: loss terms, and a hook called at the start of each
-    epoch (1-based) before its first step. Extra parameter groups (e.g. a fresh head) go through
-    `setup.param_group(owner, params)`, so several defences can each own some.
-
-    A defence that changes what cleaning trains on may also give `transform(batch) -> batch`
-    (each training batch, on the device and normalised, before the forward pass: an
-    augmentation), `loss(model, net, batch) -> (loss, parts, features)` (replaces the
-    objective), and `batches`: an object with `batches(epoch, dist)` and `steps_per_epoch` that
-    replaces the cleaning pairs (a labelled set). At most one defence of a run gives each."""
-
-    terms: list[Term] = field(default_factory=list)
-    on_epoch_start: Callable[[int], None] | None = None
-    transform: Callable[[dict], dict] | None = None
-    loss: Callable | None = None
-    batches: Any = None
-    on_epoch_end: Callable[[int], None] | None = None
-    """After the epoch's last step (1-based), before the epoch is evaluated and saved."""
-    before_step: Callable[[int], None] | None = None
-    """Before each optimiser step's forward pass, with the step's number (0-based, global)."""
-    after_step: Callable[[int], None] | None = None
-    """After each optimiser step (`optimizer.step()`), with the number of steps taken."""
+    def config_model(self) -> type | None:
+        """The model of this kind's configs, for what is registered now; None without one."""
+        if self.config is None:
+            return None
+        model = resolve(self.config)
+        return model if isinstance(model, type) else model()
 
 
 ATTACKS: Registry[Attack] = Registry("attack kind")
@@ -403,11 +377,14 @@ def defences_of(table: str) -> list[Defence]:
 
 
 def register_node_kind(name: str, *, order: float, stage: Any, trains: bool = False,
-                       cluster: bool = True, label: str = "", config: Any = None) -> NodeKind:
+                       cluster: bool = True, label: str = "", config: Any = None,
+                       version: str = "2") -> NodeKind:
+    """`version` defaults to "2", the runtime salt every kind's ids were made with before kinds
+    had versions of their own (so ids stayed)."""
     origin = stage.partition(":")[0] if isinstance(stage, str) else getattr(
         stage, "__module__", "?")
     return NODE_KINDS.add(name, NodeKind(name, order, stage, trains, cluster, label or name,
-                                         f"{origin}.{name}", config))
+                                         f"{origin}.{name}", config, version))
 
 
 def kind_order() -> list[str]:

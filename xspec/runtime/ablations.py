@@ -9,7 +9,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from xspec.compiler.configs import DeepClusterConfig
+from xspec.compiler.configs import DeepClusterConfig, FileRef, InputRef
 from xspec.errors import DataError
 from xspec.runtime.data import iterate
 from xspec.textfiles import read_csv_rows
@@ -20,13 +20,13 @@ from xspec.runtime.defences import replace_group
 from xspec.runtime.train import ExtraTerm
 
 
-def deep_cluster(value: dict, setup) -> Pieces:
-    """The `[clean] deep_cluster` defence (registered in `xspec.spec.schema`). Labels from
-    another study's model are the labels.csv its pseudo_labels node wrote."""
-    cfg = DeepClusterConfig.model_validate(value)
-    if isinstance(cfg.labels, dict) and "input" in cfg.labels:
-        labels = setup.dep(cfg.labels["input"]).path / "labels.csv"
-        cfg = cfg.model_copy(update={"labels": {"path": str(labels)}})
+def deep_cluster(value, setup) -> Pieces:
+    """The `[clean] deep_cluster` defence (registered in `xspec.spec.tables.defences`). Labels
+    from another study's model are the labels.csv its pseudo_labels node wrote."""
+    cfg = value if isinstance(value, DeepClusterConfig) else DeepClusterConfig.model_validate(value)
+    if isinstance(cfg.labels, InputRef):
+        labels = setup.dep(cfg.labels.input).path / "labels.csv"
+        cfg = cfg.model_copy(update={"labels": FileRef(path=str(labels))})
     cluster = DeepCluster(cfg, setup.model, setup.data, setup.optimizer, setup.device,
                           setup.seed, setup.log)
     return Pieces(terms=[cluster.term], on_epoch_start=cluster.on_epoch_start)
@@ -48,8 +48,8 @@ class DeepCluster:
         self.labels: dict[int, int] = {}
         self.centroids: torch.Tensor | None = None
         self.head: torch.nn.Linear | None = None
-        labels = cfg.labels  # "kmeans", or the fingerprint {"path", ...} of a labels CSV
-        self.fixed = None if labels == "kmeans" else _read_labels(labels["path"])
+        labels = cfg.labels  # "kmeans", or a labels CSV
+        self.fixed = None if labels == "kmeans" else _read_labels(labels.path)
 
     @property
     def term(self) -> ExtraTerm:

@@ -148,6 +148,8 @@ class DataFormat(Protocol):
 
 def data_format(cfg: dict):
     """The registered module of a data config's format (`cfg["format"]`)."""
+    if not isinstance(cfg, dict):
+        cfg = {"format": cfg.format}
     from xspec.extend.plugins import load_builtins
     from xspec.extend.registry import DATA_SOURCES, resolve
 
@@ -155,30 +157,36 @@ def data_format(cfg: dict):
     return resolve(DATA_SOURCES.get(cfg["format"], "data format").behaviour)
 
 
+def _json(cfg) -> dict:
+    """A format's functions take its table as JSON (`DataFormat`): a typed source is dumped."""
+    return cfg if isinstance(cfg, dict) else cfg.model_dump(mode="json")
+
+
 def _function(cfg: dict, name: str):
     module = data_format(cfg)
     if not hasattr(module, name):
-        raise DataError(f"data format {cfg['format']!r} ({module.__name__}) has no {name}()")
+        raise DataError(f"data format {_json(cfg)['format']!r} ({module.__name__}) has no "
+                        f"{name}()")
     return getattr(module, name)
 
 
 def pair_keys_and_captions(cfg: dict) -> tuple[Sequence[str] | None, Sequence[str]]:
     """(sample keys or None, captions) of a pair source, without decoding any image."""
     keyed = getattr(data_format(cfg), "pair_keys_and_captions", None)
-    return keyed(cfg) if keyed is not None else (None, pair_captions(cfg))
+    return keyed(_json(cfg)) if keyed is not None else (None, pair_captions(cfg))
 
 
 def pair_captions(cfg: dict) -> Sequence[str]:
     """The captions of a pair source, without decoding any image (what poisoning needs)."""
-    return _function(cfg, "pair_captions")(cfg)
+    return _function(cfg, "pair_captions")(_json(cfg))
 
 
 def open_pairs(cfg: dict, size: int, on_bad_image: str = "skip") -> PairSet:
-    return _function(cfg, "open_pairs")(cfg, size, on_bad_image)
+    return _function(cfg, "open_pairs")(_json(cfg), size, on_bad_image)
 
 
 def open_eval(cfg: dict, size: int, on_bad_image: str = "skip") -> EvalSet:
-    return _function(cfg, "open_eval")(cfg, size, on_bad_image)
+    return _function(cfg, "open_eval")(_json(cfg), size, on_bad_image)
 
 
 class Decode:

@@ -69,9 +69,13 @@ def _typed(defence: Defence, value: Any) -> Any:
     return models[0].model_validate(value) if models and isinstance(value, dict) else value
 
 
-def active(config: dict) -> list[tuple[Defence, Any]]:
-    return [(d, _typed(d, config[d.name])) for d in DEFENCES
-            if d.behaviour is not None and d.name in config]
+def active(config) -> list[tuple[Defence, Any]]:
+    """The defences a clean config turns on, with their values: those off their default. The
+    config is a clean node's typed config or its JSON (full, or as its id holds it)."""
+    values = config if isinstance(config, dict) else {
+        d.name: getattr(config, d.name, d.default) for d in DEFENCES}
+    return [(d, _typed(d, values[d.name])) for d in DEFENCES
+            if d.behaviour is not None and d.name in values and values[d.name] != d.default]
 
 
 @dataclass

@@ -154,9 +154,8 @@ def detect(ctx: Context) -> None:
     for p in model.parameters():
         p.requires_grad_(False)
     data = _training_pairs(ctx, size, tokenizer, normalize)
-    detectors = {name: (DETECTORS.get(name).spec.model_validate(value),
-                        resolve(DETECTORS.get(name).behaviour))
-                 for name, value in cfg.detectors.items()}
+    detectors = {name: (value, resolve(DETECTORS.get(name).behaviour))
+                 for name, value in cfg.detectors.on().items()}
     scores = score_all(ctx, model, data, detectors)
     write_scores(ctx.run.path / "scores.parquet", scores, data.poisoned)
     metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])

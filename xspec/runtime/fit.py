@@ -21,7 +21,7 @@ from xspec.runtime import provenance
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
 from xspec.runtime.tokens import with_truncation
-from xspec.runtime.train import TrainConfig, TrainState, train
+from xspec.runtime.train import TrainState, train
 
 def model_optimizer_state(optimizer) -> dict:
     """The optimizer state of the model's two parameter groups, without per-epoch heads."""
@@ -91,9 +91,7 @@ class Member:
     def __init__(self, ctx: Context, model, keep_all: bool):
         cfg = ctx.cfg  # PretrainConfig or CleanConfig
         self.ctx, self.model, self.keep_all = ctx, model, keep_all
-        self.train_cfg = TrainConfig(cfg.objective, cfg.weights, cfg.epochs, cfg.lr,
-                                     cfg.warmup_steps, cfg.schedule, cfg.precision,
-                                     cfg.logit_scale_max)
+        self.train_cfg = cfg  # the node's typed config: what `train` reads
         self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
         self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
         self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"

@@ -6,12 +6,20 @@ from __future__ import annotations
 import json
 
 from xspec.errors import DataError
+from xspec.extend.registry import NODE_KINDS
 from xspec.runtime import models
 from xspec.runtime.data import PairSet
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import Normalizer
 from xspec.runtime.speed import apply_run_options
 from xspec.store.workspace import RunDir
+
+
+def node_config(run: RunDir):
+    """The typed config of the node of a run folder (its node.json, as its kind's model)."""
+    record = run.read_node()
+    model = NODE_KINDS.get(record["kind"]).config_model()
+    return record["config"] if model is None else model.model_validate(record["config"])
 
 
 def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:

@@ -56,9 +56,11 @@ class Context:
         """The config as its kind's typed model (`register_node_kind(config=...)`), validated
         once per process; kinds without a model have only `config`."""
         if "_typed" not in self.__dict__:
-            model = NODE_KINDS.get(self.node["kind"]).config
-            self.__dict__["_typed"] = None if model is None else resolve(model).model_validate(
-                self.node["config"])
+            model = NODE_KINDS.get(self.node["kind"]).config_model()
+            config = self.node["config"]
+            self.__dict__["_typed"] = (None if model is None else config
+                                       if isinstance(config, model) else
+                                       model.model_validate(config))
         return self.__dict__["_typed"]
 
     def deps(self, kind: str) -> list[RunDir]:

@@ -15,6 +15,7 @@ from xspec.extend.registry import Term as ExtraTerm  # a defence's loss term
 from xspec.runtime.distributed import Dist, gather, wrap
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import cleanclip_lr, lr_at, set_lr
+from xspec.spec.tables.training import Training
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.precision import Precision
 
@@ -35,22 +36,12 @@ def check_finite(model, epoch: int, step: int) -> None:
                             "lower the learning rate")
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    objective: str
-    weights: dict[str, float]
-    epochs: int
-    lr: float
-    warmup_steps: int
-    schedule: str = "paper"  # or "cleanclip": the original's step indexing (optim.cleanclip_lr)
-    precision: str = "bf16"  # xspec.runtime.precision
-    logit_scale_max: float = MAX_LOGIT_SCALE  # the original clamps at 4.6052 (src/train.py:310)
-
-    def lr_at(self, step: int, total_steps: int) -> float:
-        if self.schedule == "cleanclip":
-            return cleanclip_lr(step, self.lr, self.warmup_steps, total_steps,
-                                total_steps // self.epochs)
-        return lr_at(step, self.lr, self.warmup_steps, total_steps)
+def scheduled_lr(cfg: Training, step: int, total_steps: int) -> float:
+    """The learning rate of `step` under the run's schedule (`schedule`, docs/FIDELITY.md)."""
+    if cfg.schedule == "cleanclip":
+        return cleanclip_lr(step, cfg.lr, cfg.warmup_steps, total_steps,
+                            total_steps // cfg.epochs)
+    return lr_at(step, cfg.lr, cfg.warmup_steps, total_steps)
 
 
 @dataclass
@@ -87,14 +78,14 @@ def autocast_for(device: torch.device):
     return Precision("bf16", device.type).forward()
 
 
-def train_step(cfg: TrainConfig, model, net, optimizer, batch: dict, state: TrainState,
+def train_step(cfg: Training, model, net, optimizer, batch: dict, state: TrainState,
                total_steps: int, device: torch.device, extra_terms: Sequence[ExtraTerm] = (),
                dist: Dist = Dist(), hooks=None) -> dict[str, torch.Tensor]:
     """One optimiser step on one batch; returns the loss and its parts (detached). `hooks`
     (a defence's `transform` and `loss`, see `xspec.runtime.defences.Composed`) may change the
     batch before the forward pass and replace the objective; its `before_step(step)` runs
     before the forward pass, `after_step(steps taken)` after the optimiser step."""
-    set_lr(optimizer, cfg.lr_at(state.step, total_steps))
+    set_lr(optimizer, scheduled_lr(cfg, state.step, total_steps))
     before, after = (getattr(hooks, "before_step", None), getattr(hooks, "after_step", None))
     if before is not None:
         before(state.step)
@@ -141,7 +132,7 @@ def timed(batches: Iterator[dict]) -> Iterator[tuple[dict, float]]:
         yield batch, time.perf_counter() - asked
 
 
-def train(cfg: TrainConfig, model, data: TrainingData, optimizer, state: TrainState,
+def train(cfg: Training, model, data: TrainingData, optimizer, state: TrainState,
           on_epoch_end: Callable[[TrainState, dict[str, float]], None],
           device: torch.device, on_step: Callable[[TrainState], None] | None = None,
           extra_terms: Sequence[ExtraTerm] = (),

@@ -73,7 +73,7 @@ def connect(path: Path, read_only: bool = False,
 def primary_set(plan) -> str:
     """The name of the study's primary evaluation set (`evaluate.primary`)."""
     for node in plan.own():
-        evaluation = node.config.get("eval")
+        evaluation = node.identity.get("eval")
         if isinstance(evaluation, dict):
             return evaluation.get("primary", "eval")
     return "eval"

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from xspec.errors import XspecError
+from xspec.spec.base import full_dump
 from xspec.store.processes import gone, here, pid_alive
+from xspec.store.reuse import check_reuse
 
 STATES = ("pending", "queued", "running", "done", "failed")
 SELECTED_PATHS = ("checkpoint", "optimizer")  # the keys of selected.json holding a path
@@ -219,22 +221,31 @@ class Workspace:
                              f"need more (at least {min_free_mb} MB)")
 
     def prepare(self, node) -> RunDir:
-        """Create the node's folder and write node.json (idempotent)."""
+        """Create the node's folder and write node.json (idempotent); a folder whose node.json
+        is another config's is refused (`xspec.store.reuse`)."""
         run = self.run_dir(node)
         try:
             fresh = json.loads(run.node_file.read_text()).get("id") != node.id
         except (OSError, ValueError, AttributeError):  # missing, truncated or garbled
             fresh = True
-        if fresh:
+        if fresh or check_reuse(run, node):
             atomic_write_json(run.node_file, node_record(node))
         return run
+
+    def check_reuse(self, plan) -> None:
+        """Refuse to run a plan any of whose existing run folders holds another config."""
+        for node in plan.ordered():
+            run = self.run_dir(node)
+            if run.node_file.exists() and check_reuse(run, node):
+                atomic_write_json(run.node_file, node_record(node))
 
     def state(self, node) -> str:
         return self.run_dir(node).status().get("state", "pending")
 
 
 def node_record(node) -> dict:
+    """node.json: the node, with its config's full dump (every field, defaults included)."""
     return {"id": node.id, "kind": node.kind, "name": node.name, "run_name": node.run_name,
-            "config": node.config, "deps": list(node.deps), "dep_runs": list(node.dep_runs),
+            "config": full_dump(node.config), "deps": list(node.deps), "dep_runs": list(node.dep_runs),
             "dep_kinds": list(node.dep_kinds),
             "lineage": node.lineage}

@@ -16,7 +16,7 @@ from xspec.runtime.data import open_pairs
 from xspec.runtime.defences import defences
 from xspec.runtime.evaluator import Evaluator, HeldOutLoss
 from xspec.runtime.fit import fit, training_data
-from xspec.runtime.handoffs import open_model, read_manifest, start_point
+from xspec.runtime.handoffs import node_config, open_model, read_manifest, start_point
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.seeding import generator, set_seed
@@ -68,7 +68,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     model, tokenizer, normalize, size = open_model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
     pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
-    same_pool = cfg.data.source == ctx.dep("poison").read_node()["config"]["train"]
+    same_pool = cfg.data.source == node_config(ctx.dep("poison")).train
     manifest = read_manifest(ctx.dep("poison"), pairs if same_pool else None)
     indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg.seed)

@@ -14,7 +14,7 @@ import numpy as np
 import torch.nn.functional as F
 
 from xspec.runtime.data import iterate, open_pairs
-from xspec.runtime.handoffs import checkpoint_of, open_model, read_manifest
+from xspec.runtime.handoffs import node_config, checkpoint_of, open_model, read_manifest
 from xspec.runtime.node import Context
 from xspec.runtime.stages.clean import cleaning_indices
 from xspec.runtime.evaluate import clip80_templates, eval_mode, zero_shot_classifier
@@ -31,7 +31,7 @@ def pseudo_labels(ctx: Context) -> None:
     model, tokenizer, normalize, size = open_model(arch, {"path": checkpoint}, ctx)
     pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
     manifest = read_manifest(ctx.dep("poison"))
-    same_pool = cfg.data.source == ctx.dep("poison").read_node()["config"]["train"]
+    same_pool = cfg.data.source == node_config(ctx.dep("poison")).train
     indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg.seed)
     if same_pool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from xspec.errors import DataError
 from xspec.extend.registry import POLICIES
 from xspec.extend.selection import SelectionContext, epoch_rows, pick
+from xspec.runtime.handoffs import node_config
 from xspec.runtime.node import Context
 from xspec.runtime.records import MetricsLog
 
@@ -26,11 +27,10 @@ def select(ctx: Context) -> None:
     epoch = chosen["epoch"] if chosen is not None else None
     if epoch not in top1 or not source.checkpoint(epoch).exists():
         raise DataError(f"select: no checkpoint of epoch {epoch} in {source.path}")
-    pre = source.read_node()["config"]
     optimizer = source.checkpoints / f"optimizer_{epoch}.pt"
     ctx.run.write_selected({
         "epoch": epoch, "checkpoint": str(source.checkpoint(epoch)),
-        "arch": pre["model"]["arch"], "pretrain_node": source.read_node()["id"],
+        "arch": node_config(source).model.arch, "pretrain_node": source.read_node()["id"],
         "optimizer": str(optimizer) if optimizer.exists() else None})
     metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"])
     metrics.rows = []

@@ -7,7 +7,9 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from xspec.extend.registry import ATTACKS, register_attack
-from xspec.spec.base import Fraction, NotBool, PositiveFloat, PositiveInt, XspecModel, tagged_union
+from xspec.spec.base import (
+    Fraction, NotBool, OmitAtDefault, PositiveFloat, PositiveInt, XspecModel, tagged_union,
+)
 
 
 class Trigger(XspecModel):
@@ -33,7 +35,7 @@ class BadNet(XspecModel):
     kind: Literal["badnet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     trigger: Trigger = Trigger()
 
 
@@ -44,9 +46,9 @@ class LabelConsistent(XspecModel):
     kind: Literal["label_consistent"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     trigger: Trigger = Trigger()
-    match: Literal["word", "substring"] = "word"
+    match: Annotated[Literal["word", "substring"], OmitAtDefault] = "word"
     """word: the target as whole words, any case, optional plural "s". substring: the original
     code's case-sensitive `target in caption` (backdoor/create_backdoor_data.py:53)."""
 
@@ -58,7 +60,7 @@ class Blended(XspecModel):
     kind: Literal["blended"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     alpha: Annotated[float, Field(gt=0, lt=1), NotBool] = 0.2
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
@@ -70,7 +72,7 @@ class WaNet(XspecModel):
     kind: Literal["wanet"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     grid: Annotated[int, Field(ge=2), NotBool] = 4
     strength: PositiveFloat = 0.5
 
@@ -82,10 +84,10 @@ class Sig(XspecModel):
     kind: Literal["sig"]
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
-    resize: Resize = "crop"
+    resize: Annotated[Resize, OmitAtDefault] = "crop"
     amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
     frequency: PositiveFloat = 6.0
-    blend: Annotated[float, Field(gt=0, lt=1), NotBool] | None = None
+    blend: Annotated[Annotated[float, Field(gt=0, lt=1), NotBool] | None, OmitAtDefault] = None
     """None: the signal is added to the image (Barni et al.). A weight b: (1 - b) * image +
     b * signal, as the original code blends it (b = 0.2 with amplitude 60/255)."""
 

@@ -7,8 +7,11 @@ from typing import Annotated, Literal
 from pydantic import Field, field_validator, model_validator
 
 from xspec.extend.registry import LOSS_PARTS, register_loss
+from xspec.spec.base import (
+    NonNegativeFloat, NonNegativeInt, OmitAtDefault, PerMember, PositiveFloat, PositiveInt,
+    XspecModel,
+)
 from xspec.spec.fidelity import FidelityOptions
-from xspec.spec.base import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel
 from xspec.spec.policies import parse_policy
 from xspec.spec.tables.model import StudyOutput
 
@@ -34,24 +37,29 @@ Objective = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_]*(\+[a-z_][a-z0-9_]*)
 class Training(FidelityOptions):
     objective: Objective = "mmcl+ssl"
     """mmcl: the CLIP loss; ssl: image-image and text-text InfoNCE on augmentations; or both."""
-    mmcl_weight: NonNegativeFloat = 1.0
-    ssl_weight: NonNegativeFloat = 1.0
+    mmcl_weight: Annotated[NonNegativeFloat, PerMember] = 1.0
+    ssl_weight: Annotated[NonNegativeFloat, PerMember] = 1.0
     batch_size: PositiveInt = 128
     """Pairs per optimiser step, over all GPUs of a run (the global batch); or
     { per_device = <pairs>, devices = <count> }, their product."""
-    epochs: PositiveInt = 20
-    lr: PositiveFloat = 1e-5
+    epochs: Annotated[PositiveInt, PerMember] = 20
+    lr: Annotated[PositiveFloat, PerMember] = 1e-5
     """Peak AdamW learning rate: linear warm-up, then cosine to 0."""
-    weight_decay: NonNegativeFloat = 0.1
+    weight_decay: Annotated[NonNegativeFloat, PerMember] = 0.1
     """AdamW weight decay on weights with ndim >= 2 (not biases, norms, logit_scale)."""
-    warmup_steps: NonNegativeInt = 50
-    schedule: Literal["paper", "cleanclip"] = "paper"
+    warmup_steps: Annotated[NonNegativeInt, PerMember] = 50
+    schedule: Annotated[Literal["paper", "cleanclip"], OmitAtDefault] = "paper"
     """paper: warm-up from the first step, then cosine to 0 over the run. cleanclip: the original
     code's step index (epoch x steps per epoch + batch, epochs from 1), which starts past any
     warm-up shorter than an epoch and runs the cosine one epoch late (docs/FIDELITY.md)."""
-    text_augment: Literal["per_epoch", "once"] = "per_epoch"
+    text_augment: Annotated[Literal["per_epoch", "once"], OmitAtDefault] = "per_epoch"
     """EDA caption augmentation for SSL: drawn afresh every epoch, or once per pair for the whole
     run, as the original code does (it augments every caption once when loading)."""
+
+    @property
+    def weights(self) -> dict[str, float]:
+        """Each loss part's weight (`<part>_weight`)."""
+        return {"mmcl": self.mmcl_weight, "ssl": self.ssl_weight}
 
     @field_validator("objective")
     @classmethod
@@ -86,13 +94,13 @@ class Pretrain(Training):
 class Clean(Training):
     """Cleaning; the registered defences (`xspec.extend.DEFENCES`) add their fields to it."""
 
-    poisons: NonNegativeInt = 0
+    poisons: Annotated[NonNegativeInt, OmitAtDefault] = 0
     """Poisoned pairs left inside the cleaning set (non-ideal cleaning)."""
     poison_source: Literal["fresh", "pretrain"] = "fresh"
     """fresh: `poisons` pairs of the cleaning set get the trigger and a target caption, the set
     keeps its size (the original code's 100K with 5 or 10 poisons); pretrain: copies of
     pre-training poisons are added to the set."""
-    optimizer: Literal["fresh", "pretrain"] = "fresh"
+    optimizer: Annotated[Literal["fresh", "pretrain"], OmitAtDefault] = "fresh"
     """fresh: a new AdamW. pretrain: the pre-training checkpoint's AdamW state, as the original
     code loads it; PyTorch then also restores that run's weight decay, so `weight_decay` here
     has no effect (docs/FIDELITY.md)."""

@@ -1,0 +1,60 @@
+"""A run folder is reused only for the config it was made for.
+
+node.json keeps the node's full config (every field, defaults included). Before running, each
+existing run folder of the plan is compared with the config compiled now: a hand edit, or a
+default that changed since the folder was made (the id leaves fields at their default out, so
+it cannot see that), is refused with the differing fields named, instead of silently reusing
+or resuming results made under other settings.
+"""
+
+from __future__ import annotations
+
+import json
+
+from xspec.errors import XspecError
+from xspec.spec.base import full_dump
+
+
+class ReuseRefused(XspecError):
+    """A run folder's node.json disagrees with the node compiled now."""
+
+
+def differences(recorded, compiled, prefix: str = "") -> list[str]:
+    """Dotted paths where two JSON values differ. A key only `compiled` has is no difference:
+    node.json files written before full configs were kept lack the fields at their default."""
+    if isinstance(recorded, dict) and isinstance(compiled, dict):
+        found = []
+        for key in sorted(set(recorded) | set(compiled)):
+            if key not in recorded:
+                continue
+            path = f"{prefix}.{key}" if prefix else key
+            if key not in compiled:
+                found.append(path)
+            else:
+                found += differences(recorded[key], compiled[key], path)
+        return found
+    return [] if recorded == compiled else [prefix or "config"]
+
+
+def check_reuse(run, node) -> bool:
+    """Raise `ReuseRefused` when `run`'s node.json is not `node`'s config. True where node.json
+    should be (re)written: missing, or older and agreeing but without the defaults."""
+    if not run.node_file.exists():
+        return True
+    try:
+        recorded = json.loads(run.node_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise ReuseRefused(f"{run.node_file}: unreadable ({exc}); move the folder away to run "
+                           f"node {node.name or node.short} afresh") from None
+    compiled = full_dump(node.config)
+    found = differences(recorded.get("config"), compiled)
+    if recorded.get("kind") != node.kind:
+        found.insert(0, "kind")
+    if found:
+        shown = ", ".join(f"config.{f}" for f in found[:5])
+        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
+        raise ReuseRefused(
+            f"{run.path}: its node.json differs from node {node.name or node.short} as compiled "
+            f"now in {shown}{more} (edited by hand, or a default changed since it ran); "
+            "move the folder away to run the node afresh")
+    return recorded.get("config") != compiled
