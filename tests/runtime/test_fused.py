@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 
 from xspec.runtime.distributed import Dist
 from xspec.runtime.fused import FusedPack, FusedStep, FuseError, mmcl_of
-from xspec.runtime.train import TrainConfig, TrainState, train_step
+from xspec.runtime.train import TrainState, train_step
+from xspec.spec.tables.training import Training
 
 
 def _members(k):
@@ -79,7 +80,7 @@ def test_members_of_other_architectures_refused():
 
 @dataclass(eq=False)
 class _Trainee:  # what the epoch loop's step reads and writes (xspec.runtime.loop.Trainee)
-    cfg: TrainConfig
+    cfg: Training
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     state: TrainState = field(default_factory=TrainState)
@@ -100,8 +101,8 @@ class _Trainee:  # what the epoch loop's step reads and writes (xspec.runtime.lo
 def _trainees(ms):
     from xspec.runtime.optim import adamw
 
-    cfgs = [TrainConfig("mmcl+ssl", {"mmcl": 1.0, "ssl": w}, 2, lr, 1, precision="fp32")
-            for lr, w in ((1e-3, 1.0), (3e-3, 0.5), (2e-3, 0.0))]
+    cfgs = [Training(objective="mmcl+ssl", ssl_weight=w, epochs=2, lr=lr, warmup_steps=1,
+                     precision="fp32") for lr, w in ((1e-3, 1.0), (3e-3, 0.5), (2e-3, 0.25))]
     return [_Trainee(c, m, adamw(m, c.lr, 0.1)) for c, m in zip(cfgs, ms)]
 
 

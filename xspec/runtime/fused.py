@@ -144,6 +144,12 @@ def check_fusable(trainees: Sequence, dist) -> None:
         raise FuseError(f"run.fuse: the members' objectives differ ({sorted(objectives)})")
 
 
+def scheduled_lr(cfg, step: int, total_steps: int) -> float:
+    from xspec.runtime.train import scheduled_lr as lr_of
+
+    return lr_of(cfg, step, total_steps)
+
+
 class FusedStep:
     """The epoch loop's step (`xspec.runtime.loop.step_each`'s signature) for fused packing:
     each trainee's learning rate for its step, one vmapped forward and backward for all, then
@@ -158,7 +164,7 @@ class FusedStep:
         check_fusable(trainees, dist)
         first = trainees[0]
         for t in trainees:
-            set_lr(t.optimizer, t.cfg.lr_at(t.state.step, t.cfg.epochs * steps_per_epoch))
+            set_lr(t.optimizer, scheduled_lr(t.cfg, t.state.step, t.cfg.epochs * steps_per_epoch))
             if t.state.precision is None:
                 t.state.precision = Precision(t.cfg.precision, device.type)
             t.optimizer.zero_grad(set_to_none=True)

@@ -52,6 +52,9 @@ class Run(XspecModel):
     # learning rates, weight decays or loss weights) in one job that decodes, augments and
     # evaluates once for all of them. Each stays its own node.
     pack: PositiveInt = 1
+    # Step a pack's members as one stacked model (torch.func vmap; xspec.runtime.fused):
+    # batched kernels instead of K small passes; metrics equal to unpacked within float rounding.
+    fuse: bool = False
     # Pre-training keeps every epoch's weights (selection needs them); cleaning keeps the
     # final epoch's unless "all" (an RN50 grid of 85 learning rates x 20 epochs is ~700 GB).
     keep_checkpoints: Literal["final", "all"] = "final"
@@ -60,6 +63,13 @@ class Run(XspecModel):
     # and memory, not results beyond float rounding (tests/runtime/test_speed.py).
     compile: bool = False
     grad_checkpointing: bool = False
+
+    @model_validator(mode="after")
+    def _fuse_needs_a_pack(self):
+        if self.fuse and self.pack < 2:
+            raise ValueError("fuse = true steps the members of a pack as one stacked model; "
+                             "set pack = K (2 or more) with it, or fuse = false")
+        return self
 
 
 class ClusterOptions(XspecModel):
