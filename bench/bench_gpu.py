@@ -18,8 +18,9 @@ The files are img2dataset-sized (bench/_jpegs.py: shorter side 256-512, aspect 1
 with the paper specs' default `decode = "exact"`.
 
 Packed cleaning (`run.pack = K`, K = 1, 4, 8, RN50 on a GPU): one loader feeds K members, each
-stepping with its own learning rate on every batch; time per grid point per batch, and packed
-K / unpacked (goal for K = 4: <= 0.5x).
+stepping with its own learning rate on every batch, one after the other and fused (`run.fuse`:
+one vmapped pass, xspec.runtime.fused); time per grid point per batch (data wait + steps), and
+packed K / unpacked (goal for K = 4: <= 0.5x) with its floor S / (W + S).
 
 Without a GPU the CPU path runs the same code on the tiny models (xspec-vit-tiny in memory,
 bench/tiny224.json on files; fp32, batch 128, a few steps) and says so; MFU is then left out
@@ -236,47 +237,84 @@ def bench_files(figures: Figures, device: torch.device, p: dict, steps: int, log
     bench_packed(figures, device, p, folder, n, workers, archs[0])
 
 
+class _Member:
+    """What the epoch loop's step reads and writes of a member (xspec.runtime.loop.Trainee)."""
+
+    hooks, terms, progress, error = None, (), None, None
+
+    def __init__(self, cfg, model, optimizer, state):
+        self.cfg, self.model, self.optimizer, self.state = cfg, model, optimizer, state
+
+    def add(self, losses) -> None:
+        pass
+
+    def fail(self, exc: Exception) -> None:
+        raise exc
+
+
 def bench_packed(figures: Figures, device: torch.device, p: dict, folder: Path, n: int,
                  workers: int, arch: str, ks: tuple[int, ...] = (1, 4, 8)) -> None:
     """Cleaning K grid points packed in one job, as `run.pack = K` runs them: every batch is
     decoded, poisoned and moved once, then each member takes its own optimiser step on it (its
-    own learning rate). Unpacked, each grid point is a job of its own that loads its data too:
-    time per grid point, packed K / K=1 (goal 1/K where data dominates; the members' own steps
-    are the floor)."""
+    own learning rate), one after the other or (`run.fuse`, K > 1) as one vmapped pass.
+    Unpacked, each grid point is a job of its own that loads its data too: time per grid point,
+    packed K / K=1 (goal 1/K where data dominates). The floor: with W the data wait per batch
+    and S one member's step (K = 1), packing K costs (W + K S) / K(W + S) >= S / (W + S)."""
+    from xspec.runtime.distributed import Dist
+    from xspec.runtime.fused import FusedStep
     from xspec.runtime.optim import adamw
-    from xspec.runtime.train import TrainState, train_step
+    from xspec.runtime.train import TrainState
     from xspec.spec.tables.training import Training
 
     steps = p.get("pack_steps", 12)
-    per_point = {}
-    for k in ks:
+    per_point, parts = {}, {}
+    for k, fuse in [(k, False) for k in ks] + [(k, True) for k in ks if k > 1]:
         members = []
         for i in range(k):
             torch.manual_seed(i)
             model = models.create(arch, "scratch", device)
-            members.append((model, adamw(model, 1e-5 * (i + 1), 0.1), TrainState(),
-                            Training(objective="mmcl", epochs=1, lr=1e-5 * (i + 1),
-                                     warmup_steps=2)))
+            cfg = Training(objective="mmcl", epochs=1, lr=1e-5 * (i + 1), warmup_steps=2)
+            members.append(_Member(cfg, model, adamw(model, cfg.lr, 0.1), TrainState()))
+        step_all = FusedStep() if fuse else _sequential
         data = file_data(arch, "mmcl", folder, n, p, steps + 2, workers, device)
-        times = []
-        start = time.perf_counter()
+        waits, work = [], []
+        asked = time.perf_counter()
         for batch in data.batches(1):
-            for model, optimizer, state, cfg in members:
-                train_step(cfg, model, model, optimizer, batch, state, steps + 2, device)
+            got = time.perf_counter()
+            step_all(members, batch, steps + 2, device, Dist())
             _sync(device)
-            times.append(time.perf_counter() - start)
-            start = time.perf_counter()
-        step = median(times[2:])  # the first batches wait for the workers to start
-        per_point[k] = step / k
-        figures.add(f"packed cleaning {Path(arch).stem}, K = {k}: time per grid point per batch",
-                    per_point[k] * 1e3, " ms", note=f"{k * p['batch'] / step:.0f} member-pairs/s; "
-                                                  f"{workers} workers")
+            waits.append(got - asked)
+            work.append(time.perf_counter() - got)
+            asked = time.perf_counter()
+        wait, step = median(waits[2:]), median(work[2:])  # the first batches start the workers
+        key = (k, fuse)
+        per_point[key], parts[key] = (wait + step) / k, (wait, step)
+        label = f"K = {k}" + (" fused" if fuse else "")
+        figures.add(f"packed cleaning {Path(arch).stem}, {label}: time per grid point per batch",
+                    per_point[key] * 1e3, " ms",
+                    note=f"data wait {wait * 1e3:.0f} ms + steps {step * 1e3:.0f} ms a batch; "
+                         f"{k * p['batch'] / (wait + step):.0f} member-pairs/s; {workers} workers")
         del members, data
         if device.type == "cuda":
             torch.cuda.empty_cache()
-    for k in ks[1:]:
-        figures.add(f"packed K = {k} / unpacked, time per grid point", per_point[k] / per_point[1],
-                    "x", ("<=", 0.5) if k == 4 else None)
+    wait, step = parts[(1, False)]
+    for key in sorted(per_point):
+        if key == (1, False):
+            continue
+        k, fuse = key
+        figures.add(f"packed K = {k}{' fused' if fuse else ''} / unpacked, time per grid point",
+                    per_point[key] / per_point[(1, False)], "x",
+                    ("<=", 0.5) if k == 4 else None,
+                    note=f"floor with sequential steps S/(W+S) = {step / (wait + step):.2f}")
+
+
+def _sequential(members: list, batch: dict, total_steps: int, device: torch.device, dist
+                ) -> list:
+    from xspec.runtime.train import train_step
+
+    for m in members:
+        train_step(m.cfg, m.model, m.model, m.optimizer, batch, m.state, total_steps, device)
+    return members
 
 
 def bench_evaluation(figures: Figures, device: torch.device, p: dict) -> None:

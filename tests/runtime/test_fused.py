@@ -160,3 +160,30 @@ def test_what_one_vmapped_pass_cannot_compute_is_refused_naming_run_fuse():
     ts = _trainees(_members(2))
     with pytest.raises(FuseError, match="several ranks"):
         FusedStep()(ts, _views(0), 3, torch.device("cpu"), Dist(rank=0, world=2))
+
+
+def test_batch_norm_running_statistics_update_as_in_sequential_steps():
+    """ResNet towers (RN50) hold BatchNorm buffers: the vmapped pass updates stacked copies,
+    which must reach each member, or its evaluation would use the starting statistics."""
+
+    class Tower(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv, self.bn = torch.nn.Conv2d(3, 4, 3), torch.nn.BatchNorm2d(4)
+
+        def forward(self, x):
+            return self.bn(self.conv(x)).mean((2, 3))
+
+    torch.manual_seed(0)
+    fused = [Tower() for _ in range(3)]
+    seq = [Tower() for _ in range(3)]
+    for a, b in zip(seq, fused):
+        a.load_state_dict(b.state_dict())
+    x = torch.randn(5, 3, 8, 8)
+    FusedPack(fused, loss_of=lambda out: out.pow(2).mean()).backward(x)
+    for a, b in zip(seq, fused):
+        a(x).pow(2).mean().backward()
+        assert int(b.bn.num_batches_tracked) == 1
+        assert torch.allclose(a.bn.running_mean, b.bn.running_mean, atol=1e-7)
+        assert torch.allclose(a.bn.running_var, b.bn.running_var, atol=1e-6)
+        assert torch.allclose(a.conv.weight.grad, b.conv.weight.grad, atol=1e-6)

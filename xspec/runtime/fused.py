@@ -90,9 +90,12 @@ class FusedPack:
         fn = vmap(grad_and_value(self._loss, has_aux=True), in_dims=(0, 0, 0, None))
         with torch.nn.attention.sdpa_kernel(torch.nn.attention.SDPBackend.MATH):
             grads, (losses, loss_parts) = fn(params, buffers, tuple(per_member), inputs)
-        for k, model in enumerate(self.models):
-            for name, p in model.named_parameters():
-                p.grad = grads[name][k] if p.grad is None else p.grad.add_(grads[name][k])
+        with torch.no_grad():
+            for k, model in enumerate(self.models):
+                for name, p in model.named_parameters():
+                    p.grad = grads[name][k] if p.grad is None else p.grad.add_(grads[name][k])
+                for name, b in model.named_buffers():  # BatchNorm's running statistics
+                    b.copy_(buffers[name][k])
         return losses.detach(), {n: v.detach() for n, v in loss_parts.items()}
 
 
