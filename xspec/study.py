@@ -23,7 +23,7 @@ class Study:
     def settings(self) -> dict:
         run = self.spec.run
         return {"device": run.device, "threads": run.threads, "workers": run.workers,
-                "concurrency": run.concurrency, "pack": run.pack, "fuse": run.fuse,
+                "concurrency": run.concurrency, "pack": run.pack,
                 "eval_batch_size": self.spec.evaluate.batch_size,
                 "keep_checkpoints": run.keep_checkpoints,
                 "compile": run.compile, "grad_checkpointing": run.grad_checkpointing,

@@ -25,6 +25,9 @@ def test_bench_gpu_smoke_prints_every_section(tmp_path):
     assert any("mmcl+ssl, xspec, pairs/s" in n for n in names)
     for k in (1, 4, 8):
         assert any(f"K = {k}: time per grid point" in n for n in names), names
+    for k in (4, 8):  # run.fuse: the members as one vmapped pass
+        assert any(f"K = {k} fused: time per grid point" in n for n in names), names
+        assert "floor" in figures[f"packed K = {k} fused / unpacked, time per grid point"]["note"]
     assert any(n.startswith("evaluation (clean + triggered copy)") for n in names)
     for row in figures.values():
         if isinstance(row["value"], float):
