@@ -3,7 +3,7 @@
 import pytest
 
 from xspec.errors import XspecError
-from xspec.study import open_study, run_study
+from xspec.study import open_study
 
 GRID = """
 [clean]
