@@ -81,3 +81,29 @@ def test_a_clean_config_with_an_unknown_key_is_refused(write_spec, base_spec):
     with pytest.raises(CompileError, match=r"config.deep_clustr: Extra inputs are not permitted"):
         typed(config_models()["clean"], {**node_record(clean)["config"], "deep_clustr": {}},
               "clean node")
+
+
+def test_detect_and_pretrain_defence_configs_are_typed_and_read_back(write_spec, base_spec):
+    text = base_spec.replace("[pretrain]\n", "[pretrain]\nroclip = { every = 3 }\n", 1)
+    text += "\n[detect.lid]\n[detect.k_distance]\nk = 8\n"
+    plan = compile_spec(load_spec(write_spec(text)))
+    (detect,) = plan.of_kind("detect")
+    assert detect.config.detectors.on()["k_distance"].k == 8
+    assert detect.config.detectors.on().keys() == {"lid", "k_distance"}
+    (pretrain,) = plan.of_kind("pretrain")
+    assert pretrain.config.roclip.every == 3
+    for node in (detect, pretrain):
+        assert _typed(node) == node.config, node.kind
+
+
+def test_what_reports_show_for_a_left_out_field_comes_from_the_typed_configs():
+    from xspec.reports.load import fallback
+    from xspec.store.results import NODES
+
+    assert fallback("clean.poisons") == "0" and fallback("clean.l2_weight") == "0"
+    assert fallback("clean.schedule") == "paper"  # a fidelity option, left out at its default
+    assert fallback("pretrain.precision") == "bf16"
+    assert fallback("poison.resize") == "crop"  # an attack field (poison configs flatten it)
+    assert fallback("clean.deep_cluster.k") == "off" and fallback("pretrain.roclip.every") == "off"
+    assert fallback("clean.lr") is None  # always in the id
+    assert "coalesce(n.lineage->>'$.\"clean.poisons\"', '0')" in NODES

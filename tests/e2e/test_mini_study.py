@@ -201,7 +201,7 @@ def test_every_run_records_its_provenance_in_duckdb_and_the_report(finished):
     if commit is not None:  # a git checkout: the commit it had (HEAD or, since, an ancestor)
         assert subprocess.run(["git", "merge-base", "--is-ancestor", commit, "HEAD"],
                               cwd=__import__("pathlib").Path(xspec.__file__).parent).returncode == 0
-    trained = {n.id: n.config["epochs"] for n in study.plan.nodes.values()
+    trained = {n.id: n.config.epochs for n in study.plan.nodes.values()
                if n.kind in ("pretrain", "clean")}
     for node_id, *_, seconds in rows:
         if node_id in trained:

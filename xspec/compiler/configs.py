@@ -14,7 +14,7 @@ keeps every field, so a changed default is still seen (`xspec.store.reuse`).
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
     ConfigDict, Field, ValidationError, create_model, model_serializer, model_validator,
@@ -259,6 +259,61 @@ def detect_config_now() -> type[XspecModel]:
 
 def clean_config() -> type[XspecModel]:
     return config_models()["clean"]
+
+
+def _model_in(annotation: Any) -> type | None:
+    """The config model inside a field's annotation (`Model`, `Model | None`, `Annotated`)."""
+    if isinstance(annotation, type) and issubclass(annotation, XspecModel):
+        return annotation
+    for arg in get_args(annotation):
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _fields(kind: str, model: type, top: bool) -> dict:
+    """A model's fields by name and alias; a poison config's top level also holds the attack's
+    fields (its dump flattens them)."""
+    fields = {**model.model_fields,
+              **{f.alias: f for f in model.model_fields.values() if f.alias}}
+    if kind == "poison" and top:
+        for attack in ATTACKS:
+            fields = {**attack.spec.model_fields, **fields}
+    return fields
+
+
+def _text(default: Any) -> str | None:
+    if default is None:
+        return "off"  # a table or setting that is off at its default
+    if isinstance(default, (dict, list)):
+        return None
+    if isinstance(default, bool):
+        return str(default).lower()
+    if isinstance(default, (int, float)):
+        short = f"{default:g}"
+        return short if float(short) == default else repr(default)
+    return str(default)
+
+
+def left_out(key: str) -> str | None:
+    """What a node's lineage key stands for where the node's id left it out: the default of the
+    `OmitAtDefault` field it names, as text ("clean.poisons" -> "0"); "off" for a field inside
+    a marked table that is off ("clean.deep_cluster.k"); None where no marked field left it
+    out ("clean.lr"). What reports show for a missing key (`xspec.reports.load`)."""
+    kind, _, rest = key.partition(".")
+    model = config_models().get(kind)
+    parts = rest.split(".")
+    for depth, part in enumerate(parts):
+        field = _fields(kind, model, depth == 0).get(part) if model is not None else None
+        if field is None:
+            return None
+        if any(m is OmitAtDefault for m in field.metadata):
+            if depth < len(parts) - 1:
+                return "off"
+            return _text(field.default)
+        model = _model_in(field.annotation)
+    return None
 
 
 def typed(model: type[XspecModel], config: Any, where: str) -> XspecModel:

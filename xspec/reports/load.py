@@ -26,7 +26,7 @@ import pandas as pd
 
 from xspec.errors import XspecError
 from xspec.extend.plugins import load_builtins
-from xspec.extend.registry import DEFENCES
+from xspec.compiler.configs import left_out
 from xspec.extend.registry import kind_order as registered_kinds
 from xspec.store.db import open_duckdb
 
@@ -34,20 +34,18 @@ load_builtins()
 KINDS = tuple(registered_kinds())  # plugins loaded later sort after these
 # Keys shown in their own columns (objectives, learning rate); seeds are never grouped by.
 OWN_COLUMNS = ("pretrain.objective", "clean.objective", "clean.lr")
-# Ablation fields the compiler leaves out of a config at their default value.
-DEFAULTS = {"clean.poisons": "0", **{f"clean.{d.name}": f"{d.default:g}" for d in DEFENCES
-                                     if isinstance(d.default, (int, float))}}
 
 
 def fallback(key: str) -> str | None:
-    """What a settings column shows where a run lacks `key`: a field's default the compiler
-    left out, "off" for a field of a defence that is off there (`clean.<defence>...`)."""
-    if key in DEFAULTS:
-        return DEFAULTS[key]
-    parts = key.split(".")
-    if len(parts) >= 2 and parts[0] == "clean" and parts[1] in DEFENCES:
-        return "off"
-    return None
+    """What a settings column shows where a run lacks `key`: the default of the field its
+    id left out at its default, "off" for a table or defence that is off there (read from the
+    node kinds' typed configs: `xspec.compiler.configs.left_out`)."""
+    return left_out(key)
+
+
+def _valued(key: str) -> bool:
+    """A key that a run lacking it holds at a default value (not a table that is off)."""
+    return fallback(key) not in (None, "off")
 
 
 def kind_order(expression: str) -> str:
@@ -222,7 +220,7 @@ def _setting_keys(stats: pd.DataFrame) -> pd.DataFrame:
         ["kind", "ord", "length", "key"]).reset_index(drop=True)
     rows, handled = [], set()
     blocks = stats[(stats["present"] < stats["total"]) & (stats["distinct_present"] == 1)
-                   & ~stats["key"].isin(list(DEFAULTS))]
+                   & ~stats["key"].map(_valued).astype(bool)]
     for (kind, _), block in blocks.groupby(["kind", "presence"], sort=False):
         prefix = _common_prefix(list(block["key"]))
         if len(block) < 2 or not prefix:

@@ -41,32 +41,34 @@ from pathlib import Path
 
 import duckdb
 
+from xspec.compiler.configs import left_out
 from xspec.errors import XspecError
 
-_LINEAGE = {  # column -> (lineage key, SQL type, value when the compiler left it out)
-    "pretrain_objective": ("pretrain.objective", "VARCHAR", None),
-    "clean_objective": ("clean.objective", "VARCHAR", None),
-    "lr": ("clean.lr", "DOUBLE", None),
-    "poisons": ("clean.poisons", "BIGINT", "0"),
-    "l2_weight": ("clean.l2_weight", "DOUBLE", "0"),
-    "deep_cluster_k": ("clean.deep_cluster.k", "BIGINT", None),
-    "deep_cluster_weight": ("clean.deep_cluster.weight", "DOUBLE", None),
-    "weight_decay": ("clean.weight_decay", "DOUBLE", None),
-    "mmcl_weight": ("clean.mmcl_weight", "DOUBLE", None),
-    "ssl_weight": ("clean.ssl_weight", "DOUBLE", None),
-    "epochs": ("clean.epochs", "BIGINT", None),
-    "batch_size": ("clean.batch_size", "BIGINT", None),
-    "select_policy": ("select.policy", "VARCHAR", None),
-    "shrink_perturb": ("shrink_perturb.noise", "VARCHAR", None),
-    "pretrain_lr": ("pretrain.lr", "DOUBLE", None),
-    "seed": ("poison.seed", "BIGINT", None),
+_LINEAGE = {  # column -> (lineage key, SQL type); a key left out of an id reads as its default
+    "pretrain_objective": ("pretrain.objective", "VARCHAR"),
+    "clean_objective": ("clean.objective", "VARCHAR"),
+    "lr": ("clean.lr", "DOUBLE"),
+    "poisons": ("clean.poisons", "BIGINT"),
+    "l2_weight": ("clean.l2_weight", "DOUBLE"),
+    "deep_cluster_k": ("clean.deep_cluster.k", "BIGINT"),
+    "deep_cluster_weight": ("clean.deep_cluster.weight", "DOUBLE"),
+    "weight_decay": ("clean.weight_decay", "DOUBLE"),
+    "mmcl_weight": ("clean.mmcl_weight", "DOUBLE"),
+    "ssl_weight": ("clean.ssl_weight", "DOUBLE"),
+    "epochs": ("clean.epochs", "BIGINT"),
+    "batch_size": ("clean.batch_size", "BIGINT"),
+    "select_policy": ("select.policy", "VARCHAR"),
+    "shrink_perturb": ("shrink_perturb.noise", "VARCHAR"),
+    "pretrain_lr": ("pretrain.lr", "DOUBLE"),
+    "seed": ("poison.seed", "BIGINT"),
 }
 
 
-def _column(name: str, key: str, sql_type: str, default: str | None, alias: str = "n") -> str:
+def _column(name: str, key: str, sql_type: str, alias: str = "n") -> str:
     value = f"{alias}.lineage->>'$.\"{key}\"'"
-    if default is not None:
-        value = f"coalesce({value}, '{default}')"
+    default = left_out(key)  # the field's default where the node's id left it out
+    if default not in (None, "off"):
+        value = f"coalesce({value}, '{default.replace(chr(39), chr(39) * 2)}')"
     if name == "shrink_perturb":
         return f"{value} IS NOT NULL AS shrink_perturb"
     return f"TRY_CAST({value} AS {sql_type}) AS {name}"
