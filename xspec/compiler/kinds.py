@@ -2,6 +2,7 @@
 
 poison ──▶ pretrain ──▶ select ──▶ [shrink_perturb] ──▶ clean      [pseudo_labels] ──▶ clean
                               └──▶ [detect]  (scores the training pairs; xspec.compiler.detect)
+select, clean ──▶ [decree]  (DECREE's trigger inversion per model; xspec.compiler.decree)
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ register_node_kind("select", order=20, stage=f"{STAGES}.select:select",
                    label="checkpoint selection", config=f"{CONFIGS}:SelectConfig")
 register_node_kind("detect", order=25, stage="xspec.runtime.detect:detect",
                    label="poison detection", config=f"{CONFIGS}:detect_config_now")
+register_node_kind("decree", order=55, stage="xspec.runtime.decree:decree",
+                   label="DECREE trigger inversion", config="xspec.compiler.decree:DecreeConfig")
 register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}.shrink_perturb:shrink_perturb",
                    label="shrink and perturb", config=f"{CONFIGS}:shrink_perturb_config")
 register_node_kind("pseudo_labels", order=40, stage=f"{STAGES}.pseudo_labels:pseudo_labels",

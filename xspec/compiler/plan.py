@@ -28,6 +28,7 @@ from xspec.errors import CompileError
 from xspec.compiler.configs import typed
 from xspec.spec.base import id_dump
 from xspec.compiler.evalsets import sets_config, target_notes
+from xspec.compiler.decree import decree_nodes
 from xspec.compiler.detect import detect_node
 from xspec.compiler.pretrain_defences import with_pretrain_defences
 from xspec.extend.registry import (
@@ -360,9 +361,12 @@ def compile_spec(loaded: LoadedSpec, parents: tuple[str, ...] = ()) -> Plan:
     for chain in chains:
         if chain.spec.detect is not None and chain.start is None:
             detect_node(Builder(plan), chain.spec, chain, selects[chain.pretrain.id])
+        cleaned = None
         if chain.spec.clean is not None:
             start = _start(plan, chain.spec, chain.start or selects[chain.pretrain.id])
-            _clean(plan, chain, start)
+            cleaned = _clean(plan, chain, start)
+        decree_nodes(Builder(plan), chain.spec,
+                     selects[chain.pretrain.id] if chain.start is None else None, cleaned)
     _name_nodes(plan)
     _warn_if_large(plan, loaded)
     for spec in specs:

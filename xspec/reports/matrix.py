@@ -52,7 +52,8 @@ def attack_of(lineage: dict) -> str:
 
 def _cell(top1, top1_n, asr, asr_n, start_top1, threshold: float) -> dict:
     t_lo, t_hi = wilson(top1, top1_n)
-    a_lo, a_hi = wilson(asr, asr_n) if asr is not None else (math.nan, math.nan)
+    attacked = asr is not None and not pd.isna(asr)  # no ASR where the study has no attack
+    a_lo, a_hi = wilson(asr, asr_n) if attacked else (math.nan, math.nan)
     ok = (asr is not None and not pd.isna(asr) and asr <= threshold
           and (start_top1 is None or pd.isna(start_top1) or start_top1 - top1 <= MAX_DROP))
     return {"top1": float(top1), "top1_pm": float((t_hi - t_lo) / 2),

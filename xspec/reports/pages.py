@@ -11,7 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from xspec.reports import (
-    baselines, chartdata, charts, curves, evalsets, load, matrix, metrics, policies,
+    baselines, chartdata, charts, curves, decree, evalsets, load, matrix, metrics, policies,
     provenance, queries,
 )
 from xspec.reports.stats import pool_seeds, with_wilson
@@ -181,6 +181,7 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "provenance": provenance.section(con),
         "pretrain_defences": records(baselines.pretrain_defences(con, table3)),
         "detection": records(detected),
+        "decree": decree.section(con, asr_threshold),
     }
 
 

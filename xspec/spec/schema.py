@@ -43,6 +43,7 @@ from xspec.spec.tables.study import MAX_SEED, Study  # noqa: F401
 from xspec.spec.tables.training import (  # noqa: F401
     Clean, Objective, Pretrain, Training, check_objective,
 )
+from xspec.spec.decree import Decree
 from xspec.spec.detect import Detect, detect_model  # noqa: F401
 
 
@@ -56,6 +57,7 @@ class SpecBase(XspecModel):
     pretrain: Pretrain | None
     clean: Clean | None = None
     detect: Detect | None = None
+    decree: Decree | None = None
     evaluate: Evaluate = Evaluate()
     report: Report = Report()
     run: Run = Run()
