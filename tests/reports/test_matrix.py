@@ -53,3 +53,25 @@ def test_cells_are_final_epochs_of_the_most_accurate_run_and_success_needs_both(
 def test_no_matrix_without_a_cross():
     con = _store([("a", "badnet", "none", [(1, 0.7, 0.0)])])
     assert matrices(con, 0.05) == []
+
+
+def test_pre_training_defences_are_columns_and_an_unattacked_row_has_no_asr():
+    con = _store([("a", "badnet", "none", [(1, 0.60, 0.01)])])
+    extra = [("r", {"poison.kind": "badnet", "pretrain.roclip.every": 2}, "sel-badnet-roclip",
+              0.50, 0.02),
+             ("n", {"poison.kind": "none"}, "sel-none", 0.62, None)]
+    for node, lineage, select, top1, asr in extra:
+        con.execute("INSERT INTO xr_nodes VALUES ('s', ?, ?)", [node, json.dumps(lineage)])
+        con.execute("INSERT INTO xr_clean VALUES ('s', ?, 'mmcl', 'mmcl+ssl', ?, NULL)",
+                    [node, select])
+        con.execute("INSERT INTO xr_eval VALUES (?, 1, ?, 1000, ?, 900)", [node, top1, asr])
+    con.execute("INSERT INTO xr_eval VALUES ('sel-badnet-roclip', 2, 0.55, 1000, 0.40, 900)")
+    con.execute("INSERT INTO xr_eval VALUES ('sel-none', 2, 0.63, 1000, NULL, NULL)")
+    (m,) = matrices(con, 0.05)
+    assert m["defences"] == ["none", "mmcl+ssl fine-tuning", "roclip (pre-training)",
+                             "roclip + mmcl+ssl fine-tuning"]
+    badnet, clean = m["rows"]
+    assert [c["top1"] for c in badnet["cells"]] == [0.60, 0.60, 0.55, 0.50]
+    assert badnet["cells"][2]["asr"] == 0.40  # the RoCLIP model before cleaning
+    assert clean["attack"] == "none" and clean["cells"][2:] == [None, None]
+    assert clean["cells"][0]["asr"] is None and clean["cells"][1]["success"] is False

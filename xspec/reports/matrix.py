@@ -16,7 +16,7 @@ import math
 
 import pandas as pd
 
-from xspec.extend.registry import DEFENCES
+from xspec.extend.registry import DEFENCES, defences_of
 from xspec.reports.queries import frame
 from xspec.reports.stats import wilson
 
@@ -45,6 +45,14 @@ def defence_of(lineage: dict, clean_objective: str) -> str:
     return " + ".join(names) if names else f"{clean_objective} fine-tuning"
 
 
+def pretrain_defence_of(lineage: dict) -> str:
+    """The pre-training defences a run's model was trained with ("none" without one)."""
+    names = [d.name for d in defences_of("pretrain")
+             if any(k == f"pretrain.{d.name}" or k.startswith(f"pretrain.{d.name}.")
+                    for k in lineage)]
+    return "+".join(names) or "none"
+
+
 def attack_of(lineage: dict) -> str:
     kind = lineage.get("poison.kind") or "none"
     return kind
@@ -71,28 +79,45 @@ def matrices(con, asr_threshold: float) -> list[dict]:
     rows["attack"] = rows["lineage"].map(attack_of)
     rows["defence"] = [defence_of(lin, obj) for lin, obj in zip(rows["lineage"],
                                                                  rows["clean_objective"])]
+    rows["pretrain_defence"] = rows["lineage"].map(pretrain_defence_of)
     out = []
     for (study, objective), group in rows.groupby(["study", "pretrain_objective"], sort=True):
-        defences = sorted(group["defence"].unique())
+        columns = _columns(group)
         attacks = sorted(group["attack"].unique())
-        if len(attacks) < 2 and len(defences) < 2:
+        if len(attacks) < 2 and len(columns) < 3:
             continue
-        table = []
-        for attack in attacks:
-            mine = group[group["attack"] == attack]
-            start = mine.iloc[0]
-            cells = [_cell(start["start_top1"], start["start_top1_n"], start["start_asr"],
-                           start["start_asr_n"], None, asr_threshold)
-                     if not pd.isna(start["start_top1"]) else None]
-            for defence in defences:
-                runs = mine[mine["defence"] == defence]
-                if runs.empty:
-                    cells.append(None)
-                    continue
-                best = runs.sort_values("top1", ascending=False).iloc[0]
-                cells.append(_cell(best["top1"], best["top1_n"], best["asr"], best["asr_n"],
-                                   best["start_top1"], asr_threshold))
-            table.append({"attack": attack, "cells": cells})
-        out.append({"study": study, "objective": objective, "defences": ["none"] + defences,
-                    "rows": table})
+        table = [{"attack": attack, "cells": [
+            _column_cell(group[group["attack"] == attack], column, asr_threshold)
+            for column in columns]} for attack in attacks]
+        out.append({"study": study, "objective": objective,
+                    "defences": [label for label, _, _ in columns], "rows": table})
     return out
+
+
+def _columns(group: pd.DataFrame) -> list[tuple[str, str, str | None]]:
+    """(label, pre-training defence, cleaning defence or None for the model before cleaning):
+    "none", the cleaning defences, then per pre-training defence its model and its cleanings."""
+    out = []
+    for pre in sorted(group["pretrain_defence"].unique(), key=lambda p: (p != "none", p)):
+        mine = group[group["pretrain_defence"] == pre]
+        out.append(("none" if pre == "none" else f"{pre} (pre-training)", pre, None))
+        out += [(d if pre == "none" else f"{pre} + {d}", pre, d)
+                for d in sorted(mine["defence"].unique())]
+    return out
+
+
+def _column_cell(mine: pd.DataFrame, column, asr_threshold: float) -> dict | None:
+    _, pre, defence = column
+    runs = mine[mine["pretrain_defence"] == pre]
+    if defence is None:  # the poisoned (or defended) pre-trained model before cleaning
+        if runs.empty or pd.isna(runs.iloc[0]["start_top1"]):
+            return None
+        start = runs.iloc[0]
+        return _cell(start["start_top1"], start["start_top1_n"], start["start_asr"],
+                     start["start_asr_n"], None, asr_threshold)
+    runs = runs[runs["defence"] == defence]
+    if runs.empty:
+        return None
+    best = runs.sort_values("top1", ascending=False).iloc[0]
+    return _cell(best["top1"], best["top1_n"], best["asr"], best["asr_n"], best["start_top1"],
+                 asr_threshold)
