@@ -96,10 +96,12 @@ EXPECTED = {
     "fig14_more_epochs": {"poison": 1, "pretrain": 2, "select": 2, "clean": 49},
     # D.16 4 lrs x 4 weights (2, 4, 6, 8) + D.4 23 (weight 1) = 39.
     "fig15_ssl_weights": {"poison": 1, "pretrain": 2, "select": 2, "clean": 39},
-    # Not the paper's: 6 attacks (one poison node each; BadCLIP's after its trigger node) x 2
-    # objectives, each cleaned by 4 defences: 48.
-    "attack_defence": {"badclip_trigger": 1, "poison": 6, "pretrain": 12, "select": 12,
-                       "clean": 48},
+    # Not the paper's: 6 attacks and no attack (one poison node each; BadCLIP's after its
+    # trigger node) x 2 objectives x {no pre-training defence, RoCLIP, SafeCLIP}, the undefended
+    # models cleaned by 4 defences (no attack: CleanCLIP only), the defended ones by CleanCLIP:
+    # 6 x 2 x 4 + 2 + 6 x 2 x 2 = 74.
+    "attack_defence": {"badclip_trigger": 1, "poison": 7, "pretrain": 38, "select": 38,
+                       "clean": 74},
     # Not a paper experiment: 2 objectives x 3 lrs = 6.
     "quickstart": {"poison": 1, "pretrain": 2, "select": 2, "clean": 6},
 }

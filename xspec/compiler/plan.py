@@ -258,7 +258,9 @@ def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> N
              and same(c.pretrain, ("model", "train", "eval", "attack", "seed"))}
     if len(found) > 1:
         strict = ("lr", "epochs", "weight_decay", "warmup_steps")
-        found = {i: c for i, c in found.items() if same(c.pretrain, strict)}
+        pretrain_defences = [d.name for d in defences_of("pretrain")]  # RoCLIP matches RoCLIP
+        found = {i: c for i, c in found.items() if same(c.pretrain, strict)
+                 and all(c.pretrain.identity.get(k) == mine.get(k) for k in pretrain_defences)}
     if len(found) != 1:
         raise CompileError(
             f"pretrain.select = '{chain.spec.pretrain.select}': {len(found)} pre-training runs "
