@@ -25,11 +25,11 @@ def test_one_decree_node_per_model(write_spec, base_spec, models, inputs):
     found: dict = {}
     for node in nodes:
         (dep,) = node.deps
-        assert plan.nodes[dep].kind == node.config["input"]
-        found[node.config["input"]] = found.get(node.config["input"], 0) + 1
-        assert node.config["plugins"] == {"detector:decree": "1"}
-        assert node.config["shadow"] == 32 and node.config["lr"] == 0.5
-        assert node.config["source"]["split"] == "test"
+        assert plan.nodes[dep].kind == node.config.input
+        found[node.config.input] = found.get(node.config.input, 0) + 1
+        assert node.config.plugins == {"detector:decree": "1"}
+        assert node.config.shadow == 32 and node.config.lr == 0.5
+        assert node.config.source["split"] == "test"
         assert node.lineage["poison.kind"] == "badnet"  # the report's ground truth
     assert found == inputs
 

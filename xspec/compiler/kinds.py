@@ -20,7 +20,8 @@ register_node_kind("select", order=20, stage=f"{STAGES}.select:select",
                    label="checkpoint selection", config=f"{CONFIGS}:SelectConfig")
 register_node_kind("detect", order=25, stage="xspec.runtime.detect:detect",
                    label="poison detection", config=f"{CONFIGS}:detect_config_now")
-register_node_kind("decree", order=55, stage="xspec.runtime.decree:decree",
+# DECREE back-propagates through the encoder for up to 1000 epochs: a GPU job like training.
+register_node_kind("decree", order=55, stage="xspec.runtime.decree:decree", trains=True,
                    label="DECREE trigger inversion", config="xspec.compiler.decree:DecreeConfig")
 register_node_kind("shrink_perturb", order=30, stage=f"{STAGES}.shrink_perturb:shrink_perturb",
                    label="shrink and perturb", config=f"{CONFIGS}:shrink_perturb_config")
