@@ -122,3 +122,17 @@ def test_report_names_the_attack_kind(tmp_path):
     syn.write_study(db, syn.STUDY)
     html = build_report(db, syn.STUDY, tmp_path / "r", static=False).read_text()
     assert ", attack badnet, seed" in html
+
+
+def test_variant_notes_appear_in_the_report(study, tmp_path):
+    from xspec.store.workspace import Workspace
+    from xspec.study import open_study, report_study
+
+    study.write_text(study.read_text().replace('"cleaning with isolate-and-unlearn"',
+                                               '"unlearning <b>8</b> flagged pairs"'))
+    (tmp_path / "ws").mkdir()
+    page = report_study(open_study(study), Workspace(tmp_path / "ws"))
+    notes = page.read_text().split('<ul class="notes"', 1)[1].split("</ul>", 1)[0]
+    assert "variant 1 (no other setting):</span> cleaning without a defence" in notes
+    assert ("variant 2 (clean.isolate_unlearn.fraction = 0.1; clean.isolate_unlearn.weight = "
+            "0.5):</span> unlearning &lt;b&gt;8&lt;/b&gt; flagged pairs") in notes

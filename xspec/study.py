@@ -34,9 +34,11 @@ class Study:
 
 def open_study(spec_path: str | Path) -> Study:
     from xspec.extend.plugins import TORCH_AT_IMPORT, torch_note
+    from xspec.spec.notes import study_notes
 
     loaded = load_spec(spec_path)
     plan = compile_spec(loaded)
+    plan.study_notes = study_notes(loaded.raw)
     for plugin in loaded.plugins:
         if plugin["name"] in TORCH_AT_IMPORT and torch_note(plugin["name"]) not in plan.notes:
             plan.notes.append(torch_note(plugin["name"]))

@@ -44,6 +44,8 @@ class Plan:
     varying: dict[str, list[str]] = field(default_factory=dict)
     facts: dict[str, list[Fact]] = field(default_factory=dict)  # per kind: what tells apart
     notes: list[str] = field(default_factory=list)
+    # `[study] notes` and each [[variants]] table's (`xspec.spec.notes`): for the report.
+    study_notes: list[dict] = field(default_factory=list)
     # Nodes of other studies this one takes inputs from: id -> (their study, hops away).
     external: dict[str, tuple[str, int]] = field(default_factory=dict)
     parents: tuple[str, ...] = ()  # the specs whose compilation asked for this one

@@ -157,7 +157,7 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
     detected = baselines.detection(con)
     return {
         "title": ", ".join(studies),
-        "studies": records(info),
+        "studies": _with_notes(records(info)),
         "comparison": comparison,
         "asr_threshold": asr_threshold,
         "counts": records(queries.node_counts(con)),
@@ -183,6 +183,13 @@ def context(con, studies: list[str], asr_threshold: float, comparison: bool,
         "detection": records(detected),
         "decree": decree.section(con, asr_threshold),
     }
+
+
+def _with_notes(studies: list[dict]) -> list[dict]:
+    """Each study's `notes`: [study] notes and each [[variants]] table's (`xspec.spec.notes`)."""
+    for study in studies:
+        study["notes"] = json.loads(study.pop("notes_json", None) or "[]")
+    return studies
 
 
 def _detection_blocks(detected: pd.DataFrame, workspace: Path) -> list[ChartBlock]:

@@ -157,6 +157,7 @@ families AS (
     FROM sig GROUP BY study
 )
 SELECT n.study, any_value(st.spec_path) AS spec_path, any_value(st.updated) AS updated,
+    any_value(st.spec->>'$.notes') AS notes_json,
     string_agg(DISTINCT n.seed, ', ' ORDER BY n.seed) AS seed,
     string_agg(DISTINCT n.lineage->>'$."poison.kind"', ', ') AS attack,
     coalesce(any_value(f.family), n.study) AS family,

@@ -144,7 +144,8 @@ def _ingest(workspace: Workspace, plan, runs, metric_files: list[str]) -> int:
         con.execute("BEGIN TRANSACTION")
         con.execute(
             "INSERT OR REPLACE INTO studies VALUES (?, ?, ?, now())",
-            [plan.study, plan.spec_path, json.dumps({"varying": plan.varying})],
+            [plan.study, plan.spec_path, json.dumps({"varying": plan.varying,
+                                                    "notes": plan.study_notes})],
         )
         con.execute("DELETE FROM nodes WHERE study = ?", [plan.study])
         for node, run in runs:
