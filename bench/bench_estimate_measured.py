@@ -6,11 +6,13 @@ Defaults: every toy twin (specs/toy/*.toml) and the example plugin studies; runn
 takes hours on 2 shared cores, so name the specs to run (`--only mini,study`).
 
 Usage: .venv/bin/python bench/bench_estimate_measured.py [--only NAME,...] [--json out.json]
+       [--keep DIR] [--records runs.jsonl]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -25,7 +27,8 @@ from xspec.compiler.estimate import estimate  # noqa: E402
 from xspec.store.workspace import Workspace  # noqa: E402
 from xspec.study import open_study, run_study  # noqa: E402
 
-SPECS = sorted((ROOT / "specs" / "toy").glob("*.toml")) + [
+SPECS = sorted((ROOT / "specs" / "toy").glob("*.toml")) + sorted(
+    (ROOT / "specs" / "baselines" / "toy").glob("*.toml")) + [
     ROOT / "examples" / "plugins" / "study.toml", ROOT / "examples" / "plugins" / "pruning.toml"]
 
 
@@ -34,31 +37,76 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def measure(spec: Path) -> tuple[float, float, float]:
-    """(estimated CPU seconds, measured CPU seconds, wall seconds) of one study, from scratch."""
+def measure(spec: Path, keep: str | None = None) -> dict:
+    """One study from scratch: estimated and measured CPU seconds in total and per node kind
+    (a node's own figure is the `cpu_s` its process recorded in status.json), and wall time."""
     study = open_study(spec)
-    cost = estimate(study.plan, device="cpu")
+    cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
     with tempfile.TemporaryDirectory() as tmp:
+        root = Path(keep) / spec.stem if keep else Path(tmp)
         before, started = cpu_seconds(), time.perf_counter()
-        outcome = run_study(study, Workspace(tmp), "local")
+        outcome = run_study(study, Workspace(root), "local")
         if outcome.failed:
             raise SystemExit(f"{spec}: runs failed: {outcome.failed}")
-        return cost.total, cpu_seconds() - before, time.perf_counter() - started
+        measured, wall = cpu_seconds() - before, time.perf_counter() - started
+        kinds: dict[str, float] = {}
+        for node in study.plan.ordered():
+            status = Workspace(root).run_dir(node).status()
+            kinds[node.kind] = kinds.get(node.kind, 0.0) + status.get("cpu_s", 0.0)
+    return {"spec": f"{spec.parent.name}/{spec.stem}", "nodes": len(study.plan.nodes),
+            "estimated": cost.total, "measured": measured, "wall": wall,
+            "kinds": {k: {"nodes": c.nodes, "estimated": round(c.seconds, 1),
+                          "measured": round(kinds.get(k, 0.0), 1)}
+                      for k, c in cost.kinds.items()}}
+
+
+def spec_of(name: str) -> Path:
+    """'toy/mini' -> the spec file it names in SPECS."""
+    return next(s for s in SPECS if f"{s.parent.name}/{s.stem}" == name)
+
+
+def reestimate(records: str, json_out: str | None) -> None:
+    figures = Figures("estimate_measured")
+    for line in Path(records).read_text().splitlines():
+        got = json.loads(line)
+        study = open_study(spec_of(got["spec"]))
+        cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
+        kinds = ", ".join(f"{k} x{c.nodes} {c.seconds:.0f}/{got['kinds'].get(k, {}).get('measured', 0):.0f} s"
+                          for k, c in cost.kinds.items())
+        figures.add(f"{got['spec']}: estimate / measured CPU time",
+                    round(cost.total / got["measured"], 2), "x", goal=("<=", 2.0),
+                    note=f"{cost.total / 60:.2f} CPU-min estimated, {got['measured'] / 60:.2f} "
+                         f"measured ({got['wall'] / 60:.1f} min wall; per kind estimated/measured: "
+                         f"{kinds}; runner {cost.runner:.0f} s)")
+    figures.dump(json_out)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--only", help="comma-separated spec stems to run")
     parser.add_argument("--json")
+    parser.add_argument("--keep", help="keep each study's workspace under this folder")
+    parser.add_argument("--records", help="append each study's figures (per kind too) here")
+    parser.add_argument("--reestimate", metavar="RECORDS",
+                        help="run nothing: set today's estimate against the measurements a "
+                             "--records file holds (after a change to the estimate)")
     args = parser.parse_args()
+    if args.reestimate:
+        return reestimate(args.reestimate, args.json)
     chosen = [s for s in SPECS if not args.only or s.stem in args.only.split(",")]
     figures = Figures("estimate_measured")
     for spec in chosen:
-        estimated, measured, wall = measure(spec)
-        figures.add(f"{spec.parent.name}/{spec.stem}: estimate / measured CPU time",
+        got = measure(spec, args.keep)
+        estimated, measured = got["estimated"], got["measured"]
+        kinds = ", ".join(f"{k} x{c['nodes']} {c['estimated']:.0f}/{c['measured']:.0f} s"
+                          for k, c in got["kinds"].items())
+        figures.add(f"{got['spec']}: estimate / measured CPU time",
                     round(estimated / max(measured, 1e-9), 2), "x",
                     note=f"{estimated / 60:.2f} CPU-min estimated, {measured / 60:.2f} measured "
-                         f"({wall / 60:.1f} min wall)")
+                         f"({got['wall'] / 60:.1f} min wall; per kind estimated/measured: {kinds})")
+        if args.records:
+            with open(args.records, "a") as handle:
+                handle.write(json.dumps(got) + "\n")
     figures.dump(args.json)
 
 
