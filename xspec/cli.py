@@ -74,7 +74,8 @@ def plan(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE,
     from xspec.study import open_study
 
     study, ws = open_study(spec), _workspace(workspace)
-    cost, pack = estimate(study.plan, gpu, study.spec.run.device), study.spec.run.pack
+    cost = estimate(study.plan, gpu, study.spec.run.device, study.spec.run.threads)
+    pack = study.spec.run.pack
     if as_json:
         print(json.dumps({**plan_json(study.plan), **overview_json(
             study.plan, cost, pack_summary(study.plan, ws, pack))}, indent=2))

@@ -7,7 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from xspec.cli import app
-from xspec.compiler.estimate import estimate, rates
+from xspec.compiler.estimate import estimate, overheads, rates
 from xspec.compiler.naming import show
 from xspec.study import open_study
 
@@ -34,19 +34,37 @@ def test_values_show_as_written(value, text):
     assert show(value) == text
 
 
-def test_estimate_counts_pairs_epochs_views_and_evaluations(write_spec, base_spec):
+def test_estimate_counts_pairs_steps_evaluations_and_fixed_costs(write_spec, base_spec):
     plan = open_study(write_spec(base_spec)).plan  # xspec-vit-micro: a CPU-only rate
-    cost = estimate(plan)
-    rate = rates()[("xspec-vit-micro", "cpu")]
-    train, evaluate = rate["train_per_s"], rate["eval_per_s"]
+    cost = estimate(plan, threads=1)
+    rate, fixed = rates()[("xspec-vit-micro", "cpu")], overheads("cpu")
+    train, step = rate["train_per_s"], rate["step_s"]
     assert cost.device == "cpu" and cost.unit == "CPU-min"
-    # pre-training: 256 pairs x 2 epochs, MMCL; 64 images x 2 (ASR) after each of 2 epochs
-    assert cost.kinds["pretrain"].seconds == pytest.approx(256 * 2 / train + 64 * 2 * 2 / evaluate)
+    # one evaluation: 64 images x 2 (ASR) and the classifier's 10 classes x 80 templates
+    evaluation = 64 * 2 / rate["eval_per_s"] + 10 * 80 / rate["caption_per_s"]
+    process = fixed["process_s"]
+    # pre-training: 256 pairs x 2 epochs, MMCL, in batches; evaluated after each of 2 epochs
+    batch = plan.of_kind("pretrain")[0].identity["batch_size"]
+    steps = 2 * -(-256 // batch)
+    assert cost.kinds["pretrain"].seconds == pytest.approx(
+        256 * 2 / train + steps * step + 2 * evaluation + process + fixed["setup_s"]["pretrain"])
     # cleaning (MMCL+SSL: 2 views) of 64 pairs x 2 epochs, evaluated before and after each
-    one = 64 * 2 * 2 / train + 64 * 2 * 3 / evaluate
-    assert cost.kinds["clean"].seconds == pytest.approx(2 * one)
-    assert cost.kinds["poison"].seconds == cost.kinds["select"].seconds == 0
-    assert cost.total == pytest.approx(sum(c.seconds for c in cost.kinds.values()))
+    batch = plan.of_kind("clean")[0].identity["batch_size"]
+    one = 64 * 2 * 2 / train + 2 * -(-64 // batch) * step + 3 * evaluation
+    assert cost.kinds["clean"].seconds == pytest.approx(
+        2 * (one + process + fixed["setup_s"]["clean"]))
+    assert cost.kinds["poison"].seconds == cost.kinds["select"].seconds == process
+    assert cost.runner == fixed["runner_s"] + fixed["runner_per_node_s"] * len(plan.nodes)
+    assert cost.total == pytest.approx(sum(c.seconds for c in cost.kinds.values()) + cost.runner)
+
+
+def test_cpu_estimate_with_several_threads_counts_their_waiting(write_spec, base_spec):
+    plan = open_study(write_spec(base_spec)).plan
+    one, default = estimate(plan, threads=1), estimate(plan)
+    multi = rates()[("xspec-vit-micro", "cpu")]["multi_thread"]
+    assert multi["step_s"] > rates()[("xspec-vit-micro", "cpu")]["step_s"]
+    assert default.kinds["clean"].seconds > one.kinds["clean"].seconds
+    assert default.kinds["poison"].seconds == one.kinds["poison"].seconds  # no torch work
 
 
 def test_gpu_estimate_names_its_gpu_and_what_it_cannot_count(write_spec, base_spec):
