@@ -11,7 +11,8 @@ from torch import nn
 from xspec.extend import Pieces, register_defence
 from xspec.extend.registry import ALL
 from xspec.runtime.defences import defences
-from xspec.runtime.train import TrainConfig, TrainState, train
+from xspec.runtime.train import TrainState, train
+from xspec.spec.tables.training import Training
 
 STEPS, EPOCHS = 3, 2
 
@@ -76,7 +77,7 @@ def _run(events: list, seen: dict, **config):
     build = defences(SimpleNamespace(config={"seed": 0, **config}, device=torch.device("cpu"),
                                      log=lambda message: None))
     hooks = build(model, data, optimizer) if build is not None else None
-    cfg = TrainConfig("mmcl", {"mmcl": 1.0, "ssl": 0.0}, epochs=EPOCHS, lr=0.5, warmup_steps=0)
+    cfg = Training(objective="mmcl", epochs=EPOCHS, lr=0.5, warmup_steps=0)
     train(cfg, model, data, optimizer, TrainState(),
           lambda state, losses: events.append(("evaluated", state.epoch, None)),
           torch.device("cpu"), hooks=hooks)
