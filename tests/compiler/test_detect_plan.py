@@ -62,3 +62,40 @@ def test_the_estimate_counts_detection(write_spec, base_spec):
     plan = _plan(write_spec, base_spec + DETECT + "[detect.cognitive_distillation]\n")
     cost = estimate(plan, device="cpu").kinds["detect"]
     assert cost.nodes == 1 and cost.seconds > 0 and not cost.unknown
+
+
+RETRAIN = DETECT + "[detect.retrain]\ndetector = \"lid\"\ndrop = 0.05\n"
+
+
+def test_retrain_is_a_pretrain_node_after_the_detect_node(write_spec, base_spec):
+    plan = _plan(write_spec, base_spec + RETRAIN)
+    first, retrained = sorted(plan.of_kind("pretrain"), key=lambda n: n.config.drop is not None)
+    detect = plan.of_kind("detect")[0]
+    assert sorted(plan.nodes[d].kind for d in retrained.deps) == ["detect", "poison"]
+    assert detect.id in retrained.deps
+    assert retrained.identity == {**first.identity, "drop": {"detector": "lid", "drop": 0.05}}
+    selects = [n for n in plan.of_kind("select") if retrained.id in n.deps]
+    assert len(selects) == 1 and selects[0].config.policy == "best_accuracy"
+    order = [n.id for n in plan.ordered()]  # executors run in this order
+    assert order.index(detect.id) < order.index(retrained.id) < order.index(selects[0].id)
+
+
+def test_retrain_moves_no_other_id_and_its_id_follows_the_detector(write_spec, base_spec):
+    without = _plan(write_spec, base_spec + DETECT, "a.toml")
+    plan = _plan(write_spec, base_spec + RETRAIN, "b.toml")
+    added = {plan.nodes[i].kind for i in set(plan.nodes) - set(without.nodes)}
+    assert set(without.nodes) < set(plan.nodes) and added == {"pretrain", "select"}
+    bumped = _plan(write_spec, base_spec + RETRAIN.replace("k = 32", "k = 31"), "c.toml")
+    retrained = [n for n in bumped.of_kind("pretrain") if n.config.drop is not None]
+    assert retrained[0].id not in plan.nodes  # other scores, another retrained model
+
+
+@pytest.mark.parametrize("text,expected", [
+    ('[detect.retrain]\ndetector = "dao"\ndrop = 0.1\n', "retrain.detector = 'dao' is not one"),
+    ('[detect.retrain]\ndetector = "lid"\ndrop = 1.0\n', "detect.retrain.drop"),
+    ('[detect.retrain]\ndetector = "lid"\n', "detect.retrain.drop"),
+])
+def test_bad_retrain_tables_name_the_key(write_spec, base_spec, text, expected):
+    with pytest.raises(XspecError) as info:
+        _plan(write_spec, base_spec + DETECT + text)
+    assert expected in str(info.value)

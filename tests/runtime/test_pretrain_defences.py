@@ -69,7 +69,8 @@ def test_roclip_loss_equals_the_originals_arithmetic():
 
 
 def test_roclip_uses_the_pool_only_every_k_epochs():
-    setup = types.SimpleNamespace(seed=0, config={"mmcl_weight": 1.0})
+    setup = types.SimpleNamespace(seed=0, config={"mmcl_weight": 1.0}, checkpoints=None,
+                                  device="cpu")
     pieces = build_roclip(RoClip(pool_size=32, every=2, augment=False), setup)
     (term,) = pieces.terms
     assert term.name == "mmcl" and term.replaces

@@ -10,6 +10,8 @@ Original (model/src/train.py:32-53): on epochs with `epoch % break_epoch == 0` (
 logits `text_nn @ image^T`, CE both ways; other epochs the plain CLIP loss and no pool update.
 The pool (model/src/memory_bank.py) starts as random unit vectors, is a FIFO of size
 `memory_bank_size` (21,845 by default, parser.py:47), and the nearest neighbour is by cosine.
+xspec keeps the pool after each epoch (checkpoints/roclip_pool_<epoch>.pt), so a killed and
+resumed run continues with the pool it had.
 """
 
 from __future__ import annotations
@@ -40,6 +42,16 @@ class CaptionPool:
         bank = torch.randn(size, dim, generator=generator(seed, "roclip-pool"))
         self.bank = torch.nn.functional.normalize(bank, dim=-1).to(device)
         self.pointer = 0
+
+    def state(self) -> dict:
+        return {"bank": self.bank.cpu(), "pointer": self.pointer}
+
+    @classmethod
+    def restored(cls, state: dict, device) -> "CaptionPool":
+        """The pool as `state()` saved it (a resumed run continues with it)."""
+        pool = cls.__new__(cls)
+        pool.bank, pool.pointer = state["bank"].to(device), int(state["pointer"])
+        return pool
 
     def nearest(self, queries):
         """The pool entry of highest cosine similarity to each query."""
@@ -76,11 +88,20 @@ def roclip_loss(image, text, logit_scale, pool: CaptionPool):
 def build(spec: RoClip, setup) -> Pieces:
     from xspec.runtime.objectives import info_nce
 
+    from xspec.runtime.defence_state import EpochState
+
     state = {"epoch": 0, "pool": None}
     image_key, text_key = ("image_aug", "text_aug") if spec.augment else ("image", "text")
+    kept = EpochState(setup.checkpoints, "roclip_pool")
 
     def on_epoch_start(epoch: int) -> None:
         state["epoch"] = epoch
+        if state["pool"] is None and (saved := kept.load(epoch - 1)) is not None:
+            state["pool"] = CaptionPool.restored(saved, setup.device)  # a resumed run
+
+    def on_epoch_end(epoch: int) -> None:
+        if state["pool"] is not None:
+            kept.save(epoch, state["pool"].state())
 
     def mmcl(model, batch, features):
         image, text = features[image_key], features[text_key]
@@ -93,7 +114,7 @@ def build(spec: RoClip, setup) -> Pieces:
 
     weight = setup.config.get("mmcl_weight", 1.0)
     return Pieces(terms=[Term("mmcl", weight, mmcl, replaces=True)],
-                  on_epoch_start=on_epoch_start)
+                  on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end)
 
 
 def views(spec: RoClip) -> set[str]:

@@ -26,6 +26,7 @@ from xspec.extend.plugins import load_builtins
 from xspec.extend.registry import ATTACKS, defences_of, generation
 from xspec.spec.base import NonNegativeInt, OmitAtDefault, XspecModel, tagged_union
 from xspec.spec.fidelity import SSL_ONLY
+from xspec.spec.retrain import Retrain
 from xspec.spec.tables.data import CleanData, Templates, sources
 from xspec.spec.tables.defences import DeepCluster, ShrinkPerturb
 from xspec.spec.tables.settings import Metric
@@ -145,6 +146,8 @@ class PretrainConfig(TrainingConfig):
     train: Any
     save_optimizer: Annotated[bool, OmitAtDefault] = False
     """Keep each epoch's AdamW state: set on a pre-training run a cleaning run continues."""
+    drop: Annotated[Retrain | None, OmitAtDefault] = None
+    """Detect-then-retrain: the pairs a detect dependency scored highest are left out."""
 
 
 class CleanDataConfig(CleanData):

@@ -56,12 +56,29 @@ class Plan:
     attack_deps: dict[str, tuple] = field(default_factory=dict, repr=False)
 
     def ordered(self) -> list[Node]:
-        """Dependency order: the farthest upstream study first, then kind by kind."""
+        """Dependency order: the farthest upstream study first, then kind by kind (a node
+        downstream of a later kind, e.g. a pretrain node after a detect node, comes after it)."""
+        levels = _levels(self.nodes)
         return sorted(self.nodes.values(), key=lambda n: (
-            -self.external.get(n.id, ("", 0))[1], rank(n.kind)))
+            -self.external.get(n.id, ("", 0))[1], levels[n.id]))
 
     def own(self) -> list[Node]:
         return [n for n in self.ordered() if n.id not in self.external]
 
     def of_kind(self, kind: str) -> list[Node]:
         return [n for n in self.ordered() if n.kind == kind]
+
+
+def _levels(nodes: dict[str, Node]) -> dict[str, float]:
+    """Each node's kind rank, raised to just above its highest dependency's level."""
+    levels: dict[str, float] = {}
+
+    def level(node: Node) -> float:
+        if node.id not in levels:
+            above = [level(nodes[d]) + 0.5 for d in node.deps if d in nodes]
+            levels[node.id] = max([rank(node.kind), *above])
+        return levels[node.id]
+
+    for node in nodes.values():
+        level(node)
+    return levels

@@ -1,8 +1,12 @@
 """The detect node: downstream of a selected pre-trained model, it scores every training pair
 with each detector that `[detect]` turns on and compares the scores with the poison manifest.
 
-poison ──▶ pretrain ──▶ select ──▶ detect
+poison ──▶ pretrain ──▶ select ──▶ detect ──▶ [pretrain ──▶ select]  (`[detect.retrain]`)
    └────────────────────────────────▲  (the manifest is the ground truth)
+
+Detect-then-retrain reuses the pretrain node kind: the chain's pre-training config plus
+`drop` (detector, share), downstream of the detect node whose scores decide, so its id moves
+with the detectors' and the first model's.
 """
 
 from __future__ import annotations
@@ -11,7 +15,9 @@ from typing import Annotated, Any
 
 from pydantic import create_model
 
-from xspec.extend.registry import DETECTORS
+from xspec.errors import CompileError
+from xspec.extend.registry import DETECTORS, POLICIES
+from xspec.spec.policies import parse_policy
 from xspec.spec.base import NonNegativeInt, OmitAtDefault, PositiveInt, XspecModel
 
 
@@ -52,4 +58,28 @@ def detect_node(build, spec, chain, select):
               "batch_size": spec.detect.batch_size, "train": chain.pretrain.config.train,
               "attack": shared["attack"], "seed": shared["seed"],
               "plugins": dict(sorted(versions.items()))}
-    return build.add("detect", config, (select, chain.poison))
+    detect = build.add("detect", config, (select, chain.poison))
+    if spec.detect.retrain is not None:
+        retrain_nodes(build, spec, chain, detect)
+    return detect
+
+
+def retrain_nodes(build, spec, chain, detect):
+    """The pretrain node without the top-scored pairs, and its select node."""
+    if len(chain.pretrain.deps) != 1:
+        raise CompileError("detect.retrain: pre-training that starts from another study's "
+                           "model (model.init = { study, node }) cannot be retrained yet")
+    policy = parse_policy(spec.pretrain.select)
+    if policy.reference is not None:
+        raise CompileError(f"detect.retrain: pretrain.select = '{spec.pretrain.select}' "
+                           "matches another run's accuracy; the retrained run needs a policy "
+                           "of its own (best_accuracy, final, epoch(N))")
+    config = chain.pretrain.config.model_copy(
+        update={"drop": spec.detect.retrain, "save_optimizer": False})
+    # The detect node as an input: in the id and the run order, its lineage not merged.
+    retrained = build.add("pretrain", config, (chain.poison,),
+                          {"pretrain.drop.scores": (detect, detect.run_name)})
+    version = POLICIES.get(policy.name).version
+    versions = {"plugins": {f"policy:{policy.name}": version}} if version else {}
+    build.add("select", {"policy": spec.pretrain.select, **versions}, (retrained,))
+    return retrained

@@ -29,7 +29,8 @@ GROUP BY ALL ORDER BY n.study, n.pretrain_objective, n.node_id, detector
 
 
 def _defences_by_pretrain(con) -> dict[str, str]:
-    """{pretrain node: "roclip" / "safeclip" / ... / "none"} from the nodes' lineage."""
+    """{pretrain node: "roclip" / "safeclip" / ... / "none"} from the nodes' lineage; a
+    detect-then-retrain run is named by its detector and drop share."""
     names = [d.name for d in defences_of("pretrain")]
     found = {}
     for node_id, lineage in con.execute(
@@ -37,6 +38,9 @@ def _defences_by_pretrain(con) -> dict[str, str]:
         keys = json.loads(lineage) if isinstance(lineage, str) else (lineage or {})
         on = sorted({n for n in names for k in keys if k.startswith(f"pretrain.{n}.")
                      or k == f"pretrain.{n}"})
+        if keys.get("pretrain.drop.detector"):  # detect-then-retrain (`[detect.retrain]`)
+            on.append(f"retrain without top {100 * keys['pretrain.drop.drop']:g} % "
+                      f"{keys['pretrain.drop.detector']}")
         found[node_id] = "+".join(on) or "none"
     return found
 

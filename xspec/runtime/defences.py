@@ -33,6 +33,9 @@ class CleaningSetup:
     start_parameters: Callable[[], dict] | None = None
     """{name: tensor} of the trainable parameters the node started from, also after a resume
     (the model itself then holds the resumed weights)."""
+    checkpoints: Any = None
+    """The node's checkpoint folder (a Path), where a defence keeps what it carries from epoch
+    to epoch (`xspec.runtime.defence_state.EpochState`) so that a resumed run continues with it."""
 
     def clean_batches(self, epoch: int = 0):
         """The cleaning pairs once over, in batches as training gets them (the order of
@@ -134,7 +137,7 @@ def defences(ctx) -> Callable | None:
     def build(model, data, optimizer, start_parameters=None) -> Composed:
         setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
                               ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
-                              start_parameters)
+                              start_parameters, getattr(ctx.run, "checkpoints", None))
         built = [(defence.name, resolve(defence.behaviour)(value, setup))
                  for defence, value in chosen]
         return Composed([t for _, p in built for t in p.terms], _each(built, "on_epoch_start"),

@@ -9,6 +9,9 @@ batch_size = 2048      # pairs scored together: the k-NN detectors' reference se
 [detect.k_distance]    # the original's defaults
 [detect.lid]
 k = 64
+[detect.retrain]       # optional: drop the top-scored pairs and pre-train again
+detector = "dao"
+drop = 0.05
 ```
 """
 
@@ -18,6 +21,7 @@ from pydantic import Field, create_model, model_validator
 
 from xspec.extend.registry import DETECTORS
 from xspec.spec.base import PositiveInt, XspecModel
+from xspec.spec.retrain import Retrain
 
 
 class Detect(XspecModel):
@@ -29,11 +33,18 @@ class Detect(XspecModel):
     """Pairs scored together, shuffled from the seed; the k-NN detectors compare each pair with
     the others of its batch (the original scores batches of 2 x its training batch, 2048)."""
 
+    retrain: Retrain | None = None
+    """Detect-then-retrain: drop the `drop` share of training pairs that `detector` scores
+    highest and pre-train again from scratch on the rest (a second pretrain node)."""
+
     @model_validator(mode="after")
     def _some_detector(self):
         if not self.detectors():
             raise ValueError("name at least one detector as a [detect.<name>] table; "
                              f"registered: {', '.join(DETECTORS.names())}")
+        if self.retrain is not None and self.retrain.detector not in self.detectors():
+            raise ValueError(f"retrain.detector = '{self.retrain.detector}' is not one of the "
+                             f"detectors that are on: {', '.join(sorted(self.detectors()))}")
         return self
 
     def detectors(self) -> dict[str, XspecModel]:

@@ -13,6 +13,7 @@ from xspec.runtime.evaluator import Evaluator
 from xspec.runtime.fit import fit, training_data
 from xspec.runtime.handoffs import open_model, read_manifest
 from xspec.runtime.node import Context
+from xspec.runtime.retrain import training_indices
 from xspec.runtime.seeding import set_seed
 
 
@@ -28,7 +29,7 @@ def pretrain(ctx: Context) -> None:
         captions[entry["index"]] = entry["caption"]
         poisoned[entry["index"]] = True
     attack = make_attack(cfg.attack, cfg.seed)
-    data = training_data(ctx, model, pairs, np.arange(len(captions)), captions, poisoned,
+    data = training_data(ctx, model, pairs, training_indices(ctx, poisoned), captions, poisoned,
                           attack, tokenizer, normalize)
     evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,
                           ctx.settings)
