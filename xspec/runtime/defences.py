@@ -135,9 +135,10 @@ def defences(ctx) -> Callable | None:
         return None
 
     def build(model, data, optimizer, start_parameters=None) -> Composed:
+        run = getattr(ctx, "run", None)
         setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
                               ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
-                              start_parameters, getattr(ctx.run, "checkpoints", None))
+                              start_parameters, getattr(run, "checkpoints", None))
         built = [(defence.name, resolve(defence.behaviour)(value, setup))
                  for defence, value in chosen]
         return Composed([t for _, p in built for t in p.terms], _each(built, "on_epoch_start"),
