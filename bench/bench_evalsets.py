@@ -31,6 +31,7 @@ from xspec.runtime import models  # noqa: E402
 from xspec.runtime.attacks import make_attack  # noqa: E402
 from xspec.runtime.evaluator import Evaluator  # noqa: E402
 from xspec.runtime.pipeline import Normalizer  # noqa: E402
+from xspec.spec.tables.settings import RunSettings  # noqa: E402
 
 METRICS = ["top1", "top5", "asr"]
 
@@ -48,7 +49,7 @@ def evaluators(root: Path, images: int, side: int, workers: int) -> tuple:
         cfg = {"source": primary, "metrics": METRICS, "sets": chosen}
         made[name] = Evaluator(cfg, make_attack({**ATTACK, "poisons": 1}, 0), models.tokenizer(ARCH),
                                Normalizer.of(mean, std), size, torch.device("cpu"),
-                               {"workers": workers})
+                               RunSettings(workers=workers))
     return model, made
 
 

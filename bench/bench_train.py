@@ -39,7 +39,8 @@ from xspec.runtime.data import open_pairs  # noqa: E402
 from xspec.runtime.objectives import needed_views  # noqa: E402
 from xspec.runtime.optim import adamw  # noqa: E402
 from xspec.runtime.pipeline import Normalizer, TrainingData  # noqa: E402
-from xspec.runtime.train import TrainState, train  # noqa: E402
+from xspec.runtime.loop import train  # noqa: E402
+from xspec.runtime.train import TrainState  # noqa: E402
 from xspec.spec.tables.training import Training  # noqa: E402
 
 ARCH = "xspec-vit-tiny"

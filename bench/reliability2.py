@@ -104,7 +104,8 @@ def nan_models() -> str:
     import torch
     from torch import nn
 
-    from xspec.runtime.train import NonFiniteLoss, TrainState, train
+    from xspec.runtime.loop import train
+    from xspec.runtime.train import NonFiniteLoss, TrainState
     from xspec.spec.tables.training import Training
 
     class Tiny(nn.Module):

@@ -8,6 +8,7 @@ from pathlib import Path
 from xspec.compiler.plan import Plan, compile_spec
 from xspec.errors import XspecError
 from xspec.spec.load import LoadedSpec, load_spec
+from xspec.spec.tables.settings import RunSettings
 from xspec.store.workspace import Workspace
 
 
@@ -20,16 +21,13 @@ class Study:
     def spec(self):
         return self.loaded.first
 
-    def settings(self) -> dict:
-        run = self.spec.run
-        return {"device": run.device, "threads": run.threads, "workers": run.workers,
-                "concurrency": run.concurrency, "pack": run.pack,
-                "eval_batch_size": self.spec.evaluate.batch_size,
-                "keep_checkpoints": run.keep_checkpoints,
-                "compile": run.compile, "grad_checkpointing": run.grad_checkpointing,
-                "on_bad_image": self.spec.data.on_bad_image,
-                "max_bad_fraction": self.spec.data.max_bad_fraction,
-                "plugins": list(self.loaded.plugins)}
+    def settings(self) -> RunSettings:
+        """How the study's nodes run (`[run]`, evaluation batch, bad-image policy, plugins)."""
+        return RunSettings(**self.spec.run.model_dump(),
+                           eval_batch_size=self.spec.evaluate.batch_size,
+                           on_bad_image=self.spec.data.on_bad_image,
+                           max_bad_fraction=self.spec.data.max_bad_fraction,
+                           plugins=list(self.loaded.plugins))
 
 
 def open_study(spec_path: str | Path) -> Study:
@@ -110,7 +108,7 @@ def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict,
     options = study.spec.cluster.options(flags)
     settings = study.settings()
     if snapshot:
-        frozen = freeze(workspace.root, settings.get("plugins", []))
+        frozen = freeze(workspace.root, settings.plugins)
         settings = frozen_settings(settings, frozen, WORKER_PYTHON)
     return chosen.submit(study.plan, workspace, settings, options).jobs
 

@@ -14,6 +14,7 @@ from xspec.errors import SpecError
 from xspec.spec.load import load_spec
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, run_study
+from xspec.spec.tables.settings import RunSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plugins"
@@ -130,7 +131,7 @@ def test_a_node_process_imports_the_plugins_itself(finished):
     (run.path / "manifest.json").unlink()
     run.set_status("pending")
     subprocess.run([sys.executable, "-m", "xspec.runtime.node", str(run.path),
-                    json.dumps(study.settings())], env=env(), check=True, cwd="/")
+                    study.settings().model_dump_json()], env=env(), check=True, cwd="/")
     assert json.loads((run.path / "manifest.json").read_text()) == manifest
 
 

@@ -52,10 +52,10 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
     study = open_study(write_spec(base_spec.replace("[clean]", "[clean_off]").split("[clean_off]")[0]))
     workspace = Workspace(tmp_path / "ws")
     node = study.plan.of_kind("pretrain")[0]
-    from xspec.runtime import fit
+    from xspec.runtime import recorder
 
     seen = []
-    original = fit.save_checkpoint
+    original = recorder.save_checkpoint
 
     def crash_after_epoch_one(path, payload):
         original(path, payload)
@@ -63,14 +63,14 @@ def test_resume_recomputes_only_the_interrupted_epoch(write_spec, base_spec, tmp
             seen.append(1)
             raise KeyboardInterrupt  # as if killed right after epoch 1 was saved
 
-    fit.save_checkpoint = crash_after_epoch_one
+    recorder.save_checkpoint = crash_after_epoch_one
     try:
         try:
             run_study(study, workspace, "debug")
         except KeyboardInterrupt:
             pass
     finally:
-        fit.save_checkpoint = original
+        recorder.save_checkpoint = original
     run = workspace.run_dir(node)
     assert seen == [1] and (run.checkpoints / "last.pt").exists()
     run.set_status("failed", error="killed")
@@ -196,9 +196,9 @@ def test_l2_to_start_anchors_a_resumed_cleaning_run_at_its_real_start(write_spec
     node = study.plan.of_kind("clean")[0]
     whole = Workspace(tmp_path / "whole")
     assert not run_study(study, whole, "debug").failed
-    from xspec.runtime import fit
+    from xspec.runtime import recorder
 
-    original = fit.save_checkpoint
+    original = recorder.save_checkpoint
 
     def crash_after_cleaning_epoch_one(path, payload):
         original(path, payload)
@@ -206,12 +206,12 @@ def test_l2_to_start_anchors_a_resumed_cleaning_run_at_its_real_start(write_spec
             raise KeyboardInterrupt
 
     resumed = Workspace(tmp_path / "resumed")
-    fit.save_checkpoint = crash_after_cleaning_epoch_one
+    recorder.save_checkpoint = crash_after_cleaning_epoch_one
     try:
         with pytest.raises(KeyboardInterrupt):
             run_study(study, resumed, "debug")
     finally:
-        fit.save_checkpoint = original
+        recorder.save_checkpoint = original
     resumed.run_dir(node).set_status("failed", error="killed")
     assert not run_study(study, resumed, "debug").failed
     assert "resuming after epoch 1" in resumed.run_dir(node).log_file.read_text()

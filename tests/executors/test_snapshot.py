@@ -5,6 +5,7 @@ import subprocess
 
 from xspec.executors.local import WORKER_PYTHON
 from xspec.executors.snapshot import freeze, frozen_settings
+from xspec.spec.tables.settings import RunSettings
 
 
 def test_a_snapshot_is_content_hashed_and_shared(tmp_path):
@@ -22,9 +23,9 @@ def test_a_snapshot_is_content_hashed_and_shared(tmp_path):
     assert second.digest != first.digest
     assert sorted(p.name for p in (tmp_path / "ws" / "code").iterdir()) == sorted(
         [first.digest, second.digest])
-    settings = frozen_settings({"plugins": plugins, "threads": 1}, first, WORKER_PYTHON)
-    assert settings["plugins"][0]["path"] == str(first.path / "plugins" / "myplugin.py")
-    command = shlex.split(settings["worker_python"]) + [
+    settings = frozen_settings(RunSettings(plugins=plugins, threads=1), first, WORKER_PYTHON)
+    assert settings.threads == 1 and settings.plugins[0]["path"] == str(first.path / "plugins" / "myplugin.py")
+    command = shlex.split(settings.worker_python) + [
         "-c", "import os, xspec; print(xspec.__file__, os.environ['XSPEC_SNAPSHOT'])"]
     out = subprocess.run(command, capture_output=True, text=True, check=True,
                          env={"PATH": "/usr/bin:/bin", "PYTHONPATH": ""}, cwd=tmp_path)

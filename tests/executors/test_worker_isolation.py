@@ -4,6 +4,7 @@ lying there used to run inside every node, with no plugin declared."""
 from xspec.executors.local import LocalExecutor
 from xspec.store.workspace import Workspace
 from xspec.study import open_study
+from xspec.spec.tables.settings import RunSettings
 
 
 class _Claim:
@@ -23,7 +24,8 @@ def test_a_json_py_in_the_current_folder_is_not_imported_by_the_worker(
     poison = study.plan.of_kind("poison")[0]
     workspace.prepare(poison)
     monkeypatch.chdir(cwd)
-    proc, stderr = LocalExecutor._start(workspace, [poison], {"threads": 1}, {poison.id: _Claim()})
+    proc, stderr = LocalExecutor._start(workspace, [poison], RunSettings(threads=1),
+                                        {poison.id: _Claim()})
     assert proc.wait(timeout=300) == 0, stderr.read_text()
     assert not marker.exists()
     assert workspace.state(poison) == "done"

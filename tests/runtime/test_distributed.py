@@ -12,6 +12,7 @@ from xspec.runtime import models
 from xspec.runtime.distributed import Dist, wrap
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.train import encode
+from xspec.spec.tables.settings import RunSettings
 
 BATCH = 8
 
@@ -87,7 +88,7 @@ def _scores(dist):
     mean, std, size = models.image_stats(model)
     evaluator = Evaluator(EVAL_CFG, make_attack(EVAL_ATTACK, 0), models.tokenizer("xspec-vit-micro"),
                           Normalizer.of(mean, std), size, torch.device("cpu"),
-                          {"eval_batch_size": 16, "workers": 0})
+                          RunSettings(eval_batch_size=16, workers=0))
     return evaluator(model, dist)
 
 

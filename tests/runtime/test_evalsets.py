@@ -13,12 +13,13 @@ from xspec.runtime.data import open_eval
 from xspec.runtime.evalsets import Scores
 from xspec.runtime.subsets import restrict
 from xspec.runtime.evaluator import Evaluator
-from xspec.runtime.fit import _log_eval
+from xspec.runtime.recorder import log_eval
 from xspec.runtime.pipeline import Normalizer, eval_batches
 from xspec.runtime.records import MetricsLog
 from xspec.runtime.retrieval import (
     RetrievalEvaluator, recall_at_k, retrieval_scores, triggered_retrieval,
 )
+from xspec.spec.tables.settings import RunSettings
 
 FASHION = {"format": "fashion_mnist", "path": "/usr/share/datasets/fashion-mnist",
            "split": "test", "size": 300}
@@ -38,7 +39,7 @@ def micro():
 def _evaluator(micro, cfg, attack=ATTACK):
     model, tokenizer, normalize, size = micro
     return Evaluator({"metrics": ["top1", "top5", "asr"], **cfg}, make_attack(attack, 0),
-                     tokenizer, normalize, size, torch.device("cpu"), {})
+                     tokenizer, normalize, size, torch.device("cpu"), RunSettings())
 
 
 def test_subset_top1_equals_open_clip_logits_restricted_to_the_subset(micro):
@@ -89,7 +90,7 @@ def test_other_sets_ride_along_and_are_logged_by_split(micro, tmp_path):
     scores = _evaluator(micro, cfg)(micro[0])
     assert isinstance(scores, Scores) and set(scores) == {"top1", "top5", "asr"}
     log = MetricsLog(tmp_path / "m.parquet", "n")
-    _log_eval(log, 1, 7, scores)
+    log_eval(log, 1, 7, scores)
     splits = {(r["split"], r["metric"]) for r in log.rows}
     assert {("eval", "top1"), ("eval:shoes", "top1"), ("eval:shoes", "asr"),
             ("retrieval:caps", "i2t_r1"), ("retrieval:caps", "t2i_r10"),
@@ -165,7 +166,7 @@ def test_retrieval_set_groups_captions_of_one_image_file(micro, tmp_path):
     cfg = {"source": {"format": "csv", "path": str(tmp_path / "pairs.csv"),
                       "image_key": "image", "caption_key": "caption"}}
     retrieval = RetrievalEvaluator(cfg, make_attack(ATTACK, 0), tokenizer, normalize, size,
-                                   torch.device("cpu"), {})
+                                   torch.device("cpu"), RunSettings())
     scores = retrieval.many([model])[0]
     assert scores["i2t_r1"][1] == 6 and scores["t2i_r1"][1] == 12
     assert scores["asr_r1"][1] == 3  # images 0, 2, 4: none of their captions names the bag

@@ -11,7 +11,7 @@ from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import DeepCluster
 from xspec.runtime.attacks import make_attack
-from xspec.runtime.fit import _continue_optimizer, model_optimizer_state
+from xspec.runtime.resume import continue_optimizer, model_optimizer_state
 from xspec.runtime.optim import adamw, cleanclip_lr
 from xspec.runtime.pipeline import TrainBatch
 from xspec.runtime.stages.clean import fresh_poisons
@@ -97,10 +97,12 @@ def test_fresh_poisons_are_drawn_from_the_cleaning_set():
 def test_fresh_label_consistent_poisons_need_captions_naming_the_target():
     indices = np.arange(10, dtype=np.int64)
     captions = [f"a bag {i}" if i % 3 == 0 else f"a shoe {i}" for i in range(10)]
-    chosen = fresh_poisons(indices, 2, badnet("label_consistent"), captions, seed=0)
+    attack = badnet("label_consistent")
+    chosen = fresh_poisons(indices, 2, attack, captions, seed=0)
     assert len(set(chosen.tolist())) == 2 and set(chosen.tolist()) <= {0, 3, 6, 9}
-    every = fresh_poisons(indices, 4, badnet("label_consistent"), captions, seed=0)
-    assert every.tolist() == [0, 3, 6, 9]  # all that name the target, none that do not
+    assert fresh_poisons(indices, 4, attack, captions, seed=1).tolist() == [0, 3, 6, 9]
+    with pytest.raises(DataError, match="clean.poisons = 5 but the cleaning set has only 4"):
+        fresh_poisons(indices, 5, attack, captions, seed=0)
 
 
 class Log(list):
@@ -119,7 +121,7 @@ def test_continued_optimizer_restores_the_pretraining_weight_decay():
     model(torch.rand(2, 3)).sum().backward()
     pretrain.step()
     cleaning, ctx = adamw(model, 1e-5, 20.0), Ctx()
-    _continue_optimizer(ctx, cleaning, model_optimizer_state(pretrain))
+    continue_optimizer(ctx, cleaning, model_optimizer_state(pretrain))
     assert cleaning.param_groups[0]["weight_decay"] == 0.1  # as PyTorch and the original do
     assert torch.equal(cleaning.state[model[0].weight]["exp_avg"],
                        pretrain.state[model[0].weight]["exp_avg"])

@@ -79,7 +79,7 @@ def _log_with(tmp_path, epochs):
 
 @pytest.mark.parametrize("kept, resumes", [([1, 2], True), ([1], False), ([], False)])
 def test_resume_only_when_the_metrics_of_every_trained_epoch_are_there(tmp_path, kept, resumes):
-    from xspec.runtime.fit import resumable
+    from xspec.runtime.resume import resumable
 
     last = tmp_path / "last.pt"
     save_checkpoint(last, {"epoch": 2, "step": 8, "metrics_rows": 4})
@@ -91,7 +91,7 @@ def test_resume_only_when_the_metrics_of_every_trained_epoch_are_there(tmp_path,
 
 
 def test_a_damaged_last_pt_is_named_and_set_aside(tmp_path):
-    from xspec.runtime.fit import resumable
+    from xspec.runtime.resume import resumable
 
     last = _truncated(tmp_path)
     ctx = _Ctx()

@@ -3,7 +3,6 @@ process each, joined through submitit's environment over gloo, writes the metric
 process writes: the same rows, training losses equal up to the float rounding of the gradient
 all-reduce (measured: 1e-7 relative)."""
 
-import json
 import os
 import random
 import socket
@@ -17,6 +16,7 @@ from xspec.executors.base import prepare
 from xspec.runtime.node import execute_node
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
+from xspec.spec.tables.settings import RunSettings
 
 SPEC = """
 [study]
@@ -80,7 +80,7 @@ def test_two_simulated_nodes_write_the_rows_of_one_process(tmp_path):
     for node_id in (0, 1):  # one task on each of two machines
         tasks.append(subprocess.Popen(
             [sys.executable, "-m", "xspec.runtime.node", str(two.run_dir(pretrain).path),
-             json.dumps(settings)],
+             settings.model_dump_json()],
             env={**env, "SUBMITIT_EXECUTOR": "slurm", "SLURM_JOB_ID": job, "SLURM_NTASKS": "2",
                  "SLURM_JOB_NUM_NODES": "2", "SLURM_JOB_NODELIST": "localhost,localhost",
                  "SLURM_NODEID": str(node_id), "SLURM_PROCID": str(node_id),

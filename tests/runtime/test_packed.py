@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from xspec.cli import app
 from xspec.compiler.packing import packs
-from xspec.runtime import packed
+from xspec.runtime import loop, packed, recorder
 from xspec.store.workspace import Workspace
 from xspec.reports import load, queries
 from xspec.study import ingest_study, open_study, run_study
@@ -86,7 +86,7 @@ def test_packed_grid_gives_the_unpacked_metric_rows(reference, tmp_path):
 @pytest.mark.slow
 def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
     study, copy = _packed_copy(reference, tmp_path)
-    real = packed.train_step
+    real = loop.train_step
 
     def diverge_at_lr_1e3(cfg, model, net, optimizer, batch, state, *args, **kwargs):
         if cfg.lr == 1e-3 and state.step == 2:  # epoch 2 (two steps per epoch)
@@ -94,7 +94,7 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
                 model.logit_scale.fill_(float("nan"))
         return real(cfg, model, net, optimizer, batch, state, *args, **kwargs)
 
-    monkeypatch.setattr(packed, "train_step", diverge_at_lr_1e3)
+    monkeypatch.setattr(loop, "train_step", diverge_at_lr_1e3)
     outcome = run_study(study, copy, "debug")
     cleans = study.plan.of_kind("clean")
     failed = [n for n in cleans if n.id in outcome.failed]
@@ -106,7 +106,7 @@ def test_a_member_with_a_nan_loss_fails_alone(reference, tmp_path, monkeypatch):
         if node not in failed:
             assert copy.run_dir(node).status()["state"] == "done"
             assert _rows(copy, node) == _rows(reference[1], node)
-    monkeypatch.setattr(packed, "train_step", real)
+    monkeypatch.setattr(loop, "train_step", real)
     again = run_study(study, copy, "debug")  # the failed point alone: resumed from epoch 1
     assert again.ran == [failed[0].id]
     assert copy.run_dir(failed[0]).status()["packed_with"] is None
@@ -118,7 +118,7 @@ def test_a_killed_pack_resumes_every_member(reference, tmp_path, monkeypatch):
     """Killed right after the first member saved epoch 2 (the others are one epoch behind):
     the rerun resumes each member from its own last.pt and ends with the unpacked rows."""
     study, copy = _packed_copy(reference, tmp_path)
-    original = packed.Member.end_epoch.__globals__["save_checkpoint"]
+    original = recorder.save_checkpoint
 
     class Killed(BaseException):
         pass
@@ -128,11 +128,10 @@ def test_a_killed_pack_resumes_every_member(reference, tmp_path, monkeypatch):
         if path.name == "last.pt" and payload["epoch"] == 2:
             raise Killed
 
-    monkeypatch.setitem(packed.Member.end_epoch.__globals__, "save_checkpoint",
-                        kill_after_first_epoch_two)
+    monkeypatch.setattr(recorder, "save_checkpoint", kill_after_first_epoch_two)
     with pytest.raises(Killed):
         run_study(study, copy, "debug")
-    monkeypatch.setitem(packed.Member.end_epoch.__globals__, "save_checkpoint", original)
+    monkeypatch.setattr(recorder, "save_checkpoint", original)
     cleans = study.plan.of_kind("clean")
     assert all(copy.run_dir(n).status()["state"] == "running" for n in cleans)
     outcome = run_study(study, copy, "debug")

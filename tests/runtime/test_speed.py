@@ -8,6 +8,7 @@ from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import adamw
 from xspec.runtime.speed import apply_run_options
 from xspec.runtime.train import encode
+from xspec.spec.tables.settings import RunSettings
 
 STEPS = 3
 
@@ -21,7 +22,8 @@ def _batches():
 def _losses(settings: dict, arch: str = "xspec-vit-micro") -> list[float]:
     torch.manual_seed(0)
     logs = []
-    model = apply_run_options(models.create(arch, "scratch", torch.device("cpu")), settings,
+    model = apply_run_options(models.create(arch, "scratch", torch.device("cpu")),
+                              RunSettings(**settings),
                               logs.append)
     assert len(logs) == sum(bool(v) for v in settings.values())  # each option says it is on
     model.train()
@@ -46,7 +48,7 @@ def test_grad_checkpointing_gives_the_same_losses():
 
 def test_grad_checkpointing_is_really_on():
     model = apply_run_options(models.create("xspec-vit-micro", "scratch", torch.device("cpu")),
-                              {"grad_checkpointing": True}, lambda _: None)
+                              RunSettings(grad_checkpointing=True), lambda _: None)
     assert model.visual.transformer.grad_checkpointing
     assert model.transformer.grad_checkpointing
 

@@ -13,6 +13,7 @@ from xspec.spec.load import load_spec
 from xspec.store.db import connect, ingest
 from xspec.store.provenance import code_key
 from xspec.store.workspace import Workspace
+from xspec.spec.tables.settings import RunSettings
 
 
 def _git(cwd, *args):
@@ -48,7 +49,7 @@ def test_a_node_start_records_code_plugins_machine_and_keeps_epoch_times(tmp_pat
     run = RunDir(run)
     plugin = tmp_path / "myattack.py"
     plugin.write_text("VALUE = 1\n")
-    settings = {"plugins": [{"name": "myattack", "path": str(plugin)}]}
+    settings = RunSettings(plugins=[{"name": "myattack", "path": str(plugin)}])
     provenance.start(run, settings, torch.device("cpu"))
     provenance.add_epoch(run, 1, 12.5)
     record = json.loads((run.path / "provenance.json").read_text())

@@ -12,6 +12,7 @@ from typing import Protocol
 from xspec.store.locks import Claim, describe, try_claim
 from xspec.store.processes import gone
 from xspec.store.workspace import Workspace
+from xspec.spec.tables.settings import RunSettings
 
 POLL_SECONDS = 0.5
 
@@ -38,8 +39,8 @@ class Executor(Protocol):
     name: str
     batch: bool
 
-    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
-               reporter=None) -> "Outcome": ...
+    def submit(self, plan, workspace: Workspace, settings: RunSettings | dict,
+               options: dict | None = None, reporter=None) -> "Outcome": ...
 
     def states(self, plan, workspace: Workspace) -> dict[str, tuple[str, str]]: ...
 
@@ -158,8 +159,8 @@ def total_steps(node) -> int | None:
     return node.identity.get("epochs") if kind is not None and kind.trains else None
 
 
-def pack_jobs(nodes, settings: dict) -> dict[str, list]:
+def pack_jobs(nodes, settings: RunSettings) -> dict[str, list]:
     """{node id: the nodes of its job}: siblings packed `run.pack` to a job (`[run] pack`)."""
     from xspec.compiler.packing import packs
 
-    return {node.id: job for job in packs(nodes, int(settings.get("pack", 1))) for node in job}
+    return {node.id: job for job in packs(nodes, settings.pack) for node in job}

@@ -7,20 +7,21 @@ from xspec.errors import ExecutionError
 from xspec.executors.base import (Outcome, RunsHere, SilentReporter, claim_or_wait, pack_jobs, pending,
                                   ready, total_steps)
 from xspec.store.workspace import Workspace, node_record
+from xspec.spec.tables.settings import RunSettings
 
 
 class DebugExecutor(RunsHere):
     name = "debug"
 
-    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
-               reporter=None) -> Outcome:
+    def submit(self, plan, workspace: Workspace, settings: RunSettings | dict,
+               options: dict | None = None, reporter=None) -> Outcome:
         from xspec.runtime.node import process_settings_kept
 
-        reporter = reporter or SilentReporter()
+        reporter, settings = reporter or SilentReporter(), RunSettings.of(settings)
         with process_settings_kept():
             return self._submit(plan, workspace, settings, reporter)
 
-    def _submit(self, plan, workspace: Workspace, settings: dict, reporter) -> Outcome:
+    def _submit(self, plan, workspace: Workspace, settings: RunSettings, reporter) -> Outcome:
         outcome = Outcome(skipped=[n.id for n in plan.ordered()])
         todo = pending(workspace, plan)
         job_of = pack_jobs(todo, settings)

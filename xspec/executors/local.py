@@ -14,6 +14,7 @@ import time
 from xspec.executors.base import (POLL_SECONDS, Outcome, RunsHere, SilentReporter, claim, pack_jobs,
                                   pending, ready, total_steps)
 from xspec.store.workspace import Workspace
+from xspec.spec.tables.settings import RunSettings
 
 # `-P`: the folder `xspec run` is typed in is not put on the worker's sys.path, so a json.py
 # (or torch.py, ...) lying there is never imported; plugins load from their recorded files.
@@ -29,9 +30,9 @@ def worker_env() -> dict:
 class LocalExecutor(RunsHere):
     name = "local"
 
-    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
-               reporter=None) -> Outcome:
-        reporter = reporter or SilentReporter()
+    def submit(self, plan, workspace: Workspace, settings: RunSettings | dict,
+               options: dict | None = None, reporter=None) -> Outcome:
+        reporter, settings = reporter or SilentReporter(), RunSettings.of(settings)
         waiting = pending(workspace, plan)
         outcome = Outcome(skipped=[n.id for n in plan.ordered() if n not in waiting])
         running: dict[str, tuple] = {}  # node id -> (node, process, its stderr file, claim)
@@ -47,7 +48,7 @@ class LocalExecutor(RunsHere):
 
     def _loop(self, plan, workspace, settings, reporter, waiting, outcome, running) -> None:
         job_of = pack_jobs(waiting, settings)
-        limit, told = max(1, int(settings.get("concurrency", 1))), set()
+        limit, told = settings.concurrency, set()
         while waiting or running:
             for node in list(waiting):
                 if node not in waiting:
@@ -96,7 +97,7 @@ class LocalExecutor(RunsHere):
         return claims
 
     @staticmethod
-    def _start(workspace: Workspace, job: list, settings: dict, claims: dict):
+    def _start(workspace: Workspace, job: list, settings: RunSettings, claims: dict):
         """One worker process for the job's node, or one packed process for its siblings."""
         runs = [workspace.run_dir(node) for node in job]
         for run in runs:
@@ -105,8 +106,8 @@ class LocalExecutor(RunsHere):
             run.set_status("queued", error=None, owner=os.getpid(), host=os.uname().nodename)
         stderr = runs[0].path / "stderr.txt"
         command = ([*WORKER_PYTHON, "-m", "xspec.runtime.node", str(runs[0].path),
-                    json.dumps(settings)] if len(runs) == 1 else
-                   [*WORKER_PYTHON, "-m", "xspec.runtime.packed", json.dumps(settings),
+                    settings.model_dump_json()] if len(runs) == 1 else
+                   [*WORKER_PYTHON, "-m", "xspec.runtime.packed", settings.model_dump_json(),
                     *(str(run.path) for run in runs)])
         proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=open(stderr, "ab"),
                                 env=worker_env())

@@ -36,6 +36,7 @@ from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
 from xspec.store.processes import gone
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
+from xspec.spec.tables.settings import RunSettings
 
 DEFAULTS = {"time": "24:00:00", "cpus_per_task": 1, "array_parallelism": 256,
             "max_requeues": 10}
@@ -153,7 +154,7 @@ class NodeJob(Checkpointable):
     """What a SLURM job runs: one node, resumable. On timeout or preemption submitit calls
     `checkpoint`, requeues the job, and the next attempt resumes from `last.pt`."""
 
-    def __init__(self, record: dict, workspace_root: str, settings: dict):
+    def __init__(self, record: dict, workspace_root: str, settings: RunSettings):
         self.record, self.workspace_root, self.settings = record, workspace_root, settings
 
     def __call__(self) -> str:
@@ -186,7 +187,7 @@ class PackJob(Checkpointable):
     """What a SLURM job runs for packed siblings (`[run] pack`): one process trains them all;
     each resumes from its own `last.pt` when the job is requeued."""
 
-    def __init__(self, records: list[dict], workspace_root: str, settings: dict):
+    def __init__(self, records: list[dict], workspace_root: str, settings: RunSettings):
         self.records, self.workspace_root, self.settings = records, workspace_root, settings
 
     def __call__(self) -> str:
@@ -205,7 +206,7 @@ class PackJob(Checkpointable):
         return DelayedSubmission(self)
 
 
-def _job(nodes: list, workspace: Workspace, settings: dict):
+def _job(nodes: list, workspace: Workspace, settings: RunSettings):
     if len(nodes) == 1:
         return NodeJob(node_record(nodes[0]), str(workspace.root), settings)
     return PackJob([node_record(n) for n in nodes], str(workspace.root), settings)
@@ -269,11 +270,11 @@ class SlurmExecutor:
     name = "slurm"
     batch = True
 
-    def submit(self, plan, workspace: Workspace, settings: dict, options: dict | None = None,
-               reporter=None) -> Outcome:
+    def submit(self, plan, workspace: Workspace, settings: RunSettings | dict,
+               options: dict | None = None, reporter=None) -> Outcome:
         """Submit every node that is neither done nor queued/running; `Outcome.jobs` lists
         (node, job id)."""
-        options = options or {}
+        options, settings = options or {}, RunSettings.of(settings)
         opts = {kind: options_for(options, kind) for kind in stage_kinds()}
         missing = [tool for tool in ("sbatch", "srun", "squeue") if shutil.which(tool) is None]
         if missing:
@@ -318,7 +319,8 @@ class SlurmExecutor:
                                      "neither done nor submitted to SLURM (running elsewhere?)")
                 after.add(job_of[dep])
         opts = opts[nodes[0].kind]
-        settings = {**settings, "threads": settings.get("threads") or opts["cpus_per_task"]}
+        settings = settings.model_copy(
+            update={"threads": settings.threads or opts["cpus_per_task"]})
         params = slurm_parameters(opts, nodes[0])
         extra = dict(params.pop("slurm_additional_parameters", {}))
         if after:
@@ -327,13 +329,13 @@ class SlurmExecutor:
         try:
             executor = submitit.AutoExecutor(folder=folder, cluster="slurm",
                                              slurm_max_num_timeout=opts["max_requeues"],
-                                             slurm_python=settings.get("worker_python")
+                                             slurm_python=settings.worker_python
                                              or shlex.join(WORKER_PYTHON))  # or a snapshot's
         except RuntimeError as exc:  # submitit: 'Could not detect "srun"'
             raise SlurmError(f"{NO_SLURM} ({_text(exc)})") from None
         executor.update_parameters(**params, slurm_additional_parameters=extra)
         # A DDP job's tasks would each run the whole pack: packing needs one task per job.
-        groups = packs(nodes, int(settings.get("pack", 1)) if params["tasks_per_node"] == 1
+        groups = packs(nodes, settings.pack if params["tasks_per_node"] == 1
                        else 1)
         try:
             with contextlib.redirect_stderr(io.StringIO()), executor.batch():  # sbatch prints

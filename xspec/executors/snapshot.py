@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import xspec
+from xspec.spec.tables.settings import RunSettings
 from xspec.runtime.provenance import SNAPSHOT_ENV, code_version, tree_files
 
 SKIP_SUFFIXES = (".pyc", ".pyo")
@@ -84,15 +85,16 @@ def freeze(workspace_root: Path, plugins: list[dict]) -> Snapshot:
     return Snapshot(key[:16], target)
 
 
-def frozen_settings(settings: dict, snapshot: Snapshot, base: list[str]) -> dict:
+def frozen_settings(settings: RunSettings, snapshot: Snapshot, base: list[str]) -> RunSettings:
     """The jobs' settings: plugins imported from their snapshot copies, and the interpreter
     command that puts the snapshot first on the path."""
     plugins = []
-    for plugin in settings.get("plugins", []):
+    for plugin in settings.plugins:
         if plugin.get("path"):
             source = Path(plugin["path"])
             inside = (snapshot.path / "plugins" / source.parent.name / source.name
                       if source.name == "__init__.py" else snapshot.path / "plugins" / source.name)
             plugin = {**plugin, "path": str(inside)}
         plugins.append(plugin)
-    return {**settings, "plugins": plugins, "worker_python": snapshot.python(base)}
+    return settings.model_copy(update={"plugins": plugins,
+                                      "worker_python": snapshot.python(base)})

@@ -104,7 +104,7 @@ class Optimisation:
         if cfg.size > size:
             raise DataError(f"attack.size = {cfg.size} exceeds the surrogate's {size}x{size} "
                             "images")
-        pairs = open_pairs(cfg.train, size, ctx.settings.get("on_bad_image", "skip"))
+        pairs = open_pairs(cfg.train, size, ctx.settings.on_bad_image)
         return cls(cfg, model, Normalizer.of(mean, std), models.tokenizer(arch), pairs,
                    ctx.device)
 

@@ -107,14 +107,14 @@ def chunks(n: int, batch_size: int, seed: int) -> list[list[int]]:
 def _training_pairs(ctx: Context, size: int, tokenizer, normalize) -> TrainingData:
     """The pre-training set exactly as it was trained on: poisoned captions and triggers."""
     cfg = ctx.cfg
-    pairs = open_pairs(cfg.train, size, ctx.settings.get("on_bad_image", "skip"))
+    pairs = open_pairs(cfg.train, size, ctx.settings.on_bad_image)
     manifest = read_manifest(ctx.dep("poison"), pairs)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:
         captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
     return TrainingData(pairs, np.arange(len(captions)), captions, poisoned,
                         make_attack(cfg.attack, cfg.seed), tokenizer, normalize, cfg.batch_size,
-                        cfg.seed, {"image", "text"}, workers=ctx.settings.get("workers", 0),
+                        cfg.seed, {"image", "text"}, workers=ctx.settings.workers,
                         device=ctx.device)
 
 

@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from xspec.spec.tables.settings import RunSettings
+
 
 Row = tuple[str, str, float, int]  # (split, metric, value, n)
 
@@ -32,7 +34,7 @@ class OtherSets:
     """The node's other evaluation sets: built once, scored at every evaluation."""
 
     def __init__(self, evaluator_class, cfg: dict, attack, tokenizer, normalize, size: int,
-                 device, settings: dict):
+                 device, settings: RunSettings):
         self.zero_shot = {
             name: evaluator_class({**set_cfg, "metrics": cfg["metrics"]}, attack, tokenizer,
                                   normalize, size, device, settings)

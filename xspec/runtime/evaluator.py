@@ -16,6 +16,7 @@ from xspec.runtime.evaluate import (
 from xspec.runtime.objectives import mmcl
 from xspec.runtime.pipeline import Normalizer, TrainingData, eval_batches, eval_loader
 from xspec.runtime.train import encode
+from xspec.spec.tables.settings import RunSettings
 
 
 class Evaluator:
@@ -23,8 +24,8 @@ class Evaluator:
     one pass per call."""
 
     def __init__(self, cfg: dict, attack, tokenizer, normalize: Normalizer, size: int,
-                 device: torch.device, settings: dict):
-        self.data = restrict(open_eval(cfg["source"], size, settings.get("on_bad_image", "skip")),
+                 device: torch.device, settings: RunSettings):
+        self.data = restrict(open_eval(cfg["source"], size, settings.on_bad_image),
                              cfg.get("subset"))
         self.templates = _templates(cfg.get("templates", "clip80"))
         self.metrics, self.attack, self.tokenizer = cfg["metrics"], attack, tokenizer
@@ -52,10 +53,10 @@ class Evaluator:
         with_trigger = self.target_index is not None
         if self.loader is None:
             self.loader = eval_loader(self.data, self.attack, with_trigger,
-                                      self.settings.get("workers", 0), self.device,
+                                      self.settings.workers, self.device,
                                       self.normalize)
         batches = eval_batches(self.data, self.attack, self.normalize,
-                               self.settings.get("eval_batch_size", 256), with_trigger,
+                               self.settings.eval_batch_size, with_trigger,
                                skipped=self.skipped, loader=self.loader, dist=dist,
                                device=self.device)
         context = {"classes": list(self.data.classes), "manifest": self.manifest}

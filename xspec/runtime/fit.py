@@ -1,213 +1,108 @@
-"""Training a node: per-epoch evaluation, metrics, checkpoints and resume around `train`."""
+"""Training nodes: each a `Member` (the trainee the epoch loop steps, the recorder of its
+results, resumed from its last.pt), evaluated and recorded at every epoch's end; one node alone
+(`fit`) or a packed job's siblings (`xspec.runtime.packed`) go through the same loop."""
 
 from __future__ import annotations
 
-import os
-import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
-from xspec.errors import DataError
+from xspec.runtime.defences import defence_views
+from xspec.runtime.distributed import Dist
 from xspec.runtime.evaluator import Evaluator, HeldOutLoss
-from xspec.runtime.handoffs import start_point
-from xspec.runtime.models import activation
+from xspec.runtime.loop import Trainee, guard, train_epochs
 from xspec.runtime.node import Context
 from xspec.runtime.objectives import needed_views
-from xspec.runtime.defences import defence_views
 from xspec.runtime.optim import adamw
-from xspec.runtime import provenance
 from xspec.runtime.pipeline import TrainingData
-from xspec.runtime.records import MetricsLog, load_checkpoint, save_checkpoint
+from xspec.runtime.recorder import Recorder
+from xspec.runtime.records import MetricsLog
+from xspec.runtime.resume import parameters, resume
 from xspec.runtime.tokens import with_truncation
-from xspec.runtime.train import TrainState, train
-
-def model_optimizer_state(optimizer) -> dict:
-    """The optimizer state of the model's two parameter groups, without per-epoch heads."""
-    return _first_groups(optimizer.state_dict())
-
-
-def _first_groups(state: dict) -> dict:
-    groups = state["param_groups"][:2]
-    keep = {i for group in groups for i in group["params"]}
-    return {"state": {i: s for i, s in state["state"].items() if i in keep},
-            "param_groups": groups}
-
-
-def _bad_images(ctx: Context, data: TrainingData, evaluator: Evaluator) -> dict:
-    """Count unreadable images; past the spec's limit, stop with the count."""
-    counts = {"bad_train_images": len(data.skipped), "bad_eval_images": evaluator.bad_images}
-    limit = ctx.settings.get("max_bad_fraction", 0.01)
-    for (name, count), total in zip(counts.items(), (len(data.pairs.captions),
-                                                     len(evaluator.data.labels))):
-        if count > limit * total:
-            raise DataError(f"{count} of {total} {name.split('_')[1]} images are unreadable, "
-                            f"more than data.max_bad_fraction = {limit}; "
-                            "see `xspec data check SPEC`")
-    return counts
-
-
-def _log_eval(metrics: MetricsLog, epoch: int, step: int, scores: dict) -> None:
-    for name, (value, n) in scores.items():
-        metrics.add(epoch, "eval", name, value, n, step)
-    for split, name, value, n in getattr(scores, "rows", ()):  # the other evaluation sets
-        metrics.add(epoch, split, name, value, n, step)
-
-
-def _parameters(model) -> dict:
-    return {name: p.detach().clone() for name, p in model.named_parameters() if p.requires_grad}
-
-
-def resumable(ctx: Context, last: Path, metrics: MetricsLog) -> dict | None:
-    """last.pt to resume from, or None to start from the beginning: when there is none, when it
-    is damaged (moved aside to last.pt.damaged), or when metrics.parquet lost rows of epochs it
-    has trained (they are computed again rather than missing); the log says which."""
-    if not last.exists():
-        return None
-    try:
-        saved = load_checkpoint(last)
-    except DataError as exc:
-        ctx.log(f"{exc}: moved aside to last.pt.damaged; starting again from the beginning")
-        os.replace(last, last.with_name("last.pt.damaged"))
-        return None
-    kept = [r for r in metrics.rows if r["epoch"] <= saved["epoch"]]
-    trained = {r["epoch"] for r in kept if r["split"] == "train"}
-    short = (len(kept) < saved["metrics_rows"] if "metrics_rows" in saved  # else an older last.pt
-             else not trained >= set(range(1, saved["epoch"] + 1)))
-    if metrics.lost or short:
-        ctx.log(f"{metrics.lost or str(metrics.path) + ' lacks rows'} of epochs {last} has "
-                "trained: starting again from the beginning to compute them")
-        last.unlink()
-        return None
-    return saved
 
 
 class Member:
-    """One training node's side of `fit`: its optimiser, metrics, resume state and what it
-    records at each epoch's end. `fit` drives one; `xspec.runtime.packed` drives several
-    that share their data and evaluation passes."""
+    """One training node in the epoch loop (`xspec.runtime.loop`): the trainee it steps (model,
+    optimiser, state, defences) and the recorder of its results; resumed from its last.pt."""
 
-    def __init__(self, ctx: Context, model, keep_all: bool):
+    def __init__(self, ctx: Context, model, keep_all: bool, defences: Callable | None = None):
         cfg = ctx.cfg  # PretrainConfig or CleanConfig
-        self.ctx, self.model, self.keep_all = ctx, model, keep_all
-        self.train_cfg = cfg  # the node's typed config: what `train` reads
-        self.optimizer = adamw(model, cfg.lr, cfg.weight_decay)
-        self.metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
-        self.state, self.last = TrainState(), ctx.run.checkpoints / "last.pt"
-        self._start: dict | None = None
-        self._clock = time.monotonic()
-        saved = resumable(ctx, self.last, self.metrics)
-        if cfg.continues_optimizer and saved is None:
-            _continue_optimizer(ctx, self.optimizer, pretrain_optimizer(ctx))
-        if saved is not None:
-            # A resumed run still knows where it started (kept on the CPU until asked for).
-            self._start = {n: p.cpu() for n, p in _parameters(model).items()}
-            model.load_state_dict(saved["model"])
-            self.optimizer.load_state_dict(_first_groups(saved["optimizer"]))
-            self.state = TrainState(saved["epoch"], saved["step"])
-            ctx.log(f"resuming after epoch {self.state.epoch} (step {self.state.step})")
-        # Without last.pt nothing was finished: drop everything, epoch-0 evaluation included.
-        self.metrics.keep_through(self.state.epoch if self.last.exists() else -1)
+        self.ctx, self.defences = ctx, defences  # defences: `xspec.runtime.defences.defences`
+        optimizer = adamw(model, cfg.lr, cfg.weight_decay)
+        metrics = MetricsLog(ctx.run.metrics_file, ctx.node["id"], damaged_ok=True)
+        state, self._start = resume(ctx, model, optimizer, metrics, cfg.continues_optimizer)
+        self.trainee = Trainee(cfg, model, optimizer, state, progress=ctx.progress)
+        self.recorder = Recorder(ctx, metrics, keep_all)
 
     def start_parameters(self) -> dict:
         """The trainable parameters the node started from (before any epoch, resumed or not)."""
         if self._start is None:
-            return _parameters(self.model)
-        device = next(self.model.parameters()).device
+            return parameters(self.trainee.model)
+        device = next(self.trainee.model.parameters()).device
         return {name: p.to(device) for name, p in self._start.items()}
 
-    def log_start(self, scores: dict, heldout: tuple[float, int] | None) -> None:
-        """The starting model's evaluation, as epoch 0."""
-        _log_eval(self.metrics, 0, 0, scores)
-        if heldout is not None:
-            self.metrics.add(0, "heldout", "mmcl", *heldout, step=0)
-        self.metrics.flush()
+    def defend(self, data: TrainingData) -> None:
+        """Build the node's defences, if any (after the starting model's evaluation)."""
+        if self.defences is not None:
+            self.trainee.hooks = self.defences(self.trainee.model, data, self.trainee.optimizer,
+                                               self.start_parameters)
 
-    def end_epoch(self, losses: dict[str, float], scores: dict,
-                  heldout: tuple[float, int] | None, data: TrainingData,
-                  evaluator: Evaluator) -> None:
-        ctx, cfg, state, model = self.ctx, self.ctx.cfg, self.state, self.model
-        for name, value in losses.items():
-            self.metrics.add(state.epoch, "train", name, value, data.steps_per_epoch, state.step)
-        for name, value in state.perf.items():
-            self.metrics.add(state.epoch, "perf", name, value, data.steps_per_epoch, state.step)
-        if heldout is not None:
-            self.metrics.add(state.epoch, "heldout", "mmcl", *heldout, step=state.step)
-        _log_eval(self.metrics, state.epoch, state.step, scores)
-        weights = {k: v.detach().cpu() for k, v in model.state_dict().items()}
-        if self.keep_all or state.epoch == cfg.epochs:
-            save_checkpoint(ctx.run.checkpoint(state.epoch),
-                            {"model": weights, "epoch": state.epoch, "node_id": ctx.node["id"],
-                             "activation": activation(model)})
-        if self.keep_all and cfg.save_optimizer:  # a cleaning run continues with it
-            save_checkpoint(ctx.run.checkpoints / f"optimizer_{state.epoch}.pt",
-                            model_optimizer_state(self.optimizer))
-        self.metrics.flush()
-        save_checkpoint(self.last, {"model": weights,
-                                    "optimizer": model_optimizer_state(self.optimizer),
-                                    "epoch": state.epoch, "step": state.step,
-                                    "node_id": ctx.node["id"], "config": ctx.config,
-                                    "metrics_rows": len(self.metrics.rows)})
-        ctx.run.set_status("running", epoch=state.epoch, **_bad_images(ctx, data, evaluator))
-        now = time.monotonic()  # the epoch's wall time: training, evaluation and saving
-        provenance.add_epoch(ctx.run, state.epoch, now - self._clock)
-        self._clock = now
-        summary = ", ".join(f"{k} {v[0]:.3f}" for k, v in scores.items())
-        ctx.log(f"epoch {state.epoch}/{cfg.epochs}: loss "
-                f"{losses.get('loss', float('nan')):.4f}, {summary}")
+    def fail(self, exc: Exception) -> None:
+        self.trainee.fail(exc)
 
-    def finish(self) -> None:
-        """A finished node needs no resume point (its epoch checkpoints stay)."""
-        self.last.unlink(missing_ok=True)
+
+def _score(members: list[Member], evaluator: Evaluator, heldout: HeldOutLoss | None,
+           dist: Dist, record: Callable) -> None:
+    """Evaluate the members' models in one pass (every rank its share), the held-out loss in
+    another, then record(member, scores, held-out) for each on the main rank."""
+    models = [m.trainee.model for m in members]
+    scores = evaluator.many(models, dist)
+    if dist.main:
+        held = heldout.many(models) if heldout is not None else [None] * len(models)
+        outcome = {id(m): pair for m, pair in zip(members, zip(scores, held))}
+        guard(members, lambda m: record(m, *outcome[id(m)]))
+    dist.barrier()  # the other ranks wait while rank 0 writes
+
+
+def train_members(members: list[Member], data: TrainingData, evaluator: Evaluator,
+                  heldout: HeldOutLoss | None, device, dist: Dist = Dist(),
+                  evaluate_start: bool = True) -> None:
+    """The members through the one epoch loop, each evaluated and recorded at its epochs' ends
+    (and before training when `evaluate_start`). A member that fails keeps its error in
+    `member.trainee.error`; the others go on."""
+    starting = [m for m in members if m.trainee.state.epoch == 0 and evaluate_start]
+    if starting:
+        _score(starting, evaluator, heldout, dist,
+               lambda m, scores, held: m.recorder.log_start(scores, held))
+    members = guard([m for m in members if m.trainee.error is None], lambda m: m.defend(data))
+    own = [m.trainee.hooks.batches for m in members if getattr(m.trainee.hooks, "batches", None)]
+    if own and len(members) > 1:  # xspec.compiler.packing never packs such a node
+        raise ValueError("a defence with batches of its own trains alone, not packed")
+    of = {id(m.trainee): m for m in members}
+
+    def on_epoch_end(ended: list) -> None:
+        _score([of[id(t)] for t in ended], evaluator, heldout, dist,
+               lambda m, scores, held: m.recorder.end_epoch(m.trainee, scores, held, data,
+                                                            evaluator))
+
+    train_epochs([m.trainee for m in members], own[0] if own else data, device, on_epoch_end,
+                 dist)
+    if dist.main:
+        for member in members:
+            if member.trainee.error is None:
+                member.recorder.finish()
 
 
 def fit(ctx: Context, model, data: TrainingData, evaluator: Evaluator, keep_all: bool,
         evaluate_start: bool, ablations: Callable | None = None,
         heldout: HeldOutLoss | None = None) -> None:
-    """Train with per-epoch evaluation and checkpoints, resuming from `last.pt` if present."""
-    member = Member(ctx, model, keep_all)
-    if evaluate_start and member.state.epoch == 0:
-        scores = evaluator(model, ctx.dist)
-        if ctx.dist.main:
-            member.log_start(scores, heldout(model) if heldout is not None else None)
-
-    def on_epoch_end(state: TrainState, losses: dict[str, float]) -> None:
-        scores = evaluator(model, ctx.dist)  # every rank scores its share of the set
-        if ctx.dist.main:
-            member.end_epoch(losses, scores, heldout(model) if heldout is not None else None,
-                             data, evaluator)
-        ctx.dist.barrier()  # the other ranks wait while rank 0 writes
-
-    hooks = (ablations(model, data, member.optimizer, member.start_parameters)
-             if ablations else None)
-    train(member.train_cfg, model, hooks.batches if hooks and hooks.batches else data,
-          member.optimizer, member.state, on_epoch_end, ctx.device, on_step=ctx.progress,
-          extra_terms=hooks.terms if hooks else (),
-          on_epoch_start=hooks.on_epoch_start if hooks else None, dist=ctx.dist, hooks=hooks)
-    if ctx.dist.main:
-        member.finish()
-
-
-def pretrain_optimizer(ctx: Context) -> dict:
-    """The AdamW state saved with the pre-training checkpoint cleaning starts from."""
-    path = start_point(ctx).get("optimizer")
-    if not path:
-        raise DataError("clean.optimizer = 'pretrain': the selected pre-training checkpoint has "
-                        "no optimizer state (compile the spec again: its pre-training run keeps it)")
-    return load_checkpoint(Path(path))
-
-
-def _continue_optimizer(ctx: Context, optimizer, saved: dict) -> None:
-    """Continue with the pre-training AdamW state, as the original code does (src/main.py:131).
-    `load_state_dict` also restores each group's hyper-parameters: the learning rate is set
-    again at every step, but the weight decay stays the pre-training run's."""
-    asked = [group["weight_decay"] for group in optimizer.param_groups]
-    optimizer.load_state_dict(_first_groups(saved))
-    kept = [group["weight_decay"] for group in optimizer.param_groups]
-    if kept != asked:
-        ctx.log(f"optimizer continued from pre-training: weight decay {kept[0]:g} restored from "
-                f"its checkpoint (clean.weight_decay = {asked[0]:g} has no effect)")
+    """Train one node with per-epoch evaluation and checkpoints, resuming from `last.pt` if
+    present: the epoch loop with a list of one; its failure is raised."""
+    member = Member(ctx, model, keep_all, ablations)
+    train_members([member], data, evaluator, heldout, ctx.device, ctx.dist, evaluate_start)
+    if member.trainee.error is not None:
+        raise member.trainee.error
 
 
 def _augmenter(views: set[str], eda: str = "xspec", placement: str = "crop"):
@@ -228,7 +123,7 @@ def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attac
     return TrainingData(pairs, indices, captions, poisoned, attack,
                         with_truncation(tokenizer, cfg.truncation), normalize,
                         cfg.batch_size, cfg.seed, views,
-                        augmenter, ctx.settings.get("workers", 0), ctx.device,
+                        augmenter, ctx.settings.workers, ctx.device,
                         text_once=cfg.text_augment == "once")
 
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import json
 import logging
 import os
 import sys
@@ -31,6 +30,7 @@ from xspec.runtime import provenance
 from xspec.extend.registry import NODE_KINDS, resolve
 from xspec.runtime.distributed import Dist, rank_device, setup
 from xspec.runtime.current import CURRENT
+from xspec.spec.tables.settings import RunSettings
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json
 
 
@@ -41,7 +41,7 @@ class Context:
     node: dict
     run: RunDir
     workspace: Workspace
-    settings: dict
+    settings: RunSettings
     device: torch.device
     log: Callable[[str], None] = print
     progress: Callable | None = None
@@ -87,18 +87,19 @@ def pick_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def configure_process(settings: dict) -> torch.device:
+def configure_process(settings: RunSettings | dict) -> torch.device:
     """Plugins, threads, TF32 and log level for this process; returns the device nodes run on.
 
     On the CPU with loader workers and no `run.threads`, the training process leaves the
     workers their cores: compute threads that share cores with busy workers spin-wait at every
     parallel region (measured here: 2 workers + 2 threads on 2 cores ran 2.4x slower than no
     workers; 2 workers + 1 thread ran 2.3x faster)."""
-    import_recorded(settings.get("plugins", []))
-    device = pick_device(settings.get("device", "auto"))
-    threads = settings.get("threads")
-    if not threads and device.type == "cpu" and settings.get("workers", 0) > 0:
-        threads = max(1, len(os.sched_getaffinity(0)) - settings["workers"])
+    settings = RunSettings.of(settings)
+    import_recorded(settings.plugins)
+    device = pick_device(settings.device)
+    threads = settings.threads
+    if not threads and device.type == "cpu" and settings.workers > 0:
+        threads = max(1, len(os.sched_getaffinity(0)) - settings.workers)
     if threads:
         torch.set_num_threads(threads)
     torch.backends.cuda.matmul.allow_tf32 = True
@@ -146,9 +147,10 @@ def stage_of(kind: str):
     return resolve(NODE_KINDS.get(kind).stage)
 
 
-def execute_node(record: dict, workspace_root: str, settings: dict, progress=None,
-                 echo: bool = False) -> str:
+def execute_node(record: dict, workspace_root: str, settings: RunSettings | dict,
+                 progress=None, echo: bool = False) -> str:
     """Run the node described by `record` (node.json); returns its final state."""
+    settings = RunSettings.of(settings)
     workspace = Workspace(workspace_root)
     CURRENT["workspace"] = workspace  # xspec.runtime.current: see there
     run = RunDir(workspace.runs / record["run_name"])
@@ -188,7 +190,7 @@ def execute_node(record: dict, workspace_root: str, settings: dict, progress=Non
 def main(argv: list[str]) -> int:
     """A node in its own process: progress.json at most once a second, exit code 1 on failure."""
     run = RunDir(Path(argv[0]))
-    settings = json.loads(argv[1])
+    settings = RunSettings.model_validate_json(argv[1])
     last = [0.0]
 
     def progress(state) -> None:

@@ -30,6 +30,7 @@ from xspec.runtime.subsets import restrict
 from xspec.runtime.pipeline import eval_batches
 from xspec.runtime.seeding import derive_seed
 from xspec.store.workspace import atomic_write_json
+from xspec.spec.tables.settings import RunSettings
 
 
 def cosine_lr(base_lr: float, step: int, total_steps: int) -> float:
@@ -71,10 +72,10 @@ class LinearProbe:
     """One set's probe: its train split opened once, its accuracy per model cached."""
 
     def __init__(self, cfg: dict, test: EvalSet, set_cfg: dict, normalize, size: int, device,
-                 settings: dict, seed: int):
+                 settings: RunSettings, seed: int):
         self.cfg, self.test, self.normalize, self.device = cfg, test, normalize, device
         self.settings, self.seed = settings, seed
-        full = open_eval(cfg["train"], size, settings.get("on_bad_image", "skip"))
+        full = open_eval(cfg["train"], size, settings.on_bad_image)
         self.train = restrict(full, set_cfg.get("subset"))
         if self.train.classes != test.classes:
             raise DataError(f"probe.train: its classes ({len(self.train.classes)}, e.g. "
@@ -106,7 +107,7 @@ class LinearProbe:
         features, labels = [], []
         with eval_mode(model):
             for clean, _, y in eval_batches(data, None, self.normalize,
-                                            self.settings.get("eval_batch_size", 256), False,
+                                            self.settings.eval_batch_size, False,
                                             device=self.device):
                 features.append(model.encode_image(clean).float())
                 labels.append(y)

@@ -24,6 +24,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import xspec
+from xspec.spec.tables.settings import RunSettings
 from xspec.store.workspace import RunDir, atomic_write_json
 
 from xspec.store.provenance import FILE  # noqa: E402
@@ -119,9 +120,9 @@ def machine(device, world: int = 1) -> dict:
     }
 
 
-def collect(settings: dict, device, world: int = 1) -> dict:
+def collect(settings: RunSettings, device, world: int = 1) -> dict:
     return {**code_version(), "snapshot": os.environ.get(SNAPSHOT_ENV) or None,
-            "plugins": plugin_hashes(settings.get("plugins", [])), **machine(device, world),
+            "plugins": plugin_hashes(settings.plugins), **machine(device, world),
             "started": time.time(), "epoch_seconds": {}}
 
 
@@ -145,7 +146,7 @@ def add_epoch(run: RunDir, epoch: int, seconds: float) -> None:
     write(run, record)
 
 
-def start(run: RunDir, settings: dict, device, world: int = 1) -> None:
+def start(run: RunDir, settings: RunSettings, device, world: int = 1) -> None:
     """A node starts: record this process's code and machine. A resumed node keeps its earlier
     epochs' times, and the earlier records when the code or machine changed (`previous`)."""
     record = collect(settings, device, world)

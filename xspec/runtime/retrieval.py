@@ -26,6 +26,7 @@ from torch import Tensor
 from xspec.runtime.data import EvalSet, open_pairs
 from xspec.runtime.evaluate import eval_mode
 from xspec.runtime.pipeline import eval_batches, eval_loader
+from xspec.spec.tables.settings import RunSettings
 
 KS = (1, 5, 10)
 ROWS_PER_CHUNK = 1024  # query rows scored at a time: a 5k x 25k similarity never sits whole
@@ -79,8 +80,8 @@ class RetrievalEvaluator:
     """One retrieval set: images decoded (and triggered) once per call, texts tokenised once."""
 
     def __init__(self, cfg: dict, attack, tokenizer, normalize, size: int, device,
-                 settings: dict):
-        pairs = open_pairs(cfg["source"], size, settings.get("on_bad_image", "skip"))
+                 settings: RunSettings):
+        pairs = open_pairs(cfg["source"], size, settings.on_bad_image)
         self.captions = list(pairs.captions)
         images, text_image = _unique_images(pairs.images)
         self.text_image = text_image
@@ -105,7 +106,7 @@ class RetrievalEvaluator:
         with_trigger = self.target_texts is not None
         if self.loader is None:
             self.loader = eval_loader(self.data, self.attack, with_trigger,
-                                      self.settings.get("workers", 0), self.device,
+                                      self.settings.workers, self.device,
                                       self.normalize)
         clean = [[] for _ in models]
         triggered = [[] for _ in models]
@@ -113,7 +114,7 @@ class RetrievalEvaluator:
         with _all_eval(models):
             for images, trig, index in eval_batches(
                     self.data, self.attack, self.normalize,
-                    self.settings.get("eval_batch_size", 256), with_trigger, loader=self.loader,
+                    self.settings.eval_batch_size, with_trigger, loader=self.loader,
                     device=self.device):
                 kept.append(index)
                 for i, model in enumerate(models):

@@ -1,10 +1,11 @@
-"""The training loop, top to bottom. Evaluation, checkpoints and metric logging are callbacks."""
+"""One optimiser step, top to bottom (`train_step`); the epoch loop around it is
+`xspec.runtime.loop`."""
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -12,11 +13,10 @@ import torch.nn.functional as F
 
 from xspec.errors import XspecError
 from xspec.extend.registry import Term as ExtraTerm  # a defence's loss term
-from xspec.runtime.distributed import Dist, gather, wrap
+from xspec.runtime.distributed import Dist, gather
 from xspec.runtime.objectives import total_loss
 from xspec.runtime.optim import cleanclip_lr, lr_at, set_lr
 from xspec.spec.tables.training import Training
-from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.precision import Precision
 
 MAX_LOGIT_SCALE = math.log(100)
@@ -130,39 +130,3 @@ def timed(batches: Iterator[dict]) -> Iterator[tuple[dict, float]]:
         if batch is None:
             return
         yield batch, time.perf_counter() - asked
-
-
-def train(cfg: Training, model, data: TrainingData, optimizer, state: TrainState,
-          on_epoch_end: Callable[[TrainState, dict[str, float]], None],
-          device: torch.device, on_step: Callable[[TrainState], None] | None = None,
-          extra_terms: Sequence[ExtraTerm] = (),
-          on_epoch_start: Callable[[int], None] | None = None, dist: Dist = Dist(),
-          hooks=None) -> TrainState:
-    total_steps = cfg.epochs * data.steps_per_epoch
-    net = wrap(model, dist, device)
-    while state.epoch < cfg.epochs:
-        epoch = state.epoch + 1
-        if on_epoch_start is not None:
-            on_epoch_start(epoch)
-        model.train()
-        sums: dict[str, float] = {}
-        batches = pairs = 0
-        started, waited = time.perf_counter(), 0.0
-        for batch, wait in timed(data.batches(epoch, dist)):
-            waited += wait
-            pairs += len(batch["index"])
-            losses = train_step(cfg, model, net, optimizer, batch, state, total_steps, device,
-                                extra_terms, dist, hooks)
-            batches += 1
-            for name, value in losses.items():
-                sums[name] = sums.get(name, 0.0) + float(value)
-            if on_step is not None:
-                on_step(state)
-        wall = max(time.perf_counter() - started, 1e-9)
-        state.perf = {"pairs_per_s": pairs * dist.world / wall, "data_wait_share": waited / wall}
-        state.epoch = epoch
-        if getattr(hooks, "on_epoch_end", None) is not None:
-            hooks.on_epoch_end(epoch)
-        check_finite(model, epoch, state.step)  # before anything evaluates or saves it
-        on_epoch_end(state, {name: total / max(1, batches) for name, total in sums.items()})
-    return state

@@ -67,7 +67,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     selected = start_point(ctx)
     model, tokenizer, normalize, size = open_model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
-    pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
+    pairs = open_pairs(cfg.data.source, size, ctx.settings.on_bad_image)
     same_pool = cfg.data.source == node_config(ctx.dep("poison")).train
     manifest = read_manifest(ctx.dep("poison"), pairs if same_pool else None)
     indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
@@ -87,7 +87,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     if len(spare) >= 2:
         held = TrainingData(pairs, spare, pairs.captions, np.zeros(len(pairs.captions), bool),
                             attack, tokenizer, normalize, min(cfg.batch_size, len(spare)),
-                            cfg.seed, {"image", "text"}, workers=ctx.settings.get("workers", 0),
+                            cfg.seed, {"image", "text"}, workers=ctx.settings.workers,
                             device=ctx.device)
         heldout = HeldOutLoss(held, ctx.device)
     return CleanInputs(model, data, evaluator, heldout)
@@ -130,7 +130,7 @@ def _poison_cleaning_set(ctx: Context, indices: np.ndarray, captions, poisoned: 
 
 
 def keep_all_checkpoints(ctx: Context) -> bool:
-    return ctx.settings.get("keep_checkpoints") == "all"
+    return ctx.settings.keep_checkpoints == "all"
 
 
 def clean(ctx: Context) -> None:

@@ -22,7 +22,7 @@ def pretrain(ctx: Context) -> None:
     set_seed(cfg.seed)
     models.resolve(cfg.model.arch, cfg.model.arch_sha256)
     model, tokenizer, normalize, size = open_model(cfg.model.arch, cfg.model.init, ctx)
-    pairs = open_pairs(cfg.train, size, ctx.settings.get("on_bad_image", "skip"))
+    pairs = open_pairs(cfg.train, size, ctx.settings.on_bad_image)
     manifest = read_manifest(ctx.dep("poison"), pairs)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
     for entry in manifest["poisoned"]:

@@ -29,7 +29,7 @@ def pseudo_labels(ctx: Context) -> None:
     set_seed(cfg.seed)
     arch, checkpoint = checkpoint_of(ctx.dep(cfg.input))
     model, tokenizer, normalize, size = open_model(arch, {"path": checkpoint}, ctx)
-    pairs = open_pairs(cfg.data.source, size, ctx.settings.get("on_bad_image", "skip"))
+    pairs = open_pairs(cfg.data.source, size, ctx.settings.on_bad_image)
     manifest = read_manifest(ctx.dep("poison"))
     same_pool = cfg.data.source == node_config(ctx.dep("poison")).train
     indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
@@ -43,7 +43,7 @@ def pseudo_labels(ctx: Context) -> None:
     chunks = [indices[i:i + 256].tolist() for i in range(0, len(indices), 256)]
     rows = []
     with eval_mode(model):
-        for kept, images in iterate(pairs.images, chunks, ctx.settings.get("workers", 0)):
+        for kept, images in iterate(pairs.images, chunks, ctx.settings.workers):
             x = normalize(to_unit(images.to(ctx.device)))
             logits = F.normalize(model.encode_image(x), dim=-1) @ classifier
             rows += zip(kept, logits.argmax(dim=1).tolist())

@@ -72,6 +72,26 @@ class Run(XspecModel):
         return self
 
 
+class RunSettings(Run):
+    """What executors tell every node process about how to run, typed: the study's `[run]`
+    table, `evaluate.batch_size`, the data tables' bad-image policy, the plugins to import and
+    the interpreter SLURM jobs start (a code snapshot's). Never part of a node's id. Built once
+    by `xspec.study.Study.settings`; a node process gets it as JSON (`model_dump_json`)."""
+
+    eval_batch_size: PositiveInt = 256
+    on_bad_image: Literal["skip", "fail"] = "skip"
+    max_bad_fraction: Fraction = 0.01
+    plugins: list[dict[str, typing.Any]] = []
+    """Plugins to import: {"name", "path"} as the spec lists them (`xspec.extend.plugins`)."""
+    worker_python: str | None = None
+    """The interpreter command of SLURM jobs (`xspec.executors.snapshot`); None: this one."""
+
+    @classmethod
+    def of(cls, value: RunSettings | dict | None) -> RunSettings:
+        """`value` itself, or a dict of its fields checked (an unknown key is refused)."""
+        return value if isinstance(value, cls) else cls.model_validate(value or {})
+
+
 class ClusterOptions(XspecModel):
     """SLURM settings for `xspec submit` (flags on the command line override them)."""
 
