@@ -11,7 +11,7 @@ import numpy as np
 from xspec.runtime.defences import defence_views
 from xspec.runtime.distributed import Dist
 from xspec.runtime.evaluator import Evaluator, HeldOutLoss
-from xspec.runtime.loop import Trainee, guard, train_epochs
+from xspec.runtime.loop import Step, Trainee, guard, step_each, train_epochs
 from xspec.runtime.node import Context
 from xspec.runtime.objectives import needed_views
 from xspec.runtime.optim import adamw
@@ -67,10 +67,11 @@ def _score(members: list[Member], evaluator: Evaluator, heldout: HeldOutLoss | N
 
 def train_members(members: list[Member], data: TrainingData, evaluator: Evaluator,
                   heldout: HeldOutLoss | None, device, dist: Dist = Dist(),
-                  evaluate_start: bool = True) -> None:
+                  evaluate_start: bool = True, step: Step = step_each) -> None:
     """The members through the one epoch loop, each evaluated and recorded at its epochs' ends
     (and before training when `evaluate_start`). A member that fails keeps its error in
-    `member.trainee.error`; the others go on."""
+    `member.trainee.error`; the others go on. `step` steps the members on one batch (one after
+    the other by default; `xspec.runtime.fused.FusedStep` in one vmapped pass)."""
     starting = [m for m in members if m.trainee.state.epoch == 0 and evaluate_start]
     if starting:
         _score(starting, evaluator, heldout, dist,
@@ -87,7 +88,7 @@ def train_members(members: list[Member], data: TrainingData, evaluator: Evaluato
                                                             evaluator))
 
     train_epochs([m.trainee for m in members], own[0] if own else data, device, on_epoch_end,
-                 dist)
+                 dist, step)
     if dist.main:
         for member in members:
             if member.trainee.error is None:
