@@ -50,7 +50,7 @@ def _rows(workspace: Workspace, node) -> list[tuple]:
 
 
 def test_a_killed_and_resumed_roclip_run_gives_the_same_rows(tmp_path: Path, monkeypatch):
-    from xspec.runtime import fit
+    from xspec.runtime import recorder
 
     path = tmp_path / "spec.toml"
     path.write_text(SPEC)
@@ -59,18 +59,18 @@ def test_a_killed_and_resumed_roclip_run_gives_the_same_rows(tmp_path: Path, mon
     through = Workspace(tmp_path / "through")
     assert not run_study(study, through, "debug").failed
 
-    original = fit.save_checkpoint
+    original = recorder.save_checkpoint
 
     def killed_after_epoch_two(target, payload):
         original(target, payload)
         if target.name == "last.pt" and payload["epoch"] == 2:
             raise KeyboardInterrupt  # as if killed right after epoch 2 was saved
 
-    monkeypatch.setattr(fit, "save_checkpoint", killed_after_epoch_two)
+    monkeypatch.setattr(recorder, "save_checkpoint", killed_after_epoch_two)
     resumed = Workspace(tmp_path / "resumed")
     with pytest.raises(KeyboardInterrupt):
         run_study(study, resumed, "debug")
-    monkeypatch.setattr(fit, "save_checkpoint", original)
+    monkeypatch.setattr(recorder, "save_checkpoint", original)
     resumed.run_dir(node).set_status("failed", error="killed")
     assert node.id in run_study(study, resumed, "debug").ran
     assert "resuming after epoch 2" in resumed.run_dir(node).log_file.read_text()

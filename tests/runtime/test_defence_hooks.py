@@ -11,7 +11,8 @@ from torch import nn
 from xspec.extend import Pieces, register_defence
 from xspec.extend.registry import ALL
 from xspec.runtime.defences import defences
-from xspec.runtime.train import TrainState, train
+from xspec.runtime.loop import train
+from xspec.runtime.train import TrainState
 from xspec.spec.tables.training import Training
 
 STEPS, EPOCHS = 3, 2
