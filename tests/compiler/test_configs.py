@@ -107,3 +107,25 @@ def test_what_reports_show_for_a_left_out_field_comes_from_the_typed_configs():
     assert fallback("clean.deep_cluster.k") == "off" and fallback("pretrain.roclip.every") == "off"
     assert fallback("clean.lr") is None  # always in the id
     assert "coalesce(n.lineage->>'$.\"clean.poisons\"', '0')" in NODES
+
+
+def test_the_attack_is_the_poison_configs_alone_and_read_from_there(write_spec, base_spec,
+                                                                      tmp_path):
+    from xspec.runtime.handoffs import upstream_attack
+    from xspec.store.workspace import Workspace
+
+    text = base_spec + "\n[clean.shrink_perturb]\nshrink = [0.5]\nperturb = [0.0]\n"
+    text += "\n[detect.lid]\n"
+    plan = compile_spec(load_spec(write_spec(text)))
+    for node in plan.ordered():
+        if node.kind != "poison":
+            assert "attack" not in node.identity, node.kind
+        assert [k for k in node.lineage if k.endswith(".poisons")] == ["poison.poisons"], node.kind
+    workspace = Workspace(tmp_path / "ws")
+    for node in plan.ordered():
+        workspace.prepare(node)
+    for kind in ("pretrain", "shrink_perturb", "clean", "detect"):
+        node = plan.of_kind(kind)[0]
+        ctx = Context(node_record(node), workspace.run_dir(node), workspace, {}, None)
+        attack = upstream_attack(ctx)  # a shrink_perturb node's poison is two nodes up
+        assert (attack.target, attack.seed) == ("bag", 0), kind

@@ -90,10 +90,10 @@ def test_sig_blend_enters_the_config_only_when_set(write_spec, base_spec):
     sig = base_spec.replace('kind = "badnet"', 'kind = "sig"', 1)
     added = plan(write_spec, sig)
     blended = plan(write_spec, sig.replace("poisons = 16", "poisons = 16\nblend = 0.2", 1))
-    assert [n.identity["attack"]["kind"] for n in added.of_kind("pretrain")] == ["sig"]
-    assert all("blend" not in n.identity["attack"] for n in added.of_kind("pretrain"))
-    assert {n.identity["attack"]["blend"] for n in blended.of_kind("pretrain")} == {0.2}
-    assert ids(added, "pretrain").isdisjoint(ids(blended, "pretrain"))
+    assert [n.identity["kind"] for n in added.of_kind("poison")] == ["sig"]
+    assert all("blend" not in n.identity for n in added.of_kind("poison"))
+    assert {n.identity["blend"] for n in blended.of_kind("poison")} == {0.2}
+    assert ids(added, "pretrain").isdisjoint(ids(blended, "pretrain"))  # through the poison
 
 
 def test_weights_into_a_gelu_arch_with_a_quickgelu_twin_are_noted(write_spec, base_spec, tmp_path):

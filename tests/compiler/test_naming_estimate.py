@@ -17,11 +17,10 @@ SPECS = Path(__file__).resolve().parents[2] / "specs"
 def test_one_fact_seen_under_several_prefixes_is_named_once():
     plan = open_study(SPECS / "table2.toml").plan
     names = [n.name for n in plan.of_kind("pretrain")]
-    assert "pretrain@poisons=1500,batch_size=2048,objective=mmcl,train.path=/data/cc3m/train.csv" in (
+    assert "pretrain@batch_size=2048,objective=mmcl,train.path=/data/cc3m/train.csv,poisons=1500" in (
         names)
     clean = {f.name: f.keys for f in plan.facts["clean"]}
-    assert clean["poisons"] == ("clean.attack.poisons", "poison.poisons",
-                                "pretrain.attack.poisons")
+    assert clean["poisons"] == ("poison.poisons",)  # the attack is the poison config's alone
     assert {"lr", "objective", "pretrain.objective", "policy"} <= set(clean)
     for kind in plan.facts:
         assert len({n.name for n in plan.of_kind(kind)}) == len(plan.of_kind(kind))

@@ -67,9 +67,9 @@ class EvalConfig(XspecModel):
 
 
 class Shared(XspecModel):
-    """What every node that evaluates carries: the attack (its table), evaluation and seed."""
+    """What every node that evaluates carries: evaluation and seed. The attack is the poison
+    node's config alone; its dependants read it from there (`runtime.handoffs`)."""
 
-    attack: Any
     eval: EvalConfig
     seed: NonNegativeInt
     plugins: Plugins = {}
@@ -216,7 +216,7 @@ def _build() -> dict[str, type[XspecModel]]:
     attack = tagged_union([a.spec for a in ATTACKS], "kind")
     pairs, evals = sources("pairs"), sources("eval")
     evaluation = create_model("EvalConfig", __base__=EvalConfig, source=(evals, ...))
-    shared = {"attack": (attack, ...), "eval": (evaluation, ...)}
+    shared = {"eval": (evaluation, ...)}
     data = create_model("CleanDataConfig", __base__=CleanDataConfig,
                         source=(Annotated[pairs, Field(alias="from")], ...))
     defences = {table: {d.name: (Annotated[d.annotation if d.config is None else Any,
@@ -230,7 +230,7 @@ def _build() -> dict[str, type[XspecModel]]:
         "pretrain": create_model("PretrainConfig", __base__=PretrainConfig, train=(pairs, ...),
                                  **shared, **defences["pretrain"]),
         "select": SelectConfig,
-        "detect": detect_config(attack, pairs),
+        "detect": detect_config(pairs),
         "shrink_perturb": create_model("ShrinkPerturbConfig", __base__=ShrinkPerturbConfig,
                                        **shared),
         "pseudo_labels": create_model("PseudoLabelsConfig", __base__=PseudoLabelsConfig,

@@ -33,18 +33,17 @@ class DetectConfig(XspecModel):
     detectors: Any
     batch_size: PositiveInt
     train: Any
-    attack: Any
     seed: NonNegativeInt
     plugins: dict[str, str] = {}
     """Always in the id (detect ids were made with it)."""
 
 
-def detect_config(attack, pairs) -> type[DetectConfig]:
+def detect_config(pairs) -> type[DetectConfig]:
     """The detect node's config for the registered detectors, attacks and pair sources."""
     detectors = create_model("Detectors", __base__=Detectors, **{
         d.name: (Annotated[d.spec | None, OmitAtDefault], None) for d in DETECTORS})
     return create_model("DetectConfig", __base__=DetectConfig, detectors=(detectors, ...),
-                        attack=(attack, ...), train=(pairs, ...))
+                        train=(pairs, ...))
 
 
 def detect_node(build, spec, chain, select):
@@ -56,7 +55,7 @@ def detect_node(build, spec, chain, select):
                    if DETECTORS.get(n).version}}
     config = {"detectors": chosen,
               "batch_size": spec.detect.batch_size, "train": chain.pretrain.config.train,
-              "attack": shared["attack"], "seed": shared["seed"],
+              "seed": shared["seed"],
               "plugins": dict(sorted(versions.items()))}
     detect = build.add("detect", config, (select, chain.poison))
     if spec.detect.retrain is not None:

@@ -123,8 +123,9 @@ class Chain:
 
 
 def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dict:
-    """{"plugins": {"attack:kind": version, ...}} for the plugin pieces a node uses."""
-    used = [("attack", ATTACKS.get(spec.attack.kind))]
+    """{"plugins": {"metric:name": version, ...}} for the plugin pieces a node uses. The attack's
+    is the poison node's alone: its dependants' ids follow it."""
+    used = [] if evaluates else [("attack", ATTACKS.get(spec.attack.kind))]
     if evaluates:
         used += [("metric", METRICS.get(name)) for name in spec.evaluate.metrics]
     used += [("data", DATA_SOURCES.get(source.format)) for source in (
@@ -138,8 +139,9 @@ def _versions(spec: Spec, defences: bool = False, evaluates: bool = True) -> dic
 
 
 def _shared(spec: Spec) -> dict:
-    return {"attack": spec.attack, "eval": _eval_config(spec), "seed": spec.study.seed,
-            **_versions(spec)}
+    """What every node that evaluates carries. Not the attack: it is the poison node's config
+    alone, and a node that needs it reads it from there (`runtime.handoffs.upstream_attack`)."""
+    return {"eval": _eval_config(spec), "seed": spec.study.seed, **_versions(spec)}
 
 
 def _training(section) -> dict:
@@ -255,7 +257,7 @@ def _reference(chain: Chain, chains: list[Chain], selects: dict[str, Node]) -> N
     found = {c.pretrain.id: c for c in chains if c.matches is None and c.start is None
              and c.pretrain.deps == chain.pretrain.deps
              and c.pretrain.config.objective == chain.matches
-             and same(c.pretrain, ("model", "train", "eval", "attack", "seed"))}
+             and same(c.pretrain, ("model", "train", "eval", "seed"))}
     if len(found) > 1:
         strict = ("lr", "epochs", "weight_decay", "warmup_steps")
         pretrain_defences = [d.name for d in defences_of("pretrain")]  # RoCLIP matches RoCLIP

@@ -20,10 +20,9 @@ import torch
 
 from xspec.errors import DataError
 from xspec.extend.registry import DETECTORS, resolve
-from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.data import open_pairs
-from xspec.runtime.handoffs import checkpoint_of, open_model, read_manifest
+from xspec.runtime.handoffs import checkpoint_of, open_model, read_manifest, upstream_attack
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import TrainingData, to_device
 from xspec.runtime.records import MetricsLog
@@ -113,7 +112,7 @@ def _training_pairs(ctx: Context, size: int, tokenizer, normalize) -> TrainingDa
     for entry in manifest["poisoned"]:
         captions[entry["index"]], poisoned[entry["index"]] = entry["caption"], True
     return TrainingData(pairs, np.arange(len(captions)), captions, poisoned,
-                        make_attack(cfg.attack, cfg.seed), tokenizer, normalize, cfg.batch_size,
+                        upstream_attack(ctx), tokenizer, normalize, cfg.batch_size,
                         cfg.seed, {"image", "text"}, workers=ctx.settings.workers,
                         device=ctx.device)
 

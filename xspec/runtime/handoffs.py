@@ -8,6 +8,7 @@ import json
 from xspec.errors import DataError
 from xspec.extend.registry import NODE_KINDS
 from xspec.runtime import models
+from xspec.runtime.attacks import make_attack
 from xspec.runtime.data import PairSet
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import Normalizer
@@ -20,6 +21,31 @@ def node_config(run: RunDir):
     record = run.read_node()
     model = NODE_KINDS.get(record["kind"]).config_model()
     return record["config"] if model is None else model.model_validate(record["config"])
+
+
+def poison_run(ctx: Context) -> RunDir:
+    """The run folder of the poison node upstream of this one (its own dependency, or its
+    dependencies' upstream: a shrink_perturb node's is its pre-training's)."""
+    kinds = ctx.node.get("dep_kinds") or [None] * len(ctx.node["dep_runs"])
+    queue = [(RunDir(ctx.workspace.runs / name), kind)
+             for name, kind in zip(ctx.node["dep_runs"], kinds)]
+    seen = set()
+    while queue:
+        run, kind = queue.pop(0)
+        if run.path in seen:
+            continue
+        seen.add(run.path)
+        record = run.read_node()
+        if (kind or record["kind"]) == "poison":
+            return run
+        queue += [(RunDir(ctx.workspace.runs / name), None) for name in record["dep_runs"]]
+    raise DataError(f"node {ctx.node['name']}: no poison node upstream to read the attack from")
+
+
+def upstream_attack(ctx: Context):
+    """The attack the model was poisoned with: the poison node's config is where it lives."""
+    cfg = node_config(poison_run(ctx))
+    return make_attack(cfg.attack, cfg.seed)
 
 
 def read_manifest(run: RunDir, pairs: PairSet | None = None) -> dict:

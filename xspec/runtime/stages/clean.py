@@ -10,13 +10,14 @@ import torch
 
 from xspec.compiler.configs import CleanDataConfig
 from xspec.errors import DataError
-from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.data import open_pairs
 from xspec.runtime.defences import defences
 from xspec.runtime.evaluator import Evaluator, HeldOutLoss
 from xspec.runtime.fit import fit, training_data
-from xspec.runtime.handoffs import node_config, open_model, read_manifest, start_point
+from xspec.runtime.handoffs import (
+    node_config, open_model, read_manifest, start_point, upstream_attack,
+)
 from xspec.runtime.node import Context
 from xspec.runtime.pipeline import TrainingData
 from xspec.runtime.seeding import generator, set_seed
@@ -73,7 +74,7 @@ def clean_inputs(ctx: Context) -> CleanInputs:
     indices = cleaning_indices(cfg.data, manifest if same_pool else {"poisoned": []},
                                len(pairs.captions), cfg.seed)
     captions, poisoned = Edited(pairs.captions), np.zeros(len(pairs.captions), dtype=bool)
-    attack = make_attack(cfg.attack, cfg.seed)
+    attack = upstream_attack(ctx)
     if cfg.poisons:
         indices = _poison_cleaning_set(ctx, indices, captions, poisoned, attack, manifest,
                                        same_pool)

@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 
 from xspec.runtime import models
-from xspec.runtime.attacks import make_attack
 from xspec.runtime.columns import Edited
 from xspec.runtime.data import open_pairs
 from xspec.runtime.defences import defences
 from xspec.runtime.evaluator import Evaluator
 from xspec.runtime.fit import fit, training_data
-from xspec.runtime.handoffs import open_model, read_manifest
+from xspec.runtime.handoffs import open_model, read_manifest, upstream_attack
 from xspec.runtime.node import Context
 from xspec.runtime.retrain import training_indices
 from xspec.runtime.seeding import set_seed
@@ -28,7 +27,7 @@ def pretrain(ctx: Context) -> None:
     for entry in manifest["poisoned"]:
         captions[entry["index"]] = entry["caption"]
         poisoned[entry["index"]] = True
-    attack = make_attack(cfg.attack, cfg.seed)
+    attack = upstream_attack(ctx)
     data = training_data(ctx, model, pairs, training_indices(ctx, poisoned), captions, poisoned,
                           attack, tokenizer, normalize)
     evaluator = Evaluator(cfg.eval.model_dump(), attack, tokenizer, normalize, size, ctx.device,

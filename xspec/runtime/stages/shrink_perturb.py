@@ -9,9 +9,8 @@ import torch
 from xspec.errors import DataError
 from xspec.runtime import models
 from xspec.runtime.ablations import perturbed
-from xspec.runtime.attacks import make_attack
 from xspec.runtime.evaluator import Evaluator
-from xspec.runtime.handoffs import open_model
+from xspec.runtime.handoffs import open_model, upstream_attack
 from xspec.runtime.node import Context
 from xspec.runtime.records import MetricsLog, save_checkpoint
 from xspec.runtime.seeding import set_seed
@@ -24,7 +23,7 @@ def shrink_perturb(ctx: Context) -> None:
     selected = ctx.first_dep().read_selected()
     model, tokenizer, normalize, size = open_model(selected["arch"], {"path": selected["checkpoint"]},
                                                ctx)
-    evaluator = Evaluator(cfg.eval.model_dump(), make_attack(cfg.attack, cfg.seed), tokenizer,
+    evaluator = Evaluator(cfg.eval.model_dump(), upstream_attack(ctx), tokenizer,
                           normalize, size, ctx.device, ctx.settings)
     start = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
     parameters = {name for name, _ in model.named_parameters()}
