@@ -123,7 +123,8 @@ def lineage(plan, node) -> list[dict]:
 
 def _arch(node) -> str:
     model = getattr(node.config, "model", None)
-    return model.arch if model is not None else next(v for k, v in node.lineage.items() if k.endswith("model.arch"))
+    return model.arch if model is not None else next(
+        v for k, v in node.lineage.items() if k.endswith("model.arch"))
 
 
 def card(plan, node, pick: Pick, scores: dict, provenance: dict | None) -> dict:
@@ -134,8 +135,8 @@ def card(plan, node, pick: Pick, scores: dict, provenance: dict | None) -> dict:
                 and k.split(".")[1] in ("objective", "batch_size", "epochs", "lr", "model")}
     defence = None
     if node.kind == "clean":
-        defence = {k: v for k, v in node.config.items()
-                   if k not in ("data", "attack", "eval", "seed", "plugins")}
+        defence = {k: v for k, v in node.identity.items()
+                   if k not in ("data", "eval", "seed", "plugins")}
     return {
         "format": "xspec model card 1", "study": plan.study, "arch": _arch(node),
         "node": {"kind": node.kind, "name": node.name, "id": node.id}, "epoch": pick.epoch,

@@ -97,7 +97,7 @@ def test_plugin_versions_and_fields_enter_the_node_ids():
     plain, defended = sorted(plan.of_kind("clean"), key=lambda n: "isolate_unlearn" in n.identity)
     assert "isolate_unlearn" not in plain.identity
     assert defended.identity["isolate_unlearn"]["fraction"] == 0.1
-    assert defended.identity["plugins"] == {"attack:frequency": "1", "defence:isolate_unlearn": "1"}
+    assert defended.identity["plugins"] == {"defence:isolate_unlearn": "1"}  # the attack's: poison
     assert plain.deps == defended.deps
 
 

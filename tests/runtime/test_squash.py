@@ -77,4 +77,4 @@ def test_squash_changes_the_ids_and_crop_stays_out_of_the_config(write_spec, bas
         "poisons = 16", 'poisons = 16\nresize = "squash"', 1))))
     assert {n.id for n in crop.nodes.values()}.isdisjoint(n.id for n in squash.nodes.values())
     assert all("resize" not in n.identity.get("attack", n.identity) for n in crop.nodes.values())
-    assert {n.identity["attack"]["resize"] for n in squash.of_kind("pretrain")} == {"squash"}
+    assert {n.identity["resize"] for n in squash.of_kind("poison")} == {"squash"}

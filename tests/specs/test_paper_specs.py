@@ -249,7 +249,7 @@ def test_match_accuracy_pairs_runs_of_the_same_data_model_and_attack():
             reference = plan.nodes[plan.nodes[select.deps[1]].deps[0]]
             assert reference.identity["objective"] == "mmcl"
             assert reference.deps == pretrain.deps  # the same poison node
-            for key in ("model", "train", "attack", "eval", "lr", "epochs"):
+            for key in ("model", "train", "eval", "lr", "epochs"):  # the attack: the poison's
                 assert reference.identity[key] == pretrain.identity[key], (name, key)
 
 
