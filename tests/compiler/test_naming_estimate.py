@@ -108,3 +108,13 @@ def test_plan_groups_by_kind_and_json_carries_the_estimate():
                                                "pretrain.objective": ["mmcl", "mmcl+ssl"]}
     assert data["estimate"]["unit"] == "CPU-min" and data["estimate"]["complete"]
     assert len(data["nodes"]) == 11 and "config" in data["nodes"][0]
+
+
+def test_every_toy_twin_has_a_complete_estimate():
+    """bench/bench_estimate_measured.py sets these against measured CPU time."""
+    for spec in sorted((SPECS / "toy").glob("*.toml")) + sorted(
+            (SPECS / "baselines" / "toy").glob("*.toml")):
+        study = open_study(spec)
+        cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
+        assert not [u for c in cost.kinds.values() for u in c.unknown], spec
+        assert all(c.seconds > 0 for c in cost.kinds.values()), spec

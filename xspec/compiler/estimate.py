@@ -101,7 +101,8 @@ def estimate(plan, gpu: str = DEFAULT_GPU, device: str = "auto",
         cost = result.kinds.setdefault(node.kind, KindCost())
         cost.nodes += 1
         try:
-            cost.seconds += _seconds(node, where, expected, threads) + _fixed(node.kind, fixed)
+            cost.seconds += _seconds(node, where, expected, threads, archs) + _fixed(
+                node.kind, fixed)
         except _Unknown as exc:
             if str(exc) not in cost.unknown:
                 cost.unknown.append(str(exc))
@@ -128,8 +129,10 @@ def _arch(node) -> str | None:
     return next((v for k, v in node.lineage.items() if k.endswith(".arch")), None)
 
 
-def _rate(node, where: str, threads: int | None = None) -> dict:
-    arch = _arch(node)
+def _rate(node, where: str, threads: int | None = None, archs=()) -> dict:
+    """The node's rate; a node without an architecture of its own (BadCLIP's trigger, which
+    runs another study's model) counts at the plan's one architecture."""
+    arch = _arch(node) or (next(iter(archs)) if len(archs) == 1 else None)
     if (arch, where) not in rates():
         known = sorted(a for a, d in rates() if d == where)
         raise _Unknown(f"no {where} rate for {arch} (known: {', '.join(known)})")
@@ -142,13 +145,21 @@ def _fixed(kind: str, fixed: dict) -> float:
     return fixed.get("process_s", 0.0) + fixed.get("setup_s", {}).get(kind, 0.0)
 
 
-def _seconds(node, where: str, expected: dict[str, int], threads: int | None = None) -> float:
+def _seconds(node, where: str, expected: dict[str, int], threads: int | None = None,
+             archs=()) -> float:
     config = node.identity
     if node.kind in ("poison", "select"):
         return 0.0  # a manifest of indices; a pick among recorded metrics
-    if node.kind not in ("pretrain", "clean", "shrink_perturb", "pseudo_labels", "detect"):
+    if node.kind not in ("pretrain", "clean", "shrink_perturb", "pseudo_labels", "detect",
+                         "badclip_trigger", "decree"):
         raise _Unknown(f"no estimate for {node.kind} nodes")
-    rate = _rate(node, where, threads)
+    rate = _rate(node, where, threads, archs)
+    if node.kind == "decree":  # a trigger optimised on `shadow` images of one model (not measured)
+        return (config["shadow"] * config["epochs"] / rate["train_per_s"]
+                + _pairs(config["source"], expected) / rate["eval_per_s"])
+    if node.kind == "badclip_trigger":  # the patch through the surrogate, its pool embedded once
+        return (config["images"] * config["epochs"] / rate["train_per_s"]
+                + _pairs(config["train"], expected) / rate["eval_per_s"])
     if node.kind == "pseudo_labels":  # one pass over the cleaning set's images
         return config["data"]["size"] / rate["eval_per_s"]
     if node.kind == "detect":  # one pass over the training pairs; CD optimises a mask per image
