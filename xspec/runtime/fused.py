@@ -7,7 +7,7 @@ are stacked (`torch.func.stack_module_state`) and one `vmap` of `grad_and_value`
 `functional_call` computes every member's loss and gradients in batched kernels; the gradients
 are written to each member's own `.grad`, so each member's own optimiser (its learning rate,
 weight decay, schedule) then steps as before. Members may differ in what a pack lets them differ
-in (xspec.compiler.packing.OPTIMISATION_FIELDS): the loss weights enter the vmapped function as
+in (the config fields marked `PerMember`): the loss weights enter the vmapped function as
 a per-member tensor. Arithmetic per member is the sequential one up to float reassociation
 (tests/runtime/test_fused.py), so metrics equal unpacked ones within float tolerance, not bit
 for bit.
