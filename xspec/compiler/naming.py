@@ -1,8 +1,8 @@
 """What tells the nodes of one kind apart, each fact once, under its shortest clear name.
 
 A node's lineage holds its own config and its upstream chain's under dotted prefixes, so one
-spec value appears several times (`poison.poisons`, `pretrain.attack.poisons`,
-`clean.attack.poisons`). Keys that end in the same word and take the same value in every node
+spec value can appear several times (`poison.train.size`, `pretrain.train.size`; the attack is
+the poison config's alone, so `poison.poisons` appears once). Keys that end in the same word and take the same value in every node
 of the kind are one fact; it is named by the shortest ending of its key that no other fact of
 the kind shares (`poisons`, `train.size`, `pretrain.lr` beside the cleaning `lr`).
 """

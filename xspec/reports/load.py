@@ -212,7 +212,7 @@ def _setting_keys(stats: pd.DataFrame) -> pd.DataFrame:
     Keys present on only some nodes and constant where present (a block such as
     shrink_perturb.* or clean.deep_cluster.*) become one on/off column named by their common
     prefix. Of keys with identical values on every node and the same last segment (such as
-    poison.poisons and pretrain.attack.poisons) only the most upstream one is kept.
+    poison.train.size and pretrain.train.size) only the most upstream one is kept.
     """
     stats = stats.assign(ord=[KINDS.index(k.split(".")[0]) if k.split(".")[0] in KINDS
                               else len(KINDS) for k in stats["key"]])
