@@ -104,13 +104,14 @@ def run_pack(records: list[dict], workspace_root: str, settings: RunSettings | d
                       progress=(progress or {}).get(record["id"]), dist=Dist())
         provenance.start(run, settings, device)
         seats.append(Seat(ctx, handle))
-    log_all(seats, f"packed with {len(seats) - 1} sibling(s) in process {os.getpid()}")
+    log_all(seats, f"packed with {len(seats) - 1} sibling(s) in process {os.getpid()}"
+                   + (", stepped as one stacked model (run.fuse)" if settings.fuse else ""))
     try:  # what the members share failing fails them all
         inputs = clean_inputs(seats[0].ctx)
         check_fits(inputs.model, len(seats), device)
         _seat_members(seats, inputs)
         train_members([s.member for s in seats if s.error is None], inputs.data,
-                      inputs.evaluator, inputs.heldout, device)
+                      inputs.evaluator, inputs.heldout, device, step=_step(settings))
     except Exception as exc:
         for seat in seats:
             if seat.error is None:
@@ -121,6 +122,18 @@ def run_pack(records: list[dict], workspace_root: str, settings: RunSettings | d
         result[seat.ctx.node["id"]] = seat.error
         seat.close_log.close()
     return result
+
+
+def _step(settings: RunSettings):
+    """How the members step on each batch: one after the other, or (`run.fuse`) as one
+    stacked model in one vmapped pass (xspec.runtime.fused)."""
+    if settings.fuse:
+        from xspec.runtime.fused import FusedStep
+
+        return FusedStep()
+    from xspec.runtime.loop import step_each
+
+    return step_each
 
 
 def log_all(seats: list[Seat], message: str) -> None:
