@@ -12,6 +12,9 @@ a per-member tensor. Arithmetic per member is the sequential one up to float rea
 (tests/runtime/test_fused.py), so metrics equal unpacked ones within float tolerance, not bit
 for bit.
 
+A packed job with `run.fuse` (xspec.runtime.packed) passes `FusedStep` to the epoch loop's step
+seam (`xspec.runtime.fit.train_members(step=...)`, `xspec.runtime.loop.train_epochs`).
+
 Attention runs through SDPA's math backend inside the vmapped pass: torch has no batching rule
 for the CPU flash-attention backward, which would loop over the members one by one.
 
