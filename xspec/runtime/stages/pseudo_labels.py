@@ -37,8 +37,8 @@ def pseudo_labels(ctx: Context) -> None:
     if same_pool:
         indices = np.union1d(indices, [e["index"] for e in manifest["poisoned"]])
     source = cfg.classes
-    classes = list(read_classes("fashion_mnist" if source["format"] == "fashion_mnist"
-                                else source["classes"]))
+    classes = list(read_classes("fashion_mnist" if source.format == "fashion_mnist"
+                                else source.classes))  # a typed source since the typed configs
     classifier = zero_shot_classifier(model, tokenizer, classes, clip80_templates(), ctx.device)
     chunks = [indices[i:i + 256].tolist() for i in range(0, len(indices), 256)]
     rows = []
