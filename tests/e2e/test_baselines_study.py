@@ -3,12 +3,16 @@ and a detect node per selected model, scores on disk and AUROCs in DuckDB."""
 
 from pathlib import Path
 
+import html
+import json
+import re
+
 import duckdb
 import pandas as pd
 import pytest
 
 from xspec.store.workspace import Workspace
-from xspec.study import ingest_study, open_study, run_study
+from xspec.study import ingest_study, open_study, report_study, run_study
 
 pytestmark = pytest.mark.slow
 
@@ -54,17 +58,27 @@ study.notes = "none"
 pretrain.roclip = { pool_size = 100, every = 1 }
 
 [[variants]]
-pretrain.safeclip = { inmodal_warmup = 0, multimodal_warmup = 0, start_ratio = 0.5 }
+pretrain.safeclip.inmodal_warmup = 0
+pretrain.safeclip.multimodal_warmup = 0
+pretrain.safeclip.first_split = "ratio"
+pretrain.safeclip.start_ratio = 0.5
 """
 
 
-def test_defended_runs_and_detection_land_in_duckdb(tmp_path: Path):
+@pytest.fixture(scope="module")
+def mini(tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("baselines")
     path = tmp_path / "spec.toml"
     path.write_text(SPEC)
     study, workspace = open_study(path), Workspace(tmp_path / "ws")
     outcome = run_study(study, workspace, "debug")
     assert not outcome.failed and not outcome.blocked, outcome.failed
     ingest_study(study, workspace)
+    return study, workspace
+
+
+def test_defended_runs_and_detection_land_in_duckdb(mini):
+    study, workspace = mini
     con = duckdb.connect(str(workspace.db_path), read_only=True)
     rows = con.execute("""SELECT m.split, count(DISTINCT m.node_id) FROM metrics m
         JOIN nodes n ON n.id = m.node_id WHERE n.kind = 'detect' AND m.metric = 'auroc'
@@ -78,3 +92,42 @@ def test_defended_runs_and_detection_land_in_duckdb(tmp_path: Path):
     logs = "".join((workspace.root / "runs" / n.run_name / "log.txt").read_text()
                    for n in study.plan.of_kind("pretrain"))
     assert "safeclip epoch 1: 128 safe pairs" in logs
+
+
+def _table(page: str, table_id: str) -> list[list[str]]:
+    """The body rows of one table of the report, as cell texts."""
+    body = re.search(rf'<table id="{table_id}">.*?<tbody>(.*?)</tbody>', page, re.S).group(1)
+    return [[html.unescape(re.sub(r"<[^>]+>", "", cell)).strip()
+             for cell in re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)]
+            for row in re.findall(r"<tr>(.*?)</tr>", body, re.S)]
+
+
+def test_report_shows_pretrain_defences_and_detection_with_duckdb_numbers(mini):
+    study, workspace = mini
+    page = report_study(study, workspace).read_text()
+    con = duckdb.connect(str(workspace.db_path), read_only=True)
+    auroc = {(node[:12], split.split(":")[1]): value for node, split, value in con.execute(
+        "SELECT node_id, split, value FROM metrics WHERE split LIKE 'detect:%' "
+        "AND metric = 'auroc'").fetchall()}
+    rows = _table(page, "detection")
+    assert len(rows) == 9  # 3 pre-trained models x 3 detectors
+    shown = {(r[-1], r[-6]): float(r[-5]) for r in rows}
+    assert shown == {key: round(value, 3) for key, value in auroc.items()}
+    assert {r[-7] for r in rows} == {"none", "roclip", "safeclip"}  # the defence column
+    top1 = {}
+    for select in study.plan.of_kind("select"):
+        chosen = json.loads((workspace.run_dir(select).path / "selected.json").read_text())
+        pretrain = next(d for d in select.deps if study.plan.nodes[d].kind == "pretrain")
+        top1[pretrain[:12]] = con.execute(
+            "SELECT value FROM metrics WHERE node_id = ? AND epoch = ? AND split = 'eval' "
+            "AND metric = 'top1'", [pretrain, chosen["epoch"]]).fetchone()[0]
+    defences = _table(page, "pretrain-defences")
+    assert {r[-1]: r[-7] for r in defences} == {
+        n.short: ("none" if n.config.roclip is None and n.config.safeclip is None
+                  else "roclip" if n.config.roclip is not None else "safeclip")
+        for n in study.plan.of_kind("pretrain")}
+    for row in defences:
+        assert row[-4].startswith(f"{100 * top1[row[-1]]:.2f}")  # top-1 (%) with its interval
+    assert 'id="chart-roc"' in page
+    roc = page[page.index("chart-roc"):]
+    assert all(name in roc for name in ("k_distance", "clip_score", "cognitive_distillation"))

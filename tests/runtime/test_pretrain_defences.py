@@ -137,7 +137,8 @@ def test_pretrain_defences_enter_the_pretrain_id_with_their_version(write_spec, 
 
 
 def test_bad_pretrain_defence_values_name_the_key(write_spec, base_spec):
-    text = base_spec.replace("[pretrain]\n", "[pretrain]\nsafeclip = { cap_ratio = 0.1 }\n", 1)
+    text = base_spec.replace(
+        "[pretrain]\n", '[pretrain]\nsafeclip = { first_split = "ratio", cap_ratio = 0.1 }\n', 1)
     with pytest.raises(XspecError, match="pretrain.safeclip"):
         compile_spec(load_spec(write_spec(text)))
     text = base_spec.replace("[pretrain]\n", "[pretrain]\nroclip = { every = 0 }\n", 1)
