@@ -14,9 +14,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import math
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -28,7 +26,7 @@ import submitit
 from submitit.helpers import Checkpointable, DelayedSubmission
 
 from xspec.compiler.packing import packs
-from xspec.spec.cluster import unsafe_options
+from xspec.spec.cluster import parse_time, unsafe_options
 from xspec.errors import XspecError
 from xspec.executors.base import Outcome, prepare
 from xspec.executors.local import WORKER_PYTHON
@@ -36,16 +34,10 @@ from xspec.extend.registry import NODE_KINDS
 from xspec.store.locks import claimed
 from xspec.store.processes import gone
 from xspec.store.workspace import RunDir, Workspace, atomic_write_json, node_record
-from xspec.spec.tables.settings import RunSettings
+from xspec.spec.tables.settings import ClusterOptions, RunSettings
 
 DEFAULTS = {"time": "24:00:00", "cpus_per_task": 1, "array_parallelism": 256,
             "max_requeues": 10}
-OPTION_TYPES = {
-    "partition": str, "time": (str, int), "gpus_per_node": int, "cpus_per_task": int,
-    "mem_gb": (int, float), "array_parallelism": int, "account": str, "qos": str,
-    "constraint": str, "exclude": str, "signal_delay_s": int, "max_requeues": int,
-    "additional": dict, "tasks_per_node": int, "nodes": int,
-}
 QUEUED = {"PENDING", "REQUEUED", "REQUEUE_HOLD", "REQUEUE_FED", "CONFIGURING", "SUSPENDED",
           "RESV_DEL_HOLD", "SPECIAL_EXIT"}
 RUNNING = {"RUNNING", "COMPLETING", "STOPPED", "SIGNALING", "STAGE_OUT", "RESIZING"}
@@ -56,27 +48,6 @@ NO_SLURM = ("xspec submit needs a SLURM login node and this machine has no SLURM
 
 class SlurmError(XspecError):
     """sbatch, squeue or scancel refused or failed."""
-
-
-def parse_time(value: str | int) -> int:
-    """A SLURM time limit ("MM", "MM:SS", "HH:MM:SS", "D-HH[:MM[:SS]]", or minutes) in minutes."""
-    if isinstance(value, int):
-        minutes = value
-    else:
-        match = re.fullmatch(r"(?:(\d+)-)?(\d+)(?::(\d+))?(?::(\d+))?", value.strip())
-        if not match:
-            raise XspecError(f"slurm time {value!r}: expected MM, HH:MM:SS or D-HH:MM:SS")
-        days, a, b, c = (int(g) if g else None for g in match.groups())
-        if days is not None:  # D-HH, D-HH:MM, D-HH:MM:SS
-            seconds = days * 86400 + a * 3600 + (b or 0) * 60 + (c or 0)
-        elif c is not None:  # HH:MM:SS
-            seconds = a * 3600 + b * 60 + c
-        else:  # MM or MM:SS
-            seconds = a * 60 + (b or 0)
-        minutes = math.ceil(seconds / 60)
-    if minutes < 1:
-        raise XspecError(f"slurm time {value!r}: must be at least one minute")
-    return minutes
 
 
 def trains(kind: str) -> bool:
@@ -97,23 +68,15 @@ def options_for(options: dict, kind: str) -> dict:
 
 
 def check_options(options: dict) -> dict:
-    """Options with None dropped and defaults filled in; every unknown or mistyped one reported."""
+    """Options with None dropped and defaults filled in; every unknown or bad one reported, by
+    the model that checks the spec's [cluster] tables (`ClusterOptions`): one source of truth."""
     given = {k: v for k, v in options.items() if v is not None}
-    problems = [f"unknown slurm option {k!r}; allowed: {', '.join(sorted(OPTION_TYPES))}"
-                for k in given if k not in OPTION_TYPES]
-    problems += [f"slurm option {k!r}: expected {_type_name(OPTION_TYPES[k])}, got {v!r}"
-                 for k, v in given.items()
-                 if k in OPTION_TYPES and (not isinstance(v, OPTION_TYPES[k])
-                                           or isinstance(v, bool))]
-    problems += unsafe_options(given)
+    problems = unsafe_options(given)  # a value that would leave its #SBATCH line, first
+    named = {k for k in given if any(p.startswith(f"slurm option {k!r}") for p in problems)}
+    problems += ClusterOptions.problems({k: v for k, v in given.items() if k not in named})
     if problems:
         raise XspecError("\n".join(problems))
     return {**DEFAULTS, **given}
-
-
-def _type_name(kind) -> str:
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join(k.__name__ for k in kinds)
 
 
 def slurm_parameters(options: dict, node) -> dict:

@@ -15,6 +15,7 @@ from xspec.errors import SpecError
 from xspec.extend.files import SPEC_DIR
 from xspec.spec.classes import class_names, examples
 from xspec.spec.cluster import unsafe_options
+from xspec.spec.wording import describe
 from xspec.spec.evalsets import SUBSETS
 from xspec.textfiles import decode_utf8, read_regular
 from xspec.spec.schema import Spec, spec_model
@@ -232,24 +233,6 @@ def _clean_loc(raw: dict, loc: tuple) -> tuple:
     return tuple(out)
 
 
-def _describe(error: dict) -> str:
-    kind, value = error["type"], error.get("input")
-    if kind == "extra_forbidden":
-        return "unknown key"
-    if kind == "missing":
-        return "required key is missing"
-    if kind == "literal_error":
-        allowed = error["ctx"]["expected"].replace("'", "").replace(" or ", ", ")
-        return f"unknown value {value!r}; allowed: {allowed}"
-    if kind == "union_tag_invalid":
-        allowed = error["ctx"]["expected_tags"].replace("'", "")
-        tag, field = error["ctx"]["tag"], error["ctx"]["discriminator"].strip("'")
-        return f"unknown {field} {tag!r}; allowed: {allowed}"
-    if kind == "value_error":
-        return str(error["ctx"]["error"])
-    return f"{error['msg'][0].lower()}{error['msg'][1:]} (got {value!r})"
-
-
 def _allowed_keys(raw: dict, loc: tuple, model) -> str:
     """'; allowed: a, b' for the table that holds an unknown key."""
     node = raw
@@ -271,7 +254,7 @@ def _validate(path: Path, variants: list[tuple[dict, dict]], where: str = "", mo
         except ValidationError as exc:
             for error in exc.errors():
                 loc = _clean_loc(raw, error["loc"])
-                message = _describe(error)
+                message = describe(error)
                 if error["type"] == "extra_forbidden":
                     message += _allowed_keys(raw, loc, model)
                 for axis_path, index in chosen.items():

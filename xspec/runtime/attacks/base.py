@@ -42,11 +42,11 @@ def attack_spec(cfg: dict[str, Any]) -> Any:
     try:
         return model.model_validate({k: v for k, v in cfg.items() if k in model.model_fields})
     except ValidationError as exc:
-        from xspec.spec.load import _describe
+        from xspec.spec.wording import describe
 
         error = exc.errors()[0]
         where = ".".join(str(p) for p in ("attack", *error["loc"]))
-        raise DataError(f"{where}: {_describe(error)}") from None
+        raise DataError(f"{where}: {describe(error)}") from None
 
 
 def make_attack(cfg: dict[str, Any] | Any, seed: int) -> Any:

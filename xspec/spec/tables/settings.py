@@ -5,11 +5,13 @@ from __future__ import annotations
 import typing
 from typing import Annotated, Literal
 
-from pydantic import Field, model_validator
+from pydantic import BeforeValidator, Field, ValidationError, model_validator
 
 from xspec.spec.base import (
     Fraction, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
 )
+from xspec.spec.cluster import checked_time
+from xspec.spec.wording import describe
 from xspec.spec.evalsets import RetrievalSet, SetName, ZeroShotSet, check_names
 from xspec.spec.metric_names import Metric  # a registered metric's name
 
@@ -92,11 +94,19 @@ class RunSettings(Run):
         return value if isinstance(value, cls) else cls.model_validate(value or {})
 
 
+SlurmTime = Annotated[str | int | None, BeforeValidator(checked_time)]
+SbatchValue = str | int | float | bool
+
+
 class ClusterOptions(XspecModel):
-    """SLURM settings for `xspec submit` (flags on the command line override them)."""
+    """SLURM settings for `xspec submit` (flags on the command line override them). The one
+    check of an option's value: the spec's `[cluster]` tables and `xspec submit`'s flags are
+    both validated by this model (`xspec.executors.slurm.check_options`)."""
 
     partition: str | None = None
-    time: str | None = None  # e.g. "24:00:00"; past it a job requeues and resumes
+    time: SlurmTime = None
+    """A job's time limit: "MM", "HH:MM:SS", "D-HH:MM:SS" or minutes; past it a job requeues
+    and resumes."""
     gpus_per_node: PositiveInt | None = None
     nodes: PositiveInt | None = None  # machines per training job (DDP across all their tasks)
     tasks_per_node: PositiveInt | None = None  # default: one per GPU, for DDP
@@ -108,7 +118,30 @@ class ClusterOptions(XspecModel):
     constraint: str | None = None
     exclude: str | None = None
     max_requeues: NonNegativeInt | None = None
-    additional: dict[str, str] | None = None
+    signal_delay_s: PositiveInt | None = None
+    """Seconds before the time limit that SLURM signals a job to save and requeue; default 90,
+    less for short limits."""
+    additional: dict[str, SbatchValue] | None = None
+    """More `#SBATCH --name=value` lines (a true value: the bare flag)."""
+
+    @classmethod
+    def problems(cls, options: dict) -> list[str]:
+        """What this model refuses in `options` (a plain dict: flags merged over the spec's),
+        one line per option, in the spec loader's words (`xspec.spec.wording.describe`)."""
+        try:
+            cls.model_validate(options)
+        except ValidationError as exc:
+            lines, allowed = [], ", ".join(sorted(cls.model_fields))
+            for error in exc.errors():
+                key = error["loc"][0]
+                line = (f"unknown slurm option {key!r}; allowed: {allowed}"
+                        if error["type"] == "extra_forbidden"
+                        else f"slurm option {key!r}: {describe(error)}")
+                if line not in lines and not any(seen.startswith(f"slurm option {key!r}:")
+                                                 for seen in lines):
+                    lines.append(line)
+            return lines
+        return []
 
 
 class Cluster(ClusterOptions):
