@@ -75,7 +75,7 @@ def test_poisoning_raises_asr_well_above_one_poison(kind, write_spec, tmp_path):
     con = duckdb.connect(str(workspace.db_path), read_only=True)
     try:
         rows = con.execute("""
-            SELECT json_extract(n.config, '$.attack.poisons')::INTEGER AS poisons, m.metric, m.value
+            SELECT (n.lineage->>'$."poison.poisons"')::INTEGER AS poisons, m.metric, m.value
             FROM nodes n JOIN metrics m ON m.node_id = n.id
             WHERE n.study = ? AND n.kind = 'pretrain' AND m.split = 'eval'
               AND m.epoch = 4 AND m.metric IN ('top1', 'asr')""", [study.plan.study]).fetchall()
