@@ -29,7 +29,9 @@ warmup_steps = 1
 
 def _spec(base_spec: str, pack: int, lrs: str = "[1e-5, 1e-4, 1e-3]") -> str:
     head = base_spec.split("[clean]")[0]
-    return head + GRID.replace("[1e-5, 1e-4, 1e-3]", lrs) + f"\n[run]\npack = {pack}\n"
+    # One compute thread everywhere: the reference runs in this process, the local executor's
+    # pack in a child, and float sums differ in their last bits across thread counts.
+    return head + GRID.replace("[1e-5, 1e-4, 1e-3]", lrs) + f"\n[run]\npack = {pack}\nthreads = 1\n"
 
 
 def _rows(workspace: Workspace, node) -> list[dict]:
