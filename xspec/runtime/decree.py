@@ -212,7 +212,7 @@ def decree(ctx) -> None:
     model = models.create(arch, {"path": path}, ctx.device, ctx.log).eval()
     model.requires_grad_(False)
     mean, std, size = models.image_stats(model)
-    shadow = shadow_images(cfg, size, ctx.settings.get("on_bad_image", "skip")).to(ctx.device)
+    shadow = shadow_images(cfg, size, ctx.settings.on_bad_image).to(ctx.device)
     stats = IMAGENET if cfg.normalise == "imagenet" else (mean, std)
     result = invert(model.encode_image, shadow, cfg, stats, cfg.seed, log=ctx.log)
     flagged = result.found and result.pl1 < cfg.pl1_threshold
