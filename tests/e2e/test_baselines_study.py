@@ -13,27 +13,11 @@ import pytest
 
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, report_study, run_study
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "mini_baselines"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", size = 256 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 16
-trigger = { size = 4, pattern = "gaussian_fixed" }
-
-[model]
-arch = "xspec-vit-micro"
-
+BODY = """
 [pretrain]
 objective = "mmcl"
 epochs = 1
@@ -63,6 +47,7 @@ pretrain.safeclip.multimodal_warmup = 0
 pretrain.safeclip.first_split = "ratio"
 pretrain.safeclip.start_ratio = 0.5
 """
+SPEC = mini_spec('mini_baselines', BODY, trigger='{ size = 4, pattern = "gaussian_fixed" }')
 
 
 @pytest.fixture(scope="module")

@@ -10,27 +10,11 @@ import pytest
 
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "mini_retrain"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", size = 256 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 16
-trigger = { size = 8, pattern = "gaussian_fixed", location = "four_corners" }
-
-[model]
-arch = "xspec-vit-micro"
-
+BODY = """
 [pretrain]
 objective = "mmcl"
 epochs = 2
@@ -50,6 +34,7 @@ drop = 0.25
 [evaluate]
 batch_size = 64
 """
+SPEC = mini_spec('mini_retrain', BODY, trigger='{ size = 8, pattern = "gaussian_fixed", location = "four_corners" }')
 
 
 def test_retrain_drops_the_top_scored_pairs_and_sees_fewer_poisons(tmp_path: Path):

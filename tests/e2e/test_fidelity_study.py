@@ -7,28 +7,11 @@ import pytest
 
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "fidelity"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", size = 192 }
-clean = { size = 64 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 16
-trigger = { size = 8, pattern = "cleanclip", location = "random" }
-
-[model]
-arch = "xspec-rn-tiny"
-
+BODY = """
 [pretrain]
 objective = "mmcl+ssl"
 epochs = 2
@@ -58,6 +41,7 @@ assign = "online"
 [evaluate]
 batch_size = 64
 """
+SPEC = mini_spec('fidelity', BODY, train=192, clean=64, trigger='{ size = 8, pattern = "cleanclip", location = "random" }', arch='xspec-rn-tiny')
 
 
 def test_the_originals_behaviours_run_together(tmp_path):

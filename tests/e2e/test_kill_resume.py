@@ -10,21 +10,11 @@ import time
 
 import duckdb
 import pytest
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "killme"
-[data]
-train = { format = "fashion_mnist", size = 2048 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 20
-[model]
-arch = "xspec-vit-micro"
+BODY = """
 [pretrain]
 objective = "mmcl+ssl"
 epochs = 5
@@ -33,6 +23,7 @@ warmup_steps = 2
 [run]
 threads = 1
 """
+SPEC = mini_spec('killme', BODY, train=2048, poisons=20)
 
 
 def _xspec(*args, workspace):

@@ -8,27 +8,11 @@ import pytest
 
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = pytest.mark.slow
 
-SPEC = """
-[study]
-name = "mini_roclip_resume"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", size = 192 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 8
-trigger = { size = 4, pattern = "gaussian_fixed" }
-
-[model]
-arch = "xspec-vit-micro"
-
+BODY = """
 [pretrain]
 objective = "mmcl"
 epochs = 3
@@ -41,6 +25,7 @@ roclip = { pool_size = 100, every = 1, augment = false }
 [evaluate]
 batch_size = 64
 """
+SPEC = mini_spec('mini_roclip_resume', BODY, train=192, poisons=8, trigger='{ size = 4, pattern = "gaussian_fixed" }')
 
 
 def _rows(workspace: Workspace, node) -> list[tuple]:

@@ -6,21 +6,11 @@ import pytest
 from tests_executors_support import finished, wait_until
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, submit_study
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
 pytestmark = [pytest.mark.slurm, pytest.mark.slow]
 
-SPEC = """
-[study]
-name = "ddp"
-[data]
-train = { format = "fashion_mnist", size = 512 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 8
-[model]
-arch = "xspec-vit-micro"
+BODY = """
 [pretrain]
 objective = "mmcl+ssl"
 epochs = 2
@@ -31,6 +21,7 @@ time = "10:00"
 [cluster.pretrain]
 tasks_per_node = 2
 """
+SPEC = mini_spec('ddp', BODY, train=512, poisons=8)
 
 
 def test_two_task_job_trains_a_node(slurm_cluster, tmp_path):

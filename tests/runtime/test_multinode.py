@@ -17,19 +17,9 @@ from xspec.runtime.node import execute_node
 from xspec.store.workspace import Workspace
 from xspec.study import open_study, run_study
 from xspec.spec.tables.settings import RunSettings
+from tests_support import mini_spec  # noqa: E402  (conftest puts tests/ on sys.path)
 
-SPEC = """
-[study]
-name = "two-nodes"
-[data]
-train = { format = "fashion_mnist", size = 256 }
-eval = { format = "fashion_mnist", split = "test", size = 64 }
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 8
-[model]
-arch = "xspec-vit-micro"
+BODY = """
 [pretrain]
 objective = "mmcl"
 epochs = 2
@@ -39,6 +29,7 @@ warmup_steps = 2
 device = "cpu"
 threads = 1
 """
+SPEC = mini_spec('two-nodes', BODY, poisons=8)
 
 
 def _job_id_with_free_port() -> str:
