@@ -56,11 +56,12 @@ def test_checkpoint_path_that_is_a_directory(write_spec, base_spec, tmp_path):
 
 def test_non_utf8_spec_names_the_line(write_spec, base_spec, tmp_path):
     path = tmp_path / "latin1.toml"
-    path.write_bytes(base_spec.replace('name = "t"', 'name = "t"\nnotes = "caf\xe9"')
-                     .encode("latin-1"))
+    text = base_spec.replace('name = "t"', 'name = "t"\nnotes = "caf\xe9"')
+    path.write_bytes(text.encode("latin-1"))
+    line = text.splitlines().index('notes = "caf\xe9"') + 1
     with pytest.raises(SpecError) as info:
         load_spec(path)
-    assert str(info.value) == f"{path}: line 4: not UTF-8 text (byte 0xe9); save the file as UTF-8"
+    assert str(info.value) == f"{path}: line {line}: not UTF-8 text (byte 0xe9); save the file as UTF-8"
 
 
 def test_non_utf8_captions_name_file_and_line(tmp_path):

@@ -15,28 +15,24 @@ The spec side only: the torch half is `xspec.runtime.badclip`. docs/FIDELITY.md 
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
-
-from pydantic import Field
+from typing import Any, Literal
 
 from xspec.errors import CompileError
 from xspec.extend import (
-    NonNegativeFloat, NonNegativeInt, OmitAtDefault, PositiveFloat, PositiveInt, XspecModel,
+    NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
     register_attack,
     register_node_kind,
 )
-from xspec.spec.schema import Resize, StudyOutput
+from xspec.spec.schema import StudyOutput
+from xspec.spec.tables.attacks import Targeted
 
 RUNTIME = "xspec.runtime.badclip"
 
 
 @register_attack(f"{RUNTIME}:BadClipAttack", version="1",
                  upstream="xspec.builtin.badclip:trigger_node")
-class BadClip(XspecModel):
+class BadClip(Targeted):
     kind: Literal["badclip"]
-    target: Annotated[str, Field(min_length=1)]
-    poisons: PositiveInt
-    resize: Annotated[Resize, OmitAtDefault] = "crop"
     surrogate: str | StudyOutput
     """The clean CLIP the patch is optimised against: a checkpoint file of `model.arch`, or
     another study's model ({ study = "clip.toml", node = "select" })."""

@@ -42,3 +42,7 @@ class Pieces:
     """Before each optimiser step's forward pass, with the step's number (0-based, global)."""
     after_step: Callable[[int], None] | None = None
     """After each optimiser step (`optimizer.step()`), with the number of steps taken."""
+
+
+HOOKS = ("on_epoch_start", "on_epoch_end", "before_step", "after_step")
+"""The `Pieces` fields called with a number; several defences' hooks of one name all run."""

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import typing
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from pydantic import BaseModel
 
 from xspec.errors import XspecError
+from xspec.extend.pieces import HOOKS, Pieces
 from xspec.extend.registry import DEFENCES, Defence, resolve
 
 
@@ -81,21 +82,6 @@ def active(config) -> list[tuple[Defence, Any]]:
             if d.behaviour is not None and d.name in values and values[d.name] != d.default]
 
 
-@dataclass
-class Composed:
-    """The active defences of one run, together: every loss term, one epoch hook calling each
-    defence's in turn, and at most one batch transform, objective and batch source."""
-
-    terms: list = field(default_factory=list)
-    on_epoch_start: Callable[[int], None] | None = None
-    transform: Callable[[dict], dict] | None = None
-    loss: Callable | None = None
-    batches: Any = None
-    on_epoch_end: Callable[[int], None] | None = None
-    before_step: Callable[[int], None] | None = None
-    after_step: Callable[[int], None] | None = None
-
-
 def _each(chosen: list, key: str) -> Callable[[int], None] | None:
     """One hook calling every defence's `key` hook in turn (registration order), or None."""
     hooks = [getattr(pieces, key) for _, pieces in chosen if getattr(pieces, key) is not None]
@@ -129,21 +115,24 @@ def defence_views(config: dict) -> set[str]:
 
 
 def defences(ctx) -> Callable | None:
-    """The builder `fit` calls once the optimizer exists: a `Composed`, or None."""
+    """The builder `fit` calls once the optimizer exists: the active defences' `Pieces`
+    together, or None."""
     chosen = active(ctx.config)
     if not chosen:
         return None
 
-    def build(model, data, optimizer, start_parameters=None) -> Composed:
+    def build(model, data, optimizer, start_parameters=None) -> Pieces:
         run = getattr(ctx, "run", None)
         setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
                               ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
                               start_parameters, getattr(run, "checkpoints", None))
         built = [(defence.name, resolve(defence.behaviour)(value, setup))
                  for defence, value in chosen]
-        return Composed([t for _, p in built for t in p.terms], _each(built, "on_epoch_start"),
-                        _one(built, "transform"), _one(built, "loss"), _one(built, "batches"),
-                        _each(built, "on_epoch_end"), _each(built, "before_step"),
-                        _each(built, "after_step"))
+        # The active defences together are one set of pieces: every loss term, each hook
+        # calling every defence's in turn, and at most one transform, objective and batch source.
+        return Pieces(terms=[t for _, p in built for t in p.terms],
+                      transform=_one(built, "transform"), loss=_one(built, "loss"),
+                      batches=_one(built, "batches"),
+                      **{hook: _each(built, hook) for hook in HOOKS})
 
     return build

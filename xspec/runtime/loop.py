@@ -34,7 +34,7 @@ class Trainee:
     model: torch.nn.Module
     optimizer: torch.optim.Optimizer
     state: TrainState = field(default_factory=TrainState)
-    hooks: object = None  # the member's defences (xspec.runtime.defences.Composed)
+    hooks: object = None  # the member's defences (xspec.extend.pieces.Pieces)
     progress: Callable[[TrainState], None] | None = None
     on_fail: Callable[[Exception], None] | None = None  # called inside the `except`
     net: torch.nn.Module | None = None  # what the forward pass calls: the model or its wrapper

@@ -82,7 +82,7 @@ def train_step(cfg: Training, model, net, optimizer, batch: dict, state: TrainSt
                total_steps: int, device: torch.device, extra_terms: Sequence[ExtraTerm] = (),
                dist: Dist = Dist(), hooks=None) -> dict[str, torch.Tensor]:
     """One optimiser step on one batch; returns the loss and its parts (detached). `hooks`
-    (a defence's `transform` and `loss`, see `xspec.runtime.defences.Composed`) may change the
+    (a defence's `transform` and `loss`, see `xspec.extend.pieces.Pieces`) may change the
     batch before the forward pass and replace the objective; its `before_step(step)` runs
     before the forward pass, `after_step(steps taken)` after the optimiser step."""
     set_lr(optimizer, scheduled_lr(cfg, state.step, total_steps))

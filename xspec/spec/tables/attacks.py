@@ -30,23 +30,27 @@ class Trigger(XspecModel):
 Resize = Literal["crop", "squash"]
 
 
-@register_attack("xspec.runtime.attacks.patch:BadNet")
-class BadNet(XspecModel):
-    kind: Literal["badnet"]
+class Targeted(XspecModel):
+    """What every attack that poisons pairs towards a target caption declares. A subclass
+    narrows `kind` to its name (a Literal); declared here, it stays first in dumps."""
+
+    kind: str
     target: Annotated[str, Field(min_length=1)]
     poisons: PositiveInt
     resize: Annotated[Resize, OmitAtDefault] = "crop"
+
+
+@register_attack("xspec.runtime.attacks.patch:BadNet")
+class BadNet(Targeted):
+    kind: Literal["badnet"]
     trigger: Trigger = Trigger()
 
 
 @register_attack("xspec.runtime.attacks.patch:LabelConsistent")
-class LabelConsistent(XspecModel):
+class LabelConsistent(Targeted):
     """The patch goes on images whose caption already names the target; captions unchanged."""
 
     kind: Literal["label_consistent"]
-    target: Annotated[str, Field(min_length=1)]
-    poisons: PositiveInt
-    resize: Annotated[Resize, OmitAtDefault] = "crop"
     trigger: Trigger = Trigger()
     match: Annotated[Literal["word", "substring"], OmitAtDefault] = "word"
     """word: the target as whole words, any case, optional plural "s". substring: the original
@@ -54,37 +58,28 @@ class LabelConsistent(XspecModel):
 
 
 @register_attack("xspec.runtime.attacks.whole_image:Blended")
-class Blended(XspecModel):
+class Blended(Targeted):
     """(1 - alpha) * image + alpha * noise over the whole image."""
 
     kind: Literal["blended"]
-    target: Annotated[str, Field(min_length=1)]
-    poisons: PositiveInt
-    resize: Annotated[Resize, OmitAtDefault] = "crop"
     alpha: Annotated[float, Field(gt=0, lt=1), NotBool] = 0.2
     pattern: Literal["gaussian_fixed", "gaussian_per_image"] = "gaussian_fixed"
 
 
 @register_attack("xspec.runtime.attacks.whole_image:WaNet")
-class WaNet(XspecModel):
+class WaNet(Targeted):
     """One fixed, seeded warping field (Nguyen & Tran 2021), the same for every image."""
 
     kind: Literal["wanet"]
-    target: Annotated[str, Field(min_length=1)]
-    poisons: PositiveInt
-    resize: Annotated[Resize, OmitAtDefault] = "crop"
     grid: Annotated[int, Field(ge=2), NotBool] = 4
     strength: PositiveFloat = 0.5
 
 
 @register_attack("xspec.runtime.attacks.whole_image:Sig")
-class Sig(XspecModel):
+class Sig(Targeted):
     """A horizontal sinusoidal signal added to the image (Barni et al. 2019)."""
 
     kind: Literal["sig"]
-    target: Annotated[str, Field(min_length=1)]
-    poisons: PositiveInt
-    resize: Annotated[Resize, OmitAtDefault] = "crop"
     amplitude: Annotated[float, Field(gt=0, le=1), NotBool] = 0.1
     frequency: PositiveFloat = 6.0
     blend: Annotated[Annotated[float, Field(gt=0, lt=1), NotBool] | None, OmitAtDefault] = None
