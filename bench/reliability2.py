@@ -102,29 +102,13 @@ def labels() -> str:
 def nan_models() -> str:
     """Weights overflowing at every step position: never evaluated or saved."""
     import torch
-    from torch import nn
 
     from xspec.runtime.loop import train
     from xspec.runtime.train import NonFiniteLoss, TrainState
     from xspec.spec.tables.training import Training
 
-    class Tiny(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.image, self.text = nn.Linear(4, 8), nn.Linear(4, 8)
-            self.logit_scale = nn.Parameter(torch.tensor(2.0))
-
-        def forward(self, image, text):
-            return self.image(image), self.text(text)
-
-    class Data:
-        steps_per_epoch = 3
-
-        def batches(self, epoch, dist=None):
-            g = torch.Generator().manual_seed(epoch)
-            for _ in range(self.steps_per_epoch):
-                yield {"image": torch.randn(4, 4, generator=g),
-                       "text": torch.randn(4, 4, generator=g), "index": torch.arange(4)}
+    sys.path.insert(0, str(ROOT / "tests"))
+    from tiny_model import Batches, Tiny
 
     tried = caught = evaluated_nan = 0
     for at in range(1, 10):
@@ -147,7 +131,7 @@ def nan_models() -> str:
 
         tried += 1
         try:
-            train(Training(objective="mmcl", epochs=3, lr=0.1, warmup_steps=0), model, Data(), optimizer,
+            train(Training(objective="mmcl", epochs=3, lr=0.1, warmup_steps=0), model, Batches(3), optimizer,
                   TrainState(), on_epoch_end, torch.device("cpu"))
         except NonFiniteLoss:
             caught += 1

@@ -1,5 +1,6 @@
 """A two-linear-layer CLIP stand-in, its batches, and an optimiser whose update overflows:
-enough to drive the epoch loop (tests/runtime/test_divergence.py, test_loop.py) in milliseconds."""
+enough to drive the epoch loop (tests/runtime/test_divergence.py, test_loop.py,
+test_defence_hooks.py; bench/reliability2.py) in milliseconds."""
 
 import torch
 from torch import nn
@@ -16,7 +17,8 @@ class Tiny(nn.Module):
 
 
 class Batches:
-    steps_per_epoch = 2
+    def __init__(self, steps_per_epoch: int = 2):
+        self.steps_per_epoch = steps_per_epoch
 
     def batches(self, epoch, dist=None):
         g = torch.Generator().manual_seed(epoch)

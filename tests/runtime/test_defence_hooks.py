@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
-from torch import nn
+from tiny_model import Batches, Tiny  # conftest puts tests/ on sys.path
 
 from xspec.extend import Pieces, register_defence
 from xspec.extend.registry import ALL
@@ -16,26 +16,6 @@ from xspec.runtime.train import TrainState
 from xspec.spec.tables.training import Training
 
 STEPS, EPOCHS = 3, 2
-
-
-class Tiny(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.image, self.text = nn.Linear(4, 8), nn.Linear(4, 8)
-        self.logit_scale = nn.Parameter(torch.tensor(2.0))
-
-    def forward(self, image, text):
-        return self.image(image), self.text(text)
-
-
-class Batches:
-    steps_per_epoch = STEPS
-
-    def batches(self, epoch, dist=None):
-        g = torch.Generator().manual_seed(epoch)
-        for _ in range(self.steps_per_epoch):
-            yield {"image": torch.randn(4, 4, generator=g), "text": torch.randn(4, 4, generator=g),
-                   "index": torch.arange(4)}
 
 
 @pytest.fixture
@@ -73,7 +53,7 @@ def _probe(events: list, seen: dict):
 
 def _run(events: list, seen: dict, **config):
     torch.manual_seed(0)
-    model, data = Tiny(), Batches()
+    model, data = Tiny(), Batches(STEPS)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     build = defences(SimpleNamespace(config={"seed": 0, **config}, device=torch.device("cpu"),
                                      log=lambda message: None))
