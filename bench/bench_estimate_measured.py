@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import sys
 import tempfile
@@ -44,17 +45,18 @@ def measure(spec: Path, keep: str | None = None) -> dict:
     cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(keep) / spec.stem if keep else Path(tmp)
-        before, started = cpu_seconds(), time.perf_counter()
+        before, started, load = cpu_seconds(), time.perf_counter(), os.getloadavg()[0]
         outcome = run_study(study, Workspace(root), "local")
         if outcome.failed:
             raise SystemExit(f"{spec}: runs failed: {outcome.failed}")
         measured, wall = cpu_seconds() - before, time.perf_counter() - started
+        load = (load + os.getloadavg()[0]) / 2  # the machine's 1-minute load, start and end
         kinds: dict[str, float] = {}
         for node in study.plan.ordered():
             status = Workspace(root).run_dir(node).status()
             kinds[node.kind] = kinds.get(node.kind, 0.0) + status.get("cpu_s", 0.0)
     return {"spec": f"{spec.parent.name}/{spec.stem}", "nodes": len(study.plan.nodes),
-            "estimated": cost.total, "measured": measured, "wall": wall,
+            "estimated": cost.total, "measured": measured, "wall": wall, "load": round(load, 1),
             "kinds": {k: {"nodes": c.nodes, "estimated": round(c.seconds, 1),
                           "measured": round(kinds.get(k, 0.0), 1)}
                       for k, c in cost.kinds.items()}}
