@@ -23,7 +23,8 @@ FASHION = os.environ.get("XSPEC_FASHION_MNIST", "/usr/share/datasets/fashion-mni
 
 @dataclass
 class Figure:
-    """One row of the summary table. `goal` is (op, threshold) with op one of <=, <, >=, >, ==."""
+    """One row of the summary table. `goal` is (op, threshold) with op one of <=, <, >=, >, ==,
+    or "within" (a ratio between 1/threshold and threshold)."""
 
     bench: str
     figure: str
@@ -38,7 +39,8 @@ class Figure:
             return None
         op, bar = self.goal
         return {"<=": self.value <= bar, "<": self.value < bar, ">=": self.value >= bar,
-                ">": self.value > bar, "==": self.value == bar}[op]
+                ">": self.value > bar, "==": self.value == bar,
+                "within": 1 / bar <= self.value <= bar if op == "within" else None}[op]
 
     def goal_text(self) -> str:
         if self.goal is None:

@@ -67,19 +67,32 @@ def spec_of(name: str) -> Path:
     return next(s for s in SPECS if f"{s.parent.name}/{s.stem}" == name)
 
 
+def add_row(figures, got: dict, cost) -> str:
+    """One study's row: estimate / measured CPU time (goal: within 2x either way), per kind;
+    returns the row of RESULTS.md's table."""
+    kinds = ", ".join(f"{k} x{c.nodes} {c.seconds:.0f}/{got['kinds'].get(k, {}).get('measured', 0):.0f} s"
+                      for k, c in cost.kinds.items())
+    load = f", load {got['load']}" if "load" in got else ""
+    figures.add(f"{got['spec']}: estimate / measured CPU time",
+                round(cost.total / max(got["measured"], 1e-9), 2), "x", goal=("within", 2.0),
+                note=f"{cost.total / 60:.2f} CPU-min estimated, {got['measured'] / 60:.2f} "
+                     f"measured ({got['wall'] / 60:.1f} min wall{load}; per kind "
+                     f"estimated/measured: {kinds}; runner {cost.runner:.0f} s)")
+    return (f"| {got['spec']} | {got['nodes']} | {cost.total / 60:.2f} | {got['measured'] / 60:.2f} "
+            f"| {got['wall'] / 60:.1f} | {got.get('load', '-')} | "
+            f"{cost.total / max(got['measured'], 1e-9):.2f}x |")
+
+
 def reestimate(records: str, json_out: str | None) -> None:
-    figures = Figures("estimate_measured")
+    figures, rows = Figures("estimate_measured"), []
     for line in Path(records).read_text().splitlines():
         got = json.loads(line)
         study = open_study(spec_of(got["spec"]))
-        cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
-        kinds = ", ".join(f"{k} x{c.nodes} {c.seconds:.0f}/{got['kinds'].get(k, {}).get('measured', 0):.0f} s"
-                          for k, c in cost.kinds.items())
-        figures.add(f"{got['spec']}: estimate / measured CPU time",
-                    round(cost.total / got["measured"], 2), "x", goal=("<=", 2.0),
-                    note=f"{cost.total / 60:.2f} CPU-min estimated, {got['measured'] / 60:.2f} "
-                         f"measured ({got['wall'] / 60:.1f} min wall; per kind estimated/measured: "
-                         f"{kinds}; runner {cost.runner:.0f} s)")
+        rows.append(add_row(figures, got, estimate(study.plan, device="cpu",
+                                                   threads=study.spec.run.threads)))
+    print("\n| study | nodes | estimate CPU-min | measured CPU-min | wall min | load | "
+          "estimate / measured |\n|---|---|---|---|---|---|---|")
+    print("\n".join(rows))
     figures.dump(json_out)
 
 
@@ -99,13 +112,8 @@ def main() -> None:
     figures = Figures("estimate_measured")
     for spec in chosen:
         got = measure(spec, args.keep)
-        estimated, measured = got["estimated"], got["measured"]
-        kinds = ", ".join(f"{k} x{c['nodes']} {c['estimated']:.0f}/{c['measured']:.0f} s"
-                          for k, c in got["kinds"].items())
-        figures.add(f"{got['spec']}: estimate / measured CPU time",
-                    round(estimated / max(measured, 1e-9), 2), "x",
-                    note=f"{estimated / 60:.2f} CPU-min estimated, {measured / 60:.2f} measured "
-                         f"({got['wall'] / 60:.1f} min wall; per kind estimated/measured: {kinds})")
+        study = open_study(spec)
+        add_row(figures, got, estimate(study.plan, device="cpu", threads=study.spec.run.threads))
         if args.records:
             with open(args.records, "a") as handle:
                 handle.write(json.dumps(got) + "\n")
