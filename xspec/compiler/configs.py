@@ -22,8 +22,8 @@ from pydantic import (
 
 from xspec.compiler.detect import detect_config
 from xspec.errors import CompileError
-from xspec.extend.plugins import load_builtins
-from xspec.extend.registry import ATTACKS, defences_of, generation
+from xspec.extend.plugins import for_registered
+from xspec.extend.registry import ATTACKS, defences_of
 from xspec.spec.base import NonNegativeInt, OmitAtDefault, XspecModel, tagged_union
 from xspec.spec.fidelity import SSL_ONLY
 from xspec.spec.retrain import Retrain
@@ -198,21 +198,10 @@ class PseudoLabelsConfig(XspecModel):
     """The kind of the dependency whose checkpoint labels (another study's node)."""
 
 
-_BUILT: dict[tuple[int, ...], dict[str, type]] = {}
-
-
+@for_registered
 def config_models() -> dict[str, type[XspecModel]]:
     """{kind: config model} of the built-in kinds, for every attack, data format and defence
     registered so far (plugins included)."""
-    load_builtins()
-    key = generation()
-    if key not in _BUILT:
-        _BUILT.clear()
-        _BUILT[key] = _build()
-    return _BUILT[key]
-
-
-def _build() -> dict[str, type[XspecModel]]:
     attack = tagged_union([a.spec for a in ATTACKS], "kind")
     pairs, evals = sources("pairs"), sources("eval")
     evaluation = create_model("EvalConfig", __base__=EvalConfig, source=(evals, ...))

@@ -16,8 +16,12 @@ import pkgutil
 import sys
 from importlib.metadata import entry_points
 from pathlib import Path
+from typing import Callable, TypeVar
 
 from xspec.errors import SpecError
+from xspec.extend.registry import generation
+
+T = TypeVar("T")
 
 GROUP = "xspec.plugins"
 _loaded: set[str] = set()
@@ -39,6 +43,22 @@ def load_builtins() -> None:
         importlib.import_module(info.name)
     for point in entry_points(group=GROUP):
         _import(point.name, lambda p=point: p.load(), f"entry point {point.value}")
+
+
+def for_registered(build: Callable[[], T]) -> Callable[[], T]:
+    """`build()`'s result, built again whenever a piece has registered since (a plugin's attack
+    or defence changes the models built from the registries), the built-ins loaded first."""
+    built: dict[tuple[int, ...], T] = {}
+
+    def current() -> T:
+        load_builtins()
+        key = generation()
+        if key not in built:
+            built.clear()
+            built[key] = build()
+        return built[key]
+
+    return current
 
 
 def load_plugins(names: list[str], base: Path, key: str = "study.plugins") -> list[dict]:

@@ -16,9 +16,9 @@ from typing import Annotated, Literal, Union
 
 from pydantic import Field, create_model, model_validator
 
-from xspec.extend.plugins import load_builtins
+from xspec.extend.plugins import for_registered
 from xspec.extend.registry import (
-    ATTACKS, DEFENCES, METRICS, NODE_KINDS, POLICIES, defences_of, generation,
+    ATTACKS, DEFENCES, METRICS, NODE_KINDS, POLICIES, defences_of,
 )
 from xspec.spec.archs import image_size
 from xspec.spec.base import (  # noqa: F401  (re-exported, as are the tables' names below)
@@ -136,20 +136,9 @@ class SpecBase(XspecModel):
         return self
 
 
-_BUILT: dict[tuple[int, ...], type] = {}
-
-
+@for_registered
 def spec_model() -> type[SpecBase]:
     """The spec model with every attack, data format, defence and node kind registered so far."""
-    load_builtins()
-    key = generation()
-    if key not in _BUILT:
-        _BUILT.clear()
-        _BUILT[key] = _build()
-    return _BUILT[key]
-
-
-def _build() -> type[SpecBase]:
     pair = sources("pairs")
     clean_data = create_model(
         "CleanData", __base__=CleanData, __doc__=CleanData.__doc__,

@@ -39,14 +39,11 @@ class FashionMnist(XspecModel):
     size: PositiveInt | None = None
 
 
-@register_data_source(f"{FORMATS}.csv_pairs", roles=("pairs",))
-class CsvPairs(XspecModel):
-    """Image-caption pairs in the CleanCLIP/CC3M layout; image paths relative to the CSV."""
+class PairFiles(XspecModel):
+    """What every format of image-caption files declares; a subclass narrows `format`."""
 
-    format: Literal["csv"]
+    format: str
     path: str
-    image_key: str = "image"
-    caption_key: str = "caption"
     size: PositiveInt | None = None
     decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
     expected_size: PositiveInt | None = Field(None, exclude=True)
@@ -54,22 +51,25 @@ class CsvPairs(XspecModel):
     the data is not readable (planning before it is staged). Never part of a node's id."""
 
 
+@register_data_source(f"{FORMATS}.csv_pairs", roles=("pairs",))
+class CsvPairs(PairFiles):
+    """Image-caption pairs in the CleanCLIP/CC3M layout; image paths relative to the CSV."""
+
+    format: Literal["csv"]
+    image_key: str = "image"
+    caption_key: str = "caption"
+
+
 @register_data_source(f"{FORMATS}.webdataset", roles=("pairs",))
-class WebDatasetPairs(XspecModel):
+class WebDatasetPairs(PairFiles):
     """Image-caption pairs in WebDataset shards, as img2dataset writes them: `path` is a brace
     pattern ("cc3m/{00000..00331}.tar"), a glob or a folder of .tar files; each sample is
     KEY.jpg (or .png/.webp, or `image_ext`) with its caption in KEY.`caption_ext`. A pair's
     identity is its key; pairs are numbered in shard order, then member order."""
 
     format: Literal["webdataset"]
-    path: str
     image_ext: str | None = None
     caption_ext: str = "txt"
-    size: PositiveInt | None = None
-    decode: Decode = Field("exact", exclude_if=lambda v: v == "exact")
-    expected_size: PositiveInt | None = Field(None, exclude=True)
-    """Pairs the dataset is expected to hold: `xspec plan`'s compute estimate counts it where
-    the data is not readable (planning before it is staged). Never part of a node's id."""
 
 
 @register_data_source(f"{FORMATS}.imagefolder", roles=("eval",))
