@@ -27,7 +27,7 @@ FASHION = {"format": "fashion_mnist", "split": "train", "size": 64}
 def _setup(model, optimizer, seed=0):
     mean, std, _ = models.image_stats(model)
     data = SimpleNamespace(normalize=Normalizer.of(mean, std), tokenizer=models.tokenizer(ARCH))
-    config = {"batch_size": 32, "weight_decay": 0.1, "seed": seed}
+    config = Training(objective="mmcl", batch_size=32, weight_decay=0.1)  # the node's typed config
     return CleaningSetup(model, data, optimizer, config, torch.device("cpu"), seed,
                          log=lambda message: None)
 

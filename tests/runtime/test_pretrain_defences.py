@@ -14,6 +14,7 @@ from xspec.compiler.plan import compile_spec
 from xspec.errors import XspecError
 from xspec.runtime.objectives import info_nce
 from xspec.spec.load import load_spec
+from xspec.spec.tables.training import Training
 
 
 def _unit(*rows):
@@ -69,7 +70,7 @@ def test_roclip_loss_equals_the_originals_arithmetic():
 
 
 def test_roclip_uses_the_pool_only_every_k_epochs():
-    setup = types.SimpleNamespace(seed=0, config={"mmcl_weight": 1.0}, checkpoints=None,
+    setup = types.SimpleNamespace(seed=0, config=Training(objective="mmcl"), checkpoints=None,
                                   device="cpu")
     pieces = build_roclip(RoClip(pool_size=32, every=2, augment=False), setup)
     (term,) = pieces.terms

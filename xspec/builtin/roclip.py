@@ -112,7 +112,7 @@ def build(spec: RoClip, setup) -> Pieces:
             state["pool"] = CaptionPool(spec.pool_size, text.shape[1], setup.seed, text.device)
         return roclip_loss(image, text, scale, state["pool"])
 
-    weight = setup.config.get("mmcl_weight", 1.0)
+    weight = setup.config.mmcl_weight
     return Pieces(terms=[Term("mmcl", weight, mmcl, replaces=True)],
                   on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end)
 

@@ -311,7 +311,7 @@ def build(spec: SafeClip, setup) -> Pieces:
         if spec.phase_lr:
             cfg = setup.config
             set_lr(setup.optimizer, phase_lr(
-                spec, cfg["lr"], cfg["warmup_steps"], cfg["epochs"], state["epoch"],
+                spec, cfg.lr, cfg.warmup_steps, cfg.epochs, state["epoch"],
                 "cross" if state["phase"] == "mixed" else state["phase"], state["index"],
                 state["batches"], setup.data.steps_per_epoch, state["first"]))
 
@@ -328,7 +328,7 @@ def build(spec: SafeClip, setup) -> Pieces:
         safe = state["safe"][batch["index"]].to(features["image"].device)
         return mixed_loss(features, scale, safe)
 
-    weight = setup.config.get("mmcl_weight", 1.0)
+    weight = setup.config.mmcl_weight
     return Pieces(terms=[Term("mmcl", weight, mmcl, replaces=True)],
                   on_epoch_start=on_epoch_start, on_epoch_end=on_epoch_end,
                   before_step=before_step, batches=PhasedBatches(spec, setup.data, state))

@@ -104,7 +104,7 @@ def build(spec: SuFi, setup):
 
     size = image_stats(setup.model)[2]
     labelled = open_eval(spec.data.model_dump(mode="json"), size)
-    batches = LabelledBatches(labelled, spec.batch_size or setup.config["batch_size"],
+    batches = LabelledBatches(labelled, spec.batch_size or setup.config.batch_size,
                               setup.seed, setup.data.normalize, setup.device, workers=0)
     model = setup.model
     if spec.head == "zeroshot":
@@ -143,7 +143,7 @@ def linear_head(model, size: int, classes: int, setup):
         dim = model.encode_image(torch.zeros(1, 3, size, size, device=setup.device)).shape[1]
     torch.manual_seed(setup.seed)
     head = torch.nn.Linear(dim, classes).to(setup.device)
-    setup.param_group("sufi_weight", [head.weight], weight_decay=setup.config["weight_decay"])
+    setup.param_group("sufi_weight", [head.weight], weight_decay=setup.config.weight_decay)
     setup.param_group("sufi_bias", [head.bias], weight_decay=0.0)
     return head
 

@@ -14,6 +14,7 @@ keeps every field, so a changed default is still seen (`xspec.store.reuse`).
 
 from __future__ import annotations
 
+import warnings
 from typing import Annotated, Any, Literal, Union, get_args
 
 from pydantic import (
@@ -120,7 +121,28 @@ class ModelConfig(XspecModel):
     """The content of an architecture given as a config file: it, not the path, decides."""
 
 
-class TrainingConfig(Training, Shared):
+class OldDictReads:
+    """`config["lr"]`, `config.get("mmcl_weight", 1.0)` and `"lr" in config` on a typed node
+    config, for defences written when `setup.config` was node.json's dict: they read the JSON
+    value (a table as a dict) and warn once; new code reads attributes (`config.lr`)."""
+
+    def _json(self, key: str):
+        warnings.warn(f"setup.config is the node's typed config ({type(self).__name__}); read "
+                      f"config.{key}, not config[{key!r}] (docs/EXTENDING.md)",
+                      DeprecationWarning, stacklevel=3)
+        return self.model_dump(mode="json", by_alias=True)
+
+    def __getitem__(self, key: str):
+        return self._json(key)[key]
+
+    def get(self, key: str, default=None):
+        return self._json(key).get(key, default)
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and key in self._json(key)
+
+
+class TrainingConfig(OldDictReads, Training, Shared):
     """A training run's fields as `[pretrain]`/`[clean]` declare them."""
 
     @model_validator(mode="before")

@@ -19,14 +19,18 @@ from xspec.extend.registry import DEFENCES, Defence, resolve
 
 @dataclass
 class CleaningSetup:
-    """What a defence's behaviour gets: the model being cleaned, its training data and optimizer,
-    the clean node's config, device, seed, log, and `dep(kind)`: the run folder of the clean
+    """What a defence's behaviour gets: the model being trained, its training data and
+    optimizer, the node's config, device, seed, log, and `dep(kind)`: the run folder of the
     node's dependency of that kind (e.g. a pseudo_labels node)."""
 
     model: torch.nn.Module
     data: Any
     optimizer: torch.optim.Optimizer
-    config: dict
+    config: Any
+    """The node's typed config (`ctx.cfg`: the clean node's `CleanConfig`, a pretrain node's
+    `PretrainConfig`, from `xspec.compiler.configs`): read attributes, `setup.config.lr`. The
+    defence's own value is `build`'s first argument. `config["lr"]` and `config.get(...)`
+    still read the JSON value, for defences written when this was a dict (deprecated)."""
     device: torch.device
     seed: int
     log: Callable[[str], None] = print
@@ -109,7 +113,7 @@ class DefenceConflict(XspecError):
     pass
 
 
-def defence_views(config: dict) -> set[str]:
+def defence_views(config) -> set[str]:
     """Feature views the node's defences read beyond its objective's."""
     return {v for d, value in active(config) for v in d.needed_views(value)}
 
@@ -117,14 +121,15 @@ def defence_views(config: dict) -> set[str]:
 def defences(ctx) -> Callable | None:
     """The builder `fit` calls once the optimizer exists: the active defences' `Pieces`
     together, or None."""
-    chosen = active(ctx.config)
+    config = ctx.cfg
+    chosen = active(config)
     if not chosen:
         return None
 
     def build(model, data, optimizer, start_parameters=None) -> Pieces:
         run = getattr(ctx, "run", None)
-        setup = CleaningSetup(model, data, optimizer, ctx.config, ctx.device,
-                              ctx.config["seed"], ctx.log, getattr(ctx, "dep", None),
+        setup = CleaningSetup(model, data, optimizer, config, ctx.device,
+                              config.seed, ctx.log, getattr(ctx, "dep", None),
                               start_parameters, getattr(run, "checkpoints", None))
         built = [(defence.name, resolve(defence.behaviour)(value, setup))
                  for defence, value in chosen]

@@ -117,7 +117,7 @@ def _augmenter(views: set[str], eda: str = "xspec", placement: str = "crop"):
 def training_data(ctx: Context, model, pairs, indices, captions, poisoned, attack,
                    tokenizer, normalize) -> TrainingData:
     cfg = ctx.cfg
-    views = needed_views(cfg.objective) | defence_views(ctx.config)
+    views = needed_views(cfg.objective) | defence_views(ctx.cfg)
     augmenter = _augmenter(views, cfg.eda, cfg.image_augment)
     if augmenter is not None and cfg.letterless == "skip":
         indices = with_letters(indices, captions, ctx)
