@@ -165,20 +165,23 @@ def cancel(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
 
 
 @app.command()
-def status(spec: Spec, workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
+def status(spec: Annotated[Optional[Path], typer.Argument(
+               help="The study's TOML spec; without it, every run folder of the workspace.",
+               show_default=False)] = None,
+           workspace: WorkspaceOpt = DEFAULT_WORKSPACE) -> None:
     """Show each node's state (pending, queued, running, done, failed with the reason and log
-    path), from the workspace and, for submitted studies, from SLURM.
+    path), from the run folders (node.json, status.json) and, for submitted nodes, SLURM.
+    Without a spec, every run folder of the workspace, as its node.json says (nothing compiled).
 
-    Example: xspec status specs/quickstart.toml
+    Example: xspec status specs/quickstart.toml   (or: xspec status -w xspec-work)
     """
     from xspec.cli_views import status_table
-    from xspec.study import node_states, open_study
+    from xspec.study import status_view
 
-    study, ws = open_study(spec), _workspace(workspace)
-    states, warning = node_states(study, ws)
-    if warning:
-        err.print(styled("warning:", "yellow", f"{warning}; showing the workspace only"))
-    status_table(console, study.plan, ws, states)
+    view = status_view(spec, _workspace(workspace))
+    if view.warning:
+        err.print(styled("warning:", "yellow", f"{view.warning}; showing the workspace only"))
+    status_table(console, view.plan, _workspace(workspace), view.states, view.notes)
 
 
 @app.command()

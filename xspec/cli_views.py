@@ -110,11 +110,18 @@ def plan_table(console: Console, plan, workspace) -> None:
                   + ", ".join(f"{v} {k}" for k, v in sorted(states.items())), markup=False)
 
 
-def status_table(console: Console, plan, workspace, states: dict | None = None) -> None:
-    """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more.
+def status_table(console: Console, plan, workspace, states: dict | None = None,
+                 notes: dict | None = None) -> None:
+    """`states` ({node id: (state, detail)}) overrides status.json where SLURM knows more;
+    `notes` ({node id: text}) adds a line about a node's run folder (its node.json). A plan
+    without a study is every run folder of the workspace (`xspec status -w DIR`).
 
     Paths in the detail column are relative to the workspace, named once in the title."""
-    table = Table(title=Text(f"status of study {plan.study!r} in {workspace.root}"))
+    if not plan.nodes and not plan.study:
+        console.print(f"no run folders in {workspace.runs}", markup=False)
+        return
+    what = f"study {plan.study!r}" if plan.study else "every run folder"
+    table = Table(title=Text(f"status of {what} in {workspace.root}"))
     free = max(console.width - 32, 40)  # less the id and state columns and the borders
     detail_width = max(41, free * 3 // 5)  # "log: runs/shrink_perturb-<id>/log.txt" on a line
     table.add_column("node", overflow="fold", width=max(free - detail_width, 16))
@@ -137,6 +144,8 @@ def status_table(console: Console, plan, workspace, states: dict | None = None) 
             holder, detail = None, str(exc) + (f"\n{detail}" if detail else "")
         if holder is not None:
             detail = f"claimed by {locks.describe(holder)}" + (f"\n{detail}" if detail else "")
+        if notes and node.id in notes:
+            detail = notes[node.id] + (f"\n{detail}" if detail else "")
         epoch = status.get("epoch")
         shown = _state(state) if epoch is None else Text.assemble(
             (state, STATE_STYLE.get(state, "white")), f"\nepoch {epoch}")

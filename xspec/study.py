@@ -113,24 +113,51 @@ def submit_study(study: Study, workspace: Workspace, executor: str, flags: dict,
     return chosen.submit(study.plan, workspace, settings, options).jobs
 
 
-def _executor_of(study: Study, workspace: Workspace):
-    """The executor that last took this study's nodes: slurm if any was submitted there."""
+def _executor_of(plan: Plan, workspace: Workspace):
+    """The executor that last took these nodes: slurm if any was submitted there."""
     from xspec.executors import get_executor
     from xspec.executors.slurm import job_file
 
-    submitted = any(job_file(workspace.run_dir(n)).exists() for n in study.plan.ordered())
+    submitted = any(job_file(workspace.run_dir(n)).exists() for n in plan.ordered())
     return get_executor("slurm" if submitted else "local")
 
 
-def node_states(study: Study, workspace: Workspace):
+def node_states(study: Study | Plan, workspace: Workspace):
     """({node id: (state, detail)} or None, warning): the executor's view merged with the
     workspace (SLURM's queue for submitted studies)."""
+    plan = study.plan if isinstance(study, Study) else study
     try:
-        return _executor_of(study, workspace).states(study.plan, workspace), None
+        return _executor_of(plan, workspace).states(plan, workspace), None
     except XspecError as exc:
         return None, str(exc)
 
 
+@dataclass
+class StatusView:
+    """What `xspec status` shows: the nodes, their states (None: status.json alone), a note per
+    node about its run folder's node.json, and a warning (SLURM unreachable)."""
+
+    plan: Plan
+    states: dict | None
+    notes: dict[str, str]
+    warning: str | None
+
+
+def status_view(spec_path: str | Path | None, workspace: Workspace) -> StatusView:
+    """A study's nodes (compiled from its spec: which nodes are its) with what their run
+    folders say; without a spec, every run folder of the workspace as its node.json says,
+    compiling nothing (`xspec.store.recorded.workspace_plan`)."""
+    from xspec.store.recorded import folder_notes, workspace_plan
+
+    if spec_path is None:
+        plan, notes = workspace_plan(_existing(workspace))
+    else:
+        plan = open_study(spec_path).plan
+        notes = folder_notes(workspace, plan)
+    states, warning = node_states(plan, workspace)
+    return StatusView(plan, states, notes, warning)
+
+
 def cancel_study(study: Study, workspace: Workspace) -> list[str]:
     """Stop the study's queued and running nodes (SLURM jobs, or node processes here)."""
-    return _executor_of(study, workspace).cancel(study.plan, workspace)
+    return _executor_of(study.plan, workspace).cancel(study.plan, workspace)

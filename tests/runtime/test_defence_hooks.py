@@ -55,8 +55,8 @@ def _run(events: list, seen: dict, **config):
     torch.manual_seed(0)
     model, data = Tiny(), Batches(STEPS)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
-    build = defences(SimpleNamespace(config={"seed": 0, **config}, device=torch.device("cpu"),
-                                     log=lambda message: None))
+    build = defences(SimpleNamespace(cfg=SimpleNamespace(seed=0, **config),
+                                     device=torch.device("cpu"), log=lambda message: None))
     hooks = build(model, data, optimizer) if build is not None else None
     cfg = Training(objective="mmcl", epochs=EPOCHS, lr=0.5, warmup_steps=0)
     train(cfg, model, data, optimizer, TrainState(),

@@ -20,8 +20,8 @@ def registries():
 
 
 def _ctx(config):
-    return SimpleNamespace(config={"seed": 0, **config}, device=torch.device("cpu"),
-                           log=lambda message: None)
+    return SimpleNamespace(cfg=SimpleNamespace(seed=0, **config), device=torch.device("cpu"),
+                           log=lambda message: None)  # `cfg`: the node's typed config
 
 
 def test_two_defences_add_their_terms_hooks_and_groups(registries):

@@ -18,7 +18,8 @@ import pyarrow.parquet as pq
 from xspec.errors import WorkspaceBusy, XspecError
 from xspec.store.provenance import ingest_provenance
 from xspec.store.schema import EVAL_SET, migrate
-from xspec.store.workspace import Workspace, node_record
+from xspec.store.recorded import problem_line, study_runs
+from xspec.store.workspace import Workspace
 
 
 WAIT_SECONDS = float(os.environ.get("XSPEC_DB_WAIT", 300))
@@ -70,10 +71,11 @@ def connect(path: Path, read_only: bool = False,
         con.close()
 
 
-def primary_set(plan) -> str:
-    """The name of the study's primary evaluation set (`evaluate.primary`)."""
-    for node in plan.own():
-        evaluation = node.identity.get("eval")
+def primary_set(records: list[dict]) -> str:
+    """The name of the study's primary evaluation set (`evaluate.primary`), from its nodes'
+    configs (the eval table of every node that evaluates)."""
+    for record in records:
+        evaluation = record["config"].get("eval") if isinstance(record["config"], dict) else None
         if isinstance(evaluation, dict):
             return evaluation.get("primary", "eval")
     return "eval"
@@ -83,11 +85,18 @@ def ingest(workspace: Workspace, plan) -> int:
     """Load the status and metrics of every node of `plan` into the database; returns row count.
     Nodes of other studies that `plan` takes inputs from belong to those studies' reports.
 
-    The run folders are the truth and the database is derived: a damaged xspec.duckdb is moved
-    aside and built again from them (saying so); a metrics file that cannot be read is left
-    out, naming it (its node shows failed when it was done: `RunDir.status`)."""
-    runs = [(node, workspace.run_dir(node)) for node in plan.own()]
-    metric_files = _readable([run.metrics_file for _, run in runs if run.metrics_file.exists()])
+    The run folders are the truth and the database is derived: `plan` says which nodes are
+    the study's, and each node's config, lineage and dependencies come from its run folder's
+    node.json (what it ran with, though the spec or a default changed since;
+    `xspec.store.recorded`); a node.json that is unreadable is named on stderr, and the node's
+    status and metrics are kept. A damaged xspec.duckdb is moved aside and built again from
+    the run folders (saying so); a metrics file that cannot be read is left out, naming it (its
+    node shows failed when it was done: `RunDir.status`)."""
+    runs = study_runs(workspace, plan)
+    for entry in runs:
+        if entry.problem is not None:
+            print(f"xspec: {problem_line(entry)}", file=sys.stderr, flush=True)
+    metric_files = _readable([e.run.metrics_file for e in runs if e.run.metrics_file.exists()])
     try:
         return _ingest(workspace, plan, runs, metric_files)
     except duckdb.Error as exc:
@@ -148,31 +157,34 @@ def _ingest(workspace: Workspace, plan, runs, metric_files: list[str]) -> int:
                                                     "notes": plan.study_notes})],
         )
         con.execute("DELETE FROM nodes WHERE study = ?", [plan.study])
-        for node, run in runs:
-            status = run.status()
-            record = node_record(node)
+        for entry in runs:
+            status = entry.run.status()
+            detail = status if entry.problem is None else {**status,
+                                                           "node_json": str(entry.problem)}
+            record = entry.record
             con.execute(
                 "INSERT INTO nodes (study, id, kind, name, config, deps, lineage, status, error,"
                 " updated, detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, now(), ?)",
-                [plan.study, node.id, node.kind, node.name, json.dumps(record["config"]),
-                 json.dumps(record["deps"]), json.dumps(record["lineage"]),
-                 status.get("state", "pending"), status.get("error"), json.dumps(status)],
+                [plan.study, entry.node.id, record["kind"], entry.node.name,
+                 json.dumps(record["config"]), json.dumps(record["deps"]),
+                 json.dumps(record["lineage"]), status.get("state", "pending"),
+                 status.get("error"), json.dumps(detail)],
             )
-        ids = [node.id for node, _ in runs]
+        ids = [entry.node.id for entry in runs]
         con.execute("DELETE FROM metrics WHERE list_contains(?, node_id)", [ids])
         if metric_files:
             con.execute(
                 "INSERT INTO metrics (node_id, epoch, split, metric, value, n, step, eval_set) "
                 "SELECT node_id, epoch, split, metric, value, n, step, "
                 f"{EVAL_SET.format(primary='?')} FROM read_parquet(?)",
-                [primary_set(plan), metric_files],
+                [primary_set([entry.record for entry in runs]), metric_files],
             )
         con.execute("DELETE FROM checkpoints WHERE list_contains(?, node_id)", [ids])
-        for node, run in runs:
-            for ckpt in sorted(run.checkpoints.glob("epoch_*.pt")):
+        for entry in runs:
+            for ckpt in sorted(entry.run.checkpoints.glob("epoch_*.pt")):
                 con.execute("INSERT INTO checkpoints VALUES (?, ?, ?)",
-                            [node.id, int(ckpt.stem.split("_")[1]), str(ckpt)])
-        ingest_provenance(con, runs)
+                            [entry.node.id, int(ckpt.stem.split("_")[1]), str(ckpt)])
+        ingest_provenance(con, [(entry.node, entry.run) for entry in runs])
         con.execute("COMMIT")
         return con.execute(
             "SELECT count(*) FROM metrics WHERE list_contains(?, node_id)", [ids]

@@ -38,7 +38,9 @@ def differences(recorded, compiled, prefix: str = "") -> list[str]:
 
 def check_reuse(run, node) -> bool:
     """Raise `ReuseRefused` when `run`'s node.json is not `node`'s config. True where node.json
-    should be (re)written: missing, or older and agreeing but without the defaults."""
+    should be (re)written: missing, or older and agreeing but without the defaults, or with a
+    lineage made by an older rule (the lineage is derived from the configs, which agree; ingest
+    and `xspec status` read node.json: `xspec.store.recorded`)."""
     if not run.node_file.exists():
         return True
     try:
@@ -57,4 +59,4 @@ def check_reuse(run, node) -> bool:
             f"{run.path}: its node.json differs from node {node.name or node.short} as compiled "
             f"now in {shown}{more} (edited by hand, or a default changed since it ran); "
             "move the folder away to run the node afresh")
-    return recorded.get("config") != compiled
+    return recorded.get("config") != compiled or recorded.get("lineage") != node.lineage
