@@ -127,6 +127,13 @@ def _arch(node) -> str:
         v for k, v in node.lineage.items() if k.endswith("model.arch"))
 
 
+def _evaluation(node) -> dict:
+    """The evaluation settings, from the one lineage key that shows them (`pretrain.eval` on
+    a cleaning node of the same study: `xspec.compiler.lineage`)."""
+    prefix = node.owners.get("evaluation", f"{node.kind}.eval") + "."
+    return {k.removeprefix(prefix): v for k, v in node.lineage.items() if k.startswith(prefix)}
+
+
 def card(plan, node, pick: Pick, scores: dict, provenance: dict | None) -> dict:
     lin = node.lineage
     attack = {k.split(".", 1)[1]: v for k, v in lin.items() if k.startswith("poison.")
@@ -142,8 +149,7 @@ def card(plan, node, pick: Pick, scores: dict, provenance: dict | None) -> dict:
         "node": {"kind": node.kind, "name": node.name, "id": node.id}, "epoch": pick.epoch,
         "chosen_by": pick.how, "pretrain": pretrain, "attack": attack or {"kind": "none"},
         "poisons": lin.get("poison.poisons"), "defence": defence, "metrics": scores,
-        "evaluation": {k.split(".", 2)[2]: v for k, v in lin.items()
-                       if k.startswith(f"{node.kind}.eval.")},
+        "evaluation": _evaluation(node),
         "lineage": lineage(plan, node), "provenance": provenance,
     }
 

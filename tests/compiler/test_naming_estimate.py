@@ -19,8 +19,8 @@ def test_one_fact_seen_under_several_prefixes_is_named_once():
     names = [n.name for n in plan.of_kind("pretrain")]
     assert "pretrain@batch_size=2048,objective=mmcl,train.path=/data/cc3m/train.csv,poisons=1500" in (
         names)
-    clean = {f.name: f.keys for f in plan.facts["clean"]}
-    assert clean["poisons"] == ("poison.poisons",)  # the attack is the poison config's alone
+    clean = {f.name: f.key for f in plan.facts["clean"]}
+    assert clean["poisons"] == "poison.poisons"  # the attack is the poison config's alone
     assert {"lr", "objective", "pretrain.objective", "policy"} <= set(clean)
     for kind in plan.facts:
         assert len({n.name for n in plan.of_kind(kind)}) == len(plan.of_kind(kind))

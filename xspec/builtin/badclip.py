@@ -15,11 +15,11 @@ The spec side only: the torch half is `xspec.runtime.badclip`. docs/FIDELITY.md 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from xspec.errors import CompileError
 from xspec.extend import (
-    NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, XspecModel,
+    NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Setting, XspecModel,
     register_attack,
     register_node_kind,
 )
@@ -64,7 +64,7 @@ class BadClipTriggerConfig(XspecModel):
     surrogate: dict[str, Any]
     """{"input": kind} (a dependency's checkpoint) or a file's fingerprint {"path", ...}."""
     arch: str | None
-    train: dict[str, Any]
+    train: Annotated[dict[str, Any], Setting("data.train")]
     target: str
     size: PositiveInt
     location: Literal["middle", "random"]
@@ -75,7 +75,7 @@ class BadClipTriggerConfig(XspecModel):
     text_weight: NonNegativeFloat
     image_weight: NonNegativeFloat
     margin: PositiveFloat
-    seed: NonNegativeInt
+    seed: Annotated[NonNegativeInt, Setting("study.seed")]
     plugins: dict[str, str] = {}
 
 

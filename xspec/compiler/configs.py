@@ -25,7 +25,7 @@ from xspec.compiler.detect import detect_config
 from xspec.errors import CompileError
 from xspec.extend.plugins import for_registered
 from xspec.extend.registry import ATTACKS, defences_of
-from xspec.spec.base import NonNegativeInt, OmitAtDefault, XspecModel, tagged_union
+from xspec.spec.base import NonNegativeInt, OmitAtDefault, Setting, XspecModel, tagged_union
 from xspec.spec.fidelity import SSL_ONLY
 from xspec.spec.retrain import Retrain
 from xspec.spec.tables.data import CleanData, Templates, sources
@@ -34,6 +34,10 @@ from xspec.spec.tables.settings import Metric
 from xspec.spec.tables.training import Clean, Training
 
 Plugins = Annotated[dict[str, str], OmitAtDefault]
+SEED, TRAIN = Setting("study.seed"), Setting("data.train")
+EVAL, TEMPLATES, EVALUATION = Setting("data.eval"), Setting("data.templates"), Setting("evaluation")
+"""The settings several node kinds copy (`Setting`): each is shown once in a lineage."""
+Seed = Annotated[NonNegativeInt, SEED]
 """{"attack:kind": version} of the plugin pieces a node uses that declare a version."""
 
 
@@ -54,8 +58,8 @@ class InputRef(XspecModel):
 
 
 class EvalConfig(XspecModel):
-    source: Any
-    templates: Templates
+    source: Annotated[Any, EVAL]
+    templates: Annotated[Templates, TEMPLATES]
     metrics: list[Metric]
     folder_labels: Annotated[Literal["by_name"] | None, OmitAtDefault] = None
     """Set for ImageFolder evaluation sets (labels from folder names): only in the id."""
@@ -71,8 +75,8 @@ class Shared(XspecModel):
     """What every node that evaluates carries: evaluation and seed. The attack is the poison
     node's config alone; its dependants read it from there (`runtime.handoffs`)."""
 
-    eval: EvalConfig
-    seed: NonNegativeInt
+    eval: Annotated[EvalConfig, EVALUATION]
+    seed: Seed
     plugins: Plugins = {}
 
 
@@ -94,8 +98,8 @@ class PoisonConfig(XspecModel):
     top level (`kind`, `target`, ...), as poison ids have always been made."""
 
     attack: Any
-    train: Any
-    seed: NonNegativeInt
+    train: Annotated[Any, TRAIN]
+    seed: Seed
     plugins: Plugins = {}
 
     @model_validator(mode="before")
@@ -165,7 +169,7 @@ class PretrainConfig(TrainingConfig):
     ...; at its "off" default it stays out of the id)."""
 
     model: ModelConfig
-    train: Any
+    train: Annotated[Any, TRAIN]
     save_optimizer: Annotated[bool, OmitAtDefault] = False
     """Keep each epoch's AdamW state: set on a pre-training run a cleaning run continues."""
     drop: Annotated[Retrain | None, OmitAtDefault] = None
@@ -212,10 +216,10 @@ class CleanConfig(Clean, TrainingConfig):
 
 class PseudoLabelsConfig(XspecModel):
     data: CleanDataConfig
-    classes: Any
+    classes: Annotated[Any, EVAL]
     """The evaluation source whose classes the labels are over."""
-    templates: Templates
-    seed: NonNegativeInt
+    templates: Annotated[Templates, TEMPLATES]
+    seed: Seed
     input: str
     """The kind of the dependency whose checkpoint labels (another study's node)."""
 
@@ -226,8 +230,9 @@ def config_models() -> dict[str, type[XspecModel]]:
     registered so far (plugins included)."""
     attack = tagged_union([a.spec for a in ATTACKS], "kind")
     pairs, evals = sources("pairs"), sources("eval")
-    evaluation = create_model("EvalConfig", __base__=EvalConfig, source=(evals, ...))
-    shared = {"eval": (evaluation, ...)}
+    evaluation = create_model("EvalConfig", __base__=EvalConfig,
+                              source=(Annotated[evals, EVAL], ...))
+    shared = {"eval": (Annotated[evaluation, EVALUATION], ...)}
     data = create_model("CleanDataConfig", __base__=CleanDataConfig,
                         source=(Annotated[pairs, Field(alias="from")], ...))
     defences = {table: {d.name: (Annotated[d.annotation if d.config is None else Any,
@@ -237,15 +242,17 @@ def config_models() -> dict[str, type[XspecModel]]:
                 for table in ("pretrain", "clean")}
     return {
         "poison": create_model("PoisonConfig", __base__=PoisonConfig, attack=(attack, ...),
-                               train=(pairs, ...)),
-        "pretrain": create_model("PretrainConfig", __base__=PretrainConfig, train=(pairs, ...),
+                               train=(Annotated[pairs, TRAIN], ...)),
+        "pretrain": create_model("PretrainConfig", __base__=PretrainConfig,
+                                 train=(Annotated[pairs, TRAIN], ...),
                                  **shared, **defences["pretrain"]),
         "select": SelectConfig,
         "detect": detect_config(pairs),
         "shrink_perturb": create_model("ShrinkPerturbConfig", __base__=ShrinkPerturbConfig,
                                        **shared),
         "pseudo_labels": create_model("PseudoLabelsConfig", __base__=PseudoLabelsConfig,
-                                      data=(data, ...), classes=(evals, ...)),
+                                      data=(data, ...),
+                                        classes=(Annotated[evals, EVAL], ...)),
         "clean": create_model("CleanConfig", __base__=CleanConfig, data=(data, ...), **shared,
                               **defences["clean"]),
     }
@@ -275,18 +282,18 @@ def clean_config() -> type[XspecModel]:
     return config_models()["clean"]
 
 
-def _model_in(annotation: Any) -> type | None:
+def model_in(annotation: Any) -> type | None:
     """The config model inside a field's annotation (`Model`, `Model | None`, `Annotated`)."""
     if isinstance(annotation, type) and issubclass(annotation, XspecModel):
         return annotation
     for arg in get_args(annotation):
-        found = _model_in(arg)
+        found = model_in(arg)
         if found is not None:
             return found
     return None
 
 
-def _fields(kind: str, model: type, top: bool) -> dict:
+def fields_of(kind: str, model: type, top: bool) -> dict:
     """A model's fields by name and alias; a poison config's top level also holds the attack's
     fields (its dump flattens them)."""
     fields = {**model.model_fields,
@@ -319,14 +326,14 @@ def left_out(key: str) -> str | None:
     model = config_models().get(kind)
     parts = rest.split(".")
     for depth, part in enumerate(parts):
-        field = _fields(kind, model, depth == 0).get(part) if model is not None else None
+        field = fields_of(kind, model, depth == 0).get(part) if model is not None else None
         if field is None:
             return None
         if any(m is OmitAtDefault for m in field.metadata):
             if depth < len(parts) - 1:
                 return "off"
             return _text(field.default)
-        model = _model_in(field.annotation)
+        model = model_in(field.annotation)
     return None
 
 

@@ -22,6 +22,12 @@ class Node:
     dep_kinds: tuple[str, ...] = ()  # stages find dependencies by kind, never by name
     identity: dict = field(default=None, compare=False, repr=False)
     """The config as the id is made of (`xspec.spec.base.id_dump`): JSON."""
+    study: str = field(default="", compare=False)
+    """The study whose compilation made it (a node another study made keeps that study's)."""
+    owners: dict = field(default_factory=dict, compare=False, repr=False)
+    """{setting: lineage key}: where its lineage shows each `Setting` (`compiler.lineage`)."""
+    holds: dict = field(default_factory=dict, compare=False, repr=False)
+    """{setting: the lineage key its own copy would have}, for the settings its config holds."""
 
     def __post_init__(self):
         if self.identity is None:

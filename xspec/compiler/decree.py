@@ -10,9 +10,9 @@ them) re-runs it. The runtime half is `xspec.runtime.decree`.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from xspec.spec.base import NonNegativeInt
+from xspec.spec.base import NonNegativeInt, Setting
 from xspec.spec.decree import Decree
 
 VERSION = "1"  # bump when the inversion's behaviour changes for the same settings
@@ -24,9 +24,9 @@ class DecreeConfig(Decree):
     input: Literal["select", "clean"]
     """The dependency whose checkpoint is inverted: a select node's choice or a cleaning run's
     last epoch."""
-    source: dict[str, Any]
+    source: Annotated[dict[str, Any], Setting("data.eval")]
     """data.eval's table: the shadow images are drawn from it."""
-    seed: NonNegativeInt
+    seed: Annotated[NonNegativeInt, Setting("study.seed")]
     plugins: dict[str, str] = {}
 
 

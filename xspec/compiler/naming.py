@@ -1,42 +1,42 @@
-"""What tells the nodes of one kind apart, each fact once, under its shortest clear name.
+"""What tells the nodes of one kind apart, each setting once, under its shortest clear name.
 
-A node's lineage holds its own config and its upstream chain's under dotted prefixes, so one
-spec value can appear several times (`poison.train.size`, `pretrain.train.size`; the attack is
-the poison config's alone, so `poison.poisons` appears once). Keys that end in the same word and take the same value in every node
-of the kind are one fact; it is named by the shortest ending of its key that no other fact of
-the kind shares (`poisons`, `train.size`, `pretrain.lr` beside the cleaning `lr`).
+A node's lineage holds its own config and its upstream chain's under dotted prefixes, each
+spec setting under one key (`xspec.compiler.lineage`: the training pairs are `poison.train`,
+the seed `poison.seed`, whichever node reads them). Every lineage key that varies between the
+nodes of a kind is one fact, named by the shortest ending of its key that no other key of the
+kind shares (`poisons`, `train.size`, `pretrain.lr` beside the cleaning `lr`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from xspec.compiler.lineage import as_own, own_prefixes
+
 
 @dataclass(frozen=True)
 class Fact:
     name: str
-    keys: tuple[str, ...]  # the lineage keys it stands for; the first is read
+    key: str  # the lineage key it reads
 
     def value(self, node):
-        return node.lineage.get(self.keys[0])
+        return node.lineage.get(self.key)
 
 
 def facts(kind: str, nodes: list) -> list[Fact]:
     keys = sorted({k for n in nodes for k in n.lineage})
     varying = [k for k in keys if len({repr(n.lineage.get(k)) for n in nodes}) > 1]
-    groups: dict[tuple, list[str]] = {}
-    for key in varying:
-        signature = (key.rsplit(".", 1)[-1], tuple(repr(n.lineage.get(key)) for n in nodes))
-        groups.setdefault(signature, []).append(key)
-    chosen = [sorted(group, key=lambda k: (not k.startswith(kind + "."), k.count("."), k))
-              for group in groups.values()]
-    chosen.sort(key=lambda g: (not g[0].startswith(kind + "."), varying.index(g[0])))
-    paths = [_path(kind, group[0]) for group in chosen]
+    # Named and ordered as the nodes' own configs hold them: the training pairs a pretrain
+    # node reads are `train.path` on it, though its lineage shows them as `poison.train.path`.
+    prefixes = own_prefixes(nodes)
+    own = {k: as_own(k, prefixes) for k in keys}
+    varying.sort(key=lambda k: (not own[k].startswith(kind + "."), own[k]))
+    paths = [_path(kind, own[k]) for k in varying]
     # A constant key of the node's own config still claims its name: an upstream
     # `pretrain.objective` is not shown as `objective` on a cleaning node.
-    universe = paths + [_path(kind, k) for k in keys
-                        if k.startswith(kind + ".") and k not in varying]
-    return [Fact(_short(path, universe), tuple(group)) for path, group in zip(paths, chosen)]
+    universe = paths + [_path(kind, own[k]) for k in keys
+                        if own[k].startswith(kind + ".") and k not in varying]
+    return [Fact(_short(path, universe), key) for path, key in zip(paths, varying)]
 
 
 def _path(kind: str, key: str) -> list[str]:

@@ -23,6 +23,7 @@ from pathlib import Path
 from xspec.compiler.dag import Node, Plan
 from xspec.compiler.hashing import canonical_json, node_id
 from xspec.compiler import inputs
+from xspec.compiler.lineage import own_lineage, pool_copies
 from xspec.compiler.naming import facts, node_name
 from xspec.errors import CompileError
 from xspec.compiler.configs import typed
@@ -43,21 +44,15 @@ from xspec.spec.schema import Spec, StudyOutput, Training
 LARGE_PLAN = int(os.environ.get("XSPEC_LARGE_PLAN", 10_000))  # nodes; above it a warning
 
 
-def _flatten(prefix: str, value, out: dict) -> dict:
-    if isinstance(value, dict):
-        for key, item in value.items():
-            _flatten(f"{prefix}.{key}", item, out)
-    else:
-        out[prefix] = value
-    return out
-
-
 def _add(plan: Plan, kind: str, values: dict, deps: tuple[Node, ...],
-         inputs: dict[str, tuple[Node, str]] | None = None) -> Node:
+         inputs: dict[str, tuple[Node, str]] | None = None,
+         copies: dict[str, str] | None = None) -> Node:
     """A node of `kind` whose config is its kind's model built from `values` (field values,
-    typed or JSON). `inputs` ({config key: (node, what it is)}) are dependencies from other
-    studies: in the id and the run order; the lineage says what they are ("study:node")
-    instead of merging theirs."""
+    typed or JSON). `inputs` ({config key: (node, what it is)}) are dependencies whose lineage
+    is not merged (another study's model, a detect node's scores, an attack's trigger): in the
+    id and the run order; the lineage says what they are ("study:node"; None: nothing).
+    `copies` ({config path: setting}) marks fields that copy a setting in this node only
+    (`xspec.compiler.lineage`)."""
     inputs = inputs or {}
     registered = NODE_KINDS.get(kind)
     model = registered.config_model()
@@ -68,17 +63,23 @@ def _add(plan: Plan, kind: str, values: dict, deps: tuple[Node, ...],
     plan.external.pop(nid, None)  # this study makes the node too: it is its own
     if nid not in plan.nodes:
         lineage: dict = {}
+        owners: dict[str, str] = {}
+        holds: dict[str, str] = {}
         for dep in reversed(deps):  # the first dependency is the node's own chain: it wins
             lineage.update(dep.lineage)
-        _flatten(kind, {k: v for k, v in identity.items() if k != "plugins"}, lineage)
+            if dep.study == plan.study:
+                owners.update(dep.owners)
+        lineage.update(own_lineage(kind, model, identity, owners, holds, copies))
         for key, (node, label) in inputs.items():
             lineage.pop(f"{key}.input", None)
-            lineage[key] = label
+            if label is not None:
+                lineage[key] = label
             if kind == "pseudo_labels":  # what it runs (a pretrain node has its own arch)
                 lineage[f"{key}.arch"] = node.lineage["pretrain.model.arch"]
         plan.nodes[nid] = Node(nid, kind, config, tuple(d.id for d in everything), lineage,
                                dep_runs=tuple(d.run_name for d in everything),
-                               dep_kinds=tuple(d.kind for d in everything), identity=identity)
+                               dep_kinds=tuple(d.kind for d in everything), identity=identity,
+                               study=plan.study, owners=owners, holds=holds)
     return plan.nodes[nid]
 
 
@@ -227,9 +228,12 @@ def _pretrain_key(plan: Plan, spec: Spec) -> str:
 def _chain(plan: Plan, spec: Spec, keep_optimizer: set[str]) -> Chain:
     """`keep_optimizer`: pre-training configs (canonical JSON) whose checkpoints must carry the
     optimizer state, because a cleaning run continues with it (clean.optimizer = "pretrain")."""
+    # The nodes an attack's `upstream` hook adds (BadCLIP's trigger) are inputs: their
+    # settings are the attack's, which the poison config holds (with the node's id).
+    upstream = plan.attack_deps.get(canonical_json(id_dump(spec.attack)), ())
     poison = _add(plan, "poison", {"attack": spec.attack, "train": spec.data.train,
                                    "seed": spec.study.seed, **_versions(spec, evaluates=False)},
-                  plan.attack_deps.get(canonical_json(id_dump(spec.attack)), ()))
+                  (), {f"poison.{n.kind}": (n, None) for n in upstream})
     config = _pretrain_config(plan, spec)
     if keep_optimizer and _pretrain_key(plan, spec) in keep_optimizer:
         config["save_optimizer"] = True
@@ -314,7 +318,7 @@ def _clean(plan: Plan, chain: Chain, start: Node) -> Node:
         labeller = _pseudo_labels(plan, spec, chain, data, labels)
         config["deep_cluster"]["labels"] = {"input": "pseudo_labels"}
         inputs["clean.deep_cluster.labels"] = (labeller, labeller.lineage["pseudo_labels.model"])
-    return _add(plan, "clean", config, (start, chain.poison), inputs)
+    return _add(plan, "clean", config, (start, chain.poison), inputs, pool_copies(source))
 
 
 def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Node:
@@ -324,7 +328,8 @@ def _pseudo_labels(plan: Plan, spec: Spec, chain: Chain, data: dict, ref) -> Nod
     config = {"data": data, "classes": spec.data.eval, "templates": spec.data.templates, "seed": spec.study.seed,
               "input": source.kind}
     return _add(plan, "pseudo_labels", config, (chain.poison,),
-                {"pseudo_labels.model": (source, f"{study}:{source.name}")})
+                {"pseudo_labels.model": (source, f"{study}:{source.name}")},
+                pool_copies(spec.data.clean.source))
 
 
 def _name_nodes(plan: Plan) -> None:

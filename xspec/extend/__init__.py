@@ -16,13 +16,14 @@ from xspec.extend.detectors import register_detector
 from xspec.extend.files import FileInput, FileRef
 from xspec.spec.base import (
     Fraction, NonNegativeFloat, NonNegativeInt, OmitAtDefault, PerMember, PositiveFloat,
-    PositiveInt, XspecModel,
+    PositiveInt, Setting, XspecModel,
 )
 
 __all__ = [
     "ATTACKS", "DATA_SOURCES", "DEFENCES", "DETECTORS", "FileInput", "FileRef", "Fraction",
     "LOSS_PARTS", "METRICS", "NODE_KINDS", "NonNegativeFloat", "NonNegativeInt", "OmitAtDefault",
-    "POLICIES", "PerMember", "Pieces", "PositiveFloat", "PositiveInt", "RegistryError", "Term",
+    "POLICIES", "PerMember", "Pieces", "PositiveFloat", "PositiveInt", "RegistryError", "Setting",
+    "Term",
     "XspecModel", "register_attack", "register_data_source", "register_defence",
     "register_detector", "register_loss", "register_metric", "register_node_kind",
     "register_policy", "resolve",

@@ -117,9 +117,7 @@ SELECT c.kind, c.key, count(*) AS present,
     (SELECT sum(nodes) FROM totals t WHERE t.kind = c.kind) AS total,
     count(DISTINCT kv.value) AS distinct_present,
     md5(string_agg(kv.study || '/' || kv.node_id, ',' ORDER BY kv.study, kv.node_id))
-        AS presence,
-    md5(string_agg(kv.study || '/' || kv.node_id || '=' || coalesce(kv.value, '∅'), ','
-                   ORDER BY kv.study, kv.node_id)) AS signature
+        AS presence
 FROM candidates c JOIN xr_kv kv ON kv.kind = c.kind AND kv.key = c.key
 GROUP BY c.kind, c.key
 """
@@ -211,8 +209,8 @@ def _setting_keys(stats: pd.DataFrame) -> pd.DataFrame:
 
     Keys present on only some nodes and constant where present (a block such as
     shrink_perturb.* or clean.deep_cluster.*) become one on/off column named by their common
-    prefix. Of keys with identical values on every node and the same last segment (such as
-    poison.train.size and pretrain.train.size) only the most upstream one is kept.
+    prefix. Every other key is its own column: a lineage holds each setting under one key
+    (`xspec.compiler.lineage`), so no two columns show one setting.
     """
     stats = stats.assign(ord=[KINDS.index(k.split(".")[0]) if k.split(".")[0] in KINDS
                               else len(KINDS) for k in stats["key"]])
@@ -228,12 +226,9 @@ def _setting_keys(stats: pd.DataFrame) -> pd.DataFrame:
         first = block.iloc[0]
         rows.append((kind, first["key"], _label(kind, prefix), int(first["ord"]), True, None))
         handled.update(zip(block["kind"], block["key"]))
-    seen = set()
     for row in stats.itertuples():
-        identity = (row.kind, row.signature, row.key.rsplit(".", 1)[-1])
-        if (row.kind, row.key) in handled or identity in seen:
+        if (row.kind, row.key) in handled:
             continue
-        seen.add(identity)
         rows.append((row.kind, row.key, _label(row.kind, row.key), int(row.ord), False,
                      fallback(row.key)))
     return pd.DataFrame(rows, columns=["kind", "key", "label", "ord", "presence", "fallback"])

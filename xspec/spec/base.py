@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any, Union
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_serializer
@@ -33,6 +34,16 @@ OmitAtDefault = _OmitAtDefault()
 """`Annotated[T, OmitAtDefault]`: the one rule of what enters an id. Every field of a node's config
 is in its id, except a marked one while it holds its default (fields added after ids were in
 use, and those that say "off" at their default), so adding such a field keeps existing ids."""
+
+
+@dataclass(frozen=True)
+class Setting:
+    """Field marker of a node config: the field holds the spec setting `name` (`"study.seed"`,
+    `"data.train"`), a value several nodes of one chain copy. A node's lineage shows a setting
+    once, under the most upstream node of its study that holds it (`xspec.compiler.lineage`);
+    a downstream copy stays in the config and the id, not in the lineage."""
+
+    name: str
 
 
 class _PerMember:

@@ -7,7 +7,8 @@ Tables
 - nodes(study, id, kind, name, config JSON, deps JSON, lineage JSON, status, error, updated):
   one row per (study, node); `detail` (migration 2) is the node's status.json. `lineage` flattens the configs of the node and all its upstream
   nodes as {"<kind>.<field>": value}, e.g. {"pretrain.objective": "mmcl", "clean.lr": 1e-4},
-  so reports select runs with SQL over spec fields.
+  each setting under one key (`xspec.compiler.lineage`: the seed is "poison.seed"), so
+  reports select runs with SQL over spec fields.
 - metrics(node_id, epoch, split, metric, value, n, step): long format. split is "eval" for
   zero-shot evaluation (metrics top1, top5, asr; value is a fraction in [0, 1], n its
   denominator), "train" for losses averaged over the epoch (metrics loss, mmcl, ssl, ...) and
