@@ -182,3 +182,16 @@ def test_a_study_cleaning_another_studys_model_shows_its_own_seed(write_spec, ba
     plan = compile_spec(load_spec(write_spec(text, "down.toml")))
     clean = plan.of_kind("clean")[0]
     assert clean.lineage["poison.seed"] == 0 and clean.lineage["clean.seed"] == 7
+
+
+def test_a_model_card_names_the_evaluation_set_from_the_one_key(write_spec, base_spec):
+    """`xspec export`'s card reads the evaluation settings where the lineage shows them (the
+    pretrain node's, on a cleaning node of the same study), not from a copy that is gone."""
+    from xspec.export import Pick, card
+
+    plan = compile_spec(load_spec(write_spec(base_spec)))
+    clean = plan.of_kind("clean")[0]
+    made = card(plan, clean, Pick(clean.id, 2, "node"), {}, None)
+    assert made["evaluation"]["source.size"] == 64
+    assert made["evaluation"]["source.split"] == "test"
+    assert made["attack"]["poisons"] == 16 and "train.size" not in made["attack"]
