@@ -43,18 +43,9 @@ GROUP BY ALL
 
 # One zero-shot set's rows in xr_eval's shape; select nodes take their runs' epoch 0 (the
 # starting model, evaluated on every set by each cleaning run).
-SET_EVAL = """
+SET_EVAL = f"""
 CREATE OR REPLACE TEMP TABLE xr_eval AS
-WITH rows AS (
-    SELECT node_id, epoch,
-        max(value) FILTER (WHERE metric = 'top1') AS top1,
-        max(n) FILTER (WHERE metric = 'top1') AS top1_n,
-        max(value) FILTER (WHERE metric = 'asr') AS asr,
-        max(n) FILTER (WHERE metric = 'asr') AS asr_n
-    FROM metrics
-    WHERE split = ? AND node_id IN (SELECT node_id FROM xr_nodes WHERE status <> 'failed')
-    GROUP BY node_id, epoch HAVING top1 IS NOT NULL
-)
+WITH rows AS ({load.EVAL_ROWS})
 SELECT * FROM rows
 UNION ALL
 SELECT DISTINCT ON (c.select_id) c.select_id AS node_id, 0 AS epoch, r.top1, r.top1_n, r.asr,
@@ -129,5 +120,5 @@ def pareto_blocks(con, sets: list[dict], asr_threshold: float, comparison: bool,
                 charts.pareto_chart(points, chartdata.pareto_starts(con), asr_threshold,
                                     comparison)))
     finally:
-        con.execute(load.EVAL)
+        con.execute(load.EVAL, ["eval"])
     return blocks

@@ -147,19 +147,21 @@ FROM xr_nodes n LEFT JOIN xr_settings s ON s.study = n.study AND s.node_id = n.n
 WHERE n.kind = 'clean'
 """
 
-EVAL = """
-CREATE OR REPLACE TEMP TABLE xr_eval AS
+EVAL_ROWS = """
 SELECT node_id, epoch,
     max(value) FILTER (WHERE metric = 'top1') AS top1,
     max(n) FILTER (WHERE metric = 'top1') AS top1_n,
     max(value) FILTER (WHERE metric = 'asr') AS asr,
     max(n) FILTER (WHERE metric = 'asr') AS asr_n
 FROM metrics
-WHERE split = 'eval' AND metric IN ('top1', 'asr')
+WHERE split = ? AND metric IN ('top1', 'asr')
     AND node_id IN (SELECT node_id FROM xr_nodes WHERE status <> 'failed')
 GROUP BY node_id, epoch
 HAVING top1 IS NOT NULL
 """
+"""Accuracy and ASR per evaluated epoch of the study's nodes on one split (parameter)."""
+
+EVAL = f"CREATE OR REPLACE TEMP TABLE xr_eval AS {EVAL_ROWS}"
 
 TRAIN = """
 CREATE OR REPLACE TEMP TABLE xr_train AS
@@ -257,7 +259,7 @@ def load(con: duckdb.DuckDBPyConnection, studies: list[str]) -> None:
     con.unregister("xr_varying_frame")
     con.execute(SETTINGS)
     con.execute(CLEAN)
-    con.execute(EVAL)
+    con.execute(EVAL, ["eval"])
     con.execute(TRAIN)
     con.execute(PERF)
 
