@@ -10,7 +10,6 @@ what was left out and how many poisons the retrained model still sees.
 from __future__ import annotations
 
 import numpy as np
-import pandas as pd
 
 from xspec.errors import DataError
 from xspec.store.workspace import atomic_write_json
@@ -29,6 +28,8 @@ def training_indices(ctx, poisoned: np.ndarray) -> np.ndarray:
     drop = ctx.cfg.drop
     if drop is None:
         return np.arange(len(poisoned))
+    import pandas as pd  # here: every pretrain node imports this module, few drop (pandas ~36 MB)
+
     path = ctx.dep("detect").path / "scores.parquet"
     table = pd.read_parquet(path)
     if drop.detector not in table.columns or len(table) != len(poisoned):
