@@ -1,11 +1,13 @@
 """Memory at scale: opening a 3 M-row CleanCLIP CSV, and loader workers' unique memory.
 
 1. open: `open_pairs` on a CSV of `--rows` rows (CC3M-like paths and captions), each variant in a
-   fresh interpreter: seconds and peak resident memory added by the open (VmHWM reset after the
-   imports, so torch's own import, 0.49 GB for the CUDA 13 build, is not counted; the absolute
-   peak is printed too), beside the list-of-dicts reader xspec used before (`csv.DictReader`),
-   measured in the same run. The first open converts the CSV in a child process; its peak is
-   printed beside.
+   fresh interpreter (bench/memory_probe.py): the whole process's peak resident set (VmHWM since
+   the process started, imports included) in decimal MB and GiB, beside the floors measured in
+   the same run (the interpreter, libcublasLt loaded alone, `import torch` alone, torch with no
+   visible GPU and malloc tuned), the peak added by the open itself (VmHWM reset after the
+   imports), the list-of-dicts reader xspec used before (`csv.DictReader`), and a pretrain
+   node's imports (open_clip). The first open converts the CSV in a child process; that child's
+   peak, run alone, is printed beside.
 2. workers: a TrainingData over that CSV (every row points at one of 64 small JPEGs) with 2
    loader workers; the unique set size (USS, /proc/PID/smaps_rollup Private_*) of each worker
    after an epoch of 1,024 pairs and after 8,192 more: the growth must be small (copy-on-read
@@ -51,73 +53,86 @@ def write_csv(path: Path, rows: int, images: int = 64) -> None:
             handle.writelines(lines)
 
 
-PROBE = r"""
-import json, resource, sys, time
-from pathlib import Path
-import torch  # noqa: F401  (counted in the baseline, as in a node)
-
-def status(field):
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(field):
-            return int(line.split()[1]) / 2**20  # GB
-
-path, variant = sys.argv[1], sys.argv[2]
-torch_gb = status("VmRSS")
-from xspec.extend.plugins import load_builtins  # the registry a node loads anyway
-from xspec.runtime.data import open_pairs
-load_builtins()
-Path("/proc/self/clear_refs").write_text("5")
-base = status("VmRSS")
-start = time.perf_counter()
-if variant == "columnar":
-    pairs = open_pairs({"format": "csv", "path": path, "image_key": "image",
-                        "caption_key": "caption"}, 224)
-    n = len(pairs.captions)
-else:
-    import csv, os
-    with open(path, newline="") as handle:
-        rows = list(csv.DictReader(handle))
-    base_dir = os.path.dirname(os.path.abspath(path))
-    paths = [os.path.join(base_dir, r["image"]) for r in rows]
-    captions = [r["caption"] for r in rows]
-    n = len(captions)
-seconds = time.perf_counter() - start
-print(json.dumps({"n": n, "seconds": seconds, "added_gb": status("VmHWM") - base,
-                  "peak_gb": status("VmHWM"), "base_gb": base, "torch_gb": torch_gb,
-                  "pyarrow": "pyarrow" in sys.modules}))
-"""
+PROBE = Path(__file__).resolve().parent / "memory_probe.py"
 
 
-def open_figures(figures: Figures, path: Path) -> None:
-    """columnar twice: the first open converts the CSV to the memory-mapped cache in a child
-    process (xspec.runtime.column_cache), the second maps it."""
+def probe(variant: str, path: Path, **env: str) -> dict:
+    """bench/memory_probe.py's figures for one variant, in a fresh interpreter."""
     import os
 
-    out = {}
-    env = {**os.environ, "XDG_CACHE_HOME": str(path.parent / "cache")}
-    for variant, name in (("columnar", "first"), ("columnar", "columnar"), ("dicts", "dicts")):
-        result = subprocess.run([sys.executable, "-c", PROBE, str(path), variant],
-                                capture_output=True, text=True, check=True, env=env)
-        out[name] = json.loads(result.stdout.strip().splitlines()[-1])
-    first = out["first"]
-    bound = 0.5 if first["n"] <= 3_000_000 else 1.0  # the issue's bounds: 3 M and 12 M rows
-    figures.add("first open (converts to the mapped cache), absolute peak of the process",
-                first["peak_gb"], " GB", ("<=", bound),
-                note=f"{first['seconds']:.1f} s; +{first['added_gb'] * 1024:.0f} MB")
-    figures.add("the conversion's own process (no torch), peak", converter_peak_gb(path), " GB",
+    result = subprocess.run([sys.executable, str(PROBE), variant, str(path)], capture_output=True,
+                            text=True, check=True, env={**os.environ, **env})
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def sizes(nbytes: float) -> str:
+    """Bytes as the issue's decimal MB and as GiB (what /proc's kB / 2^20 gives), side by side."""
+    return f"{nbytes / 1e6:.0f} MB = {nbytes / 2**30:.3f} GiB"
+
+
+MB = 1e6  # the issue's bounds are decimal MB
+
+
+def open_figures(figures: Figures, path: Path, n_rows: int) -> None:
+    """Each process in a fresh interpreter, all in this run: the floors (the interpreter,
+    libcublasLt alone, `import torch` alone, and torch with the process's own memory settings
+    tuned) beside the open, whose first run converts the CSV to the memory-mapped cache in a
+    child process (xspec.runtime.column_cache) and whose later runs map it."""
+    cache = {"XDG_CACHE_HOME": str(path.parent / "cache")}
+    out = {"first": probe("columnar", path, **cache)}
+    # the list-of-dicts reader holds ~0.5 GB per million rows: compared up to 3 M rows only
+    old_reader = ("dicts",) if n_rows <= 3_000_000 else ()
+    for name in ("bare", "cublaslt", "torch", "columnar", *old_reader, "open_clip", "node"):
+        out[name] = probe(name, path, **cache)
+    out["tuned"] = probe("tuned", path, CUDA_VISIBLE_DEVICES="", MALLOC_ARENA_MAX="2")
+    bound = 500 if n_rows <= 3_000_000 else 1000  # the issue's bounds: 3 M and 12 M rows
+    floor_figures(figures, out, bound)
+    mapped_figures(figures, out, bound, path)
+
+
+def floor_figures(figures: Figures, out: dict, bound: int) -> None:
+    figures.add("process peak: the interpreter alone", out["bare"]["hwm"] / MB, " MB",
+                note=sizes(out["bare"]["hwm"]))
+    lib = out["cublaslt"]
+    figures.add("process peak: libcublasLt alone (ctypes, no torch)",
+                lib["hwm"] / MB if lib["library"] else None, " MB",
+                note=f"{lib['library']}: {sizes(lib['hwm'])}; torch's CUDA build loads it at "
+                     "import, GPU or not")
+    torch_hwm = out["torch"]["hwm"]
+    figures.add("process peak: import torch alone", torch_hwm / MB, " MB", ("<=", bound),
+                note=f"{sizes(torch_hwm)}: the floor of any process that imports this torch")
+    tuned = out["tuned"]
+    figures.add("process peak: import torch, no visible GPU, MALLOC_ARENA_MAX=2, trimmed",
+                tuned["hwm"] / MB, " MB",
+                note=f"{sizes(tuned['hwm'])}; resident after malloc_trim: "
+                     f"{sizes(tuned['trimmed_rss'])}")
+
+
+def mapped_figures(figures: Figures, out: dict, bound: int, path: Path) -> None:
+    new, first = out["columnar"], out["first"]
+    old = out.get("dicts", {"seconds": float("nan"), "added": float("nan")})
+    figures.add("first open (converts to the mapped cache), process peak", first["hwm"] / MB,
+                " MB", ("<=", bound),
+                note=f"{sizes(first['hwm'])}; {first['seconds']:.1f} s; open added "
+                     f"+{first['added'] / MB:.1f} MB")
+    figures.add("the conversion's own process (no torch), peak", converter_peak_gb(path), " GiB",
                 note="Arrow's CSV block pipeline and pyarrow, whatever the row count")
-    new, old = out["columnar"], out["dicts"]
     figures.add(f"open {new['n']:,} rows, seconds", new["seconds"], " s",
                 note=f"list of dicts: {old['seconds']:.1f} s")
-    figures.add("open, peak memory added", new["added_gb"] * 1024, " MB", ("<=", 500),
-                note=f"absolute peak {new['peak_gb']:.3f} GB with torch; pyarrow imported: "
-                     f"{new['pyarrow']}; list of dicts: +{old['added_gb']:.2f} GB")
-    figures.add("open, absolute peak of the process (torch imported)", new["peak_gb"], " GB",
-                ("<=", bound), note=f"the process held {new['base_gb']:.3f} GB after importing "
-                                    f"torch, xspec and its registry, before the open; "
-                                    f"{new['torch_gb']:.3f} GB after torch alone")
-    figures.add("open, absolute peak less torch's own import", new["peak_gb"] - new["torch_gb"],
-                " GB", note="xspec's share of the peak: its modules, registry and the index")
+    figures.add("open, peak memory added", new["added"] / MB, " MB", ("<=", 500),
+                note=f"pyarrow imported: {new['pyarrow']}; list of dicts: "
+                     f"+{old['added'] / MB:.0f} MB")
+    figures.add("open, process peak (torch, registry, index)", new["hwm"] / MB, " MB",
+                ("<=", bound), note=f"{sizes(new['hwm'])}; the imports alone peaked at "
+                                    f"{sizes(new['imports_hwm'])}")
+    figures.add("open, process peak less import torch's (xspec's share)",
+                (new["hwm"] - out["torch"]["hwm"]) / MB, " MB",
+                note="xspec's modules, pydantic, PIL, the registry and the mapped index")
+    node, clip = out["node"], out["open_clip"]["hwm"]
+    figures.add("a pretrain node's imports + open, process peak", node["hwm"] / MB, " MB",
+                note=f"{sizes(node['hwm'])}; of it import torch + open_clip alone: "
+                     f"{sizes(clip)} (open_clip's torchvision.ops imports torch._dynamo: "
+                     f"sympy, triton); xspec's share: {(node['hwm'] - clip) / MB:.0f} MB")
 
 
 CONVERT = r"""
@@ -195,7 +210,7 @@ def main() -> None:
         write_csv(path, args.rows)
         print(f"memory: {args.rows:,}-row CSV, {path.stat().st_size / 2**20:.0f} MB")
         if "open" in args.part:
-            open_figures(figures, path)
+            open_figures(figures, path, args.rows)
         if "workers" in args.part:
             worker_figures(figures, path)
     figures.dump(args.json)
