@@ -15,6 +15,8 @@ reset after the imports with /proc/self/clear_refs). Variants:
             process's own settings moves torch's floor
   columnar  torch, xspec's registry (what a node loads anyway) and `open_pairs` on the CSV
   dicts     torch and the list-of-dicts reader xspec used before (csv.DictReader)
+  scan      as columnar, then reads every caption once in order (an attack that looks for
+            captions naming its target does): the whole caption column passes through
   open_clip torch and open_clip (which every training node imports)
   node      torch, a pretrain node's imports (xspec.runtime.node and the pretrain stage, which
             imports open_clip) and `open_pairs`: what a real training node holds at the open
@@ -67,11 +69,19 @@ def open_csv(path: str, variant: str) -> int:
     return len(pairs.captions)
 
 
+def _captions(path: str):
+    from xspec.runtime.data import pair_captions
+
+    return pair_captions({"format": "csv", "path": path, "image_key": "image",
+                          "caption_key": "caption"})
+
+
 def main(variant: str, path: str) -> dict:
     out: dict = {"variant": variant}
     if variant == "cublaslt":
         out["library"] = cublaslt()
-    if variant in ("torch", "tuned", "columnar", "dicts", "node", "open_clip"):
+    if variant in ("torch", "tuned", "columnar", "scan", "dicts", "node",
+                   "open_clip"):
         import torch  # noqa: F401
 
         out["torch_rss"] = status("VmRSS")
@@ -87,11 +97,11 @@ def main(variant: str, path: str) -> dict:
     if variant == "node":
         import xspec.runtime.node  # noqa: F401
         import xspec.runtime.stages.pretrain  # noqa: F401
-    if variant in ("columnar", "node"):
+    if variant in ("columnar", "scan", "node"):
         from xspec.extend.plugins import load_builtins
 
         load_builtins()  # as a node's registry look-up does
-    if variant in ("columnar", "dicts", "node"):
+    if variant in ("columnar", "scan", "dicts", "node"):
         import csv  # noqa: F401  (the readers' modules are imports, not the open)
 
         import xspec.runtime.data  # noqa: F401
@@ -103,6 +113,11 @@ def main(variant: str, path: str) -> dict:
         start = time.perf_counter()
         out["n"] = open_csv(path, variant)
         out["seconds"] = time.perf_counter() - start
+        if variant == "scan":
+            out["open_hwm"] = status("VmHWM")
+            start = time.perf_counter()
+            out["target"] = sum("bridge 7" in caption for caption in _captions(path))
+            out["scan_seconds"] = time.perf_counter() - start
         out["added"] = status("VmHWM") - out["base_rss"]
         out["pyarrow"] = "pyarrow" in sys.modules
         out["hwm"] = max(out["imports_hwm"], status("VmHWM"))
