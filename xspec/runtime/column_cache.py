@@ -1,14 +1,14 @@
-"""The string columns of a large pairs CSV, memory-mapped from flat files written once.
+"""The string columns of a large pairs CSV, read from flat files written once.
 
 Reading a 12 M-row CSV into memory holds ~1 GB of caption bytes in the training process. Here
 the CSV is converted once, block by block (4 MB of CSV at a time), to two flat files per column
 in $XDG_CACHE_HOME/xspec/columns (default ~/.cache/xspec), keyed by the CSV's absolute path,
 size, modification time and the columns read: `<key>.<i>.offsets` (int64, rows + 1) and
 `<key>.<i>.utf8` (the column's UTF-8 bytes). A JSON file, written last, holds the row count and
-the first whitespace-only caption's row, so an open never scans the captions. Later opens map
-the flat files with numpy: the columns are then file-backed pages, never anonymous memory,
-shared by every loader worker (nothing writes them, so no copy-on-write) and given back by the
-kernel under pressure.
+the first whitespace-only caption's row, so an open never scans the captions. Later opens read
+rows from the flat files with `os.pread` (`xspec.runtime.file_strings.FileStrings`): the index
+lives in the kernel's page cache, one copy shared by every process and loader worker and given
+back under pressure, never in a process's anonymous memory nor mapped into it.
 
 Memory: the conversion runs in a child process (`python -m xspec.runtime.column_cache`) that
 imports pyarrow and nothing of torch, so Arrow's CSV block pipeline (~0.2 GB of buffers, kept
@@ -29,6 +29,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+from xspec.runtime.file_strings import FileStrings
 
 BLOCK = 4 << 20
 VERSION = "2"
@@ -105,20 +107,10 @@ def convert(path: str, columns: list[str], caption: str, target: Path, block: in
             temp.unlink(missing_ok=True)
 
 
-def _map(target: Path, column: int, rows: int) -> tuple[np.ndarray, np.ndarray]:
-    offsets_path, data_path = _files(target, column)
-    offsets = np.memmap(offsets_path, dtype=np.int64, mode="r", shape=(rows + 1,))
-    size = data_path.stat().st_size
-    data = (np.memmap(data_path, dtype=np.uint8, mode="r", shape=(size,)) if size
-            else np.zeros(0, np.uint8))
-    return offsets, data
-
-
-def mapped_columns(path: str, columns: list[str], caption: str
-                   ) -> tuple[list[tuple[np.ndarray, np.ndarray]], int] | None:
-    """([(offsets, utf8 bytes) per column, both memory-mapped], row of the first empty caption
-    or -1), or None where the cache cannot be written (the caller then reads the CSV into
-    memory)."""
+def cached_columns(path: str, columns: list[str], caption: str
+                   ) -> tuple[list[FileStrings], int] | None:
+    """([each column, read from its flat files], row of the first empty caption or -1), or None
+    where the cache cannot be written (the caller then reads the CSV into memory)."""
     try:
         folder = cache_dir()
         folder.mkdir(parents=True, exist_ok=True)
@@ -131,7 +123,10 @@ def mapped_columns(path: str, columns: list[str], caption: str
                 return None
         meta = json.loads(target.read_text())
         rows = int(meta["rows"])
-        return [_map(target, i, rows) for i in range(len(columns))], int(
+        for i in range(len(columns)):
+            if _files(target, i)[0].stat().st_size < 8 * (rows + 1):
+                return None  # a cache cut short (a full disk): read the CSV instead
+        return [FileStrings(*_files(target, i), rows) for i in range(len(columns))], int(
             meta["first_empty_caption"])
     except (OSError, ValueError, KeyError):
         return None

@@ -1,27 +1,28 @@
 """Image-caption pairs in the CleanCLIP/CC3M layout: a CSV of image paths (relative to the CSV)
 and captions, read with Arrow's columnar CSV reader; a CSV over 64 MB is converted once to flat
-files that later opens memory-map without importing pyarrow (xspec.runtime.column_cache)."""
+files that later opens read from the page cache without importing pyarrow
+(xspec.runtime.column_cache)."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 
 from xspec.errors import DataError
-from xspec.runtime.column_cache import mapped_columns
+from xspec.runtime.column_cache import cached_columns
 from xspec.runtime.columns import JoinedPaths, Strings
 from xspec.runtime.data import FileImages, PairSet, read_csv
 
 
-def _read_pair_columns(cfg: dict) -> tuple[Strings, Strings]:
+def _read_pair_columns(cfg: dict) -> tuple[Sequence[str], Sequence[str]]:
     """(image paths relative to the CSV, captions) read with Arrow's columnar CSV reader."""
     path, columns = cfg["path"], [cfg["image_key"], cfg["caption_key"]]
-    mapped = mapped_columns(path, columns, cfg["caption_key"]) if _large(path) else None
-    if mapped is not None:
-        (paths, captions), first = mapped
-        total = len(captions[0]) - 1  # offsets: rows + 1
-        rows = min(cfg.get("size") or total, total)
-        return _checked(path, rows, first, Strings.from_buffers(*paths, rows),
-                        Strings.from_buffers(*captions, rows))
+    cached = cached_columns(path, columns, cfg["caption_key"]) if _large(path) else None
+    if cached is not None:
+        (paths, captions), first = cached
+        rows = min(cfg.get("size") or captions.rows, captions.rows)
+        paths.rows = captions.rows = rows
+        return _checked(path, rows, first, paths, captions)
     return _read_in_memory(cfg, path, columns)
 
 
@@ -44,8 +45,8 @@ def _read_in_memory(cfg: dict, path: str, columns: list[str]) -> tuple[Strings, 
                     Strings(table.column(cfg["caption_key"])))
 
 
-def _checked(path: str, rows: int, first_empty: int, paths: Strings, captions: Strings
-             ) -> tuple[Strings, Strings]:
+def _checked(path: str, rows: int, first_empty: int, paths: Sequence[str],
+             captions: Sequence[str]) -> tuple[Sequence[str], Sequence[str]]:
     if rows == 0:
         raise DataError(f"{path}: no rows")
     if 0 <= first_empty < rows:
@@ -54,7 +55,7 @@ def _checked(path: str, rows: int, first_empty: int, paths: Strings, captions: S
 
 
 def _large(path: str) -> bool:
-    """CSVs worth a memory-mapped cache (xspec.runtime.column_cache): above 64 MB (~1 M rows)."""
+    """CSVs worth a cached index (xspec.runtime.column_cache): above 64 MB (~1 M rows)."""
     try:
         return os.path.getsize(path) > MAPPED_ABOVE
     except OSError:
@@ -64,7 +65,7 @@ def _large(path: str) -> bool:
 MAPPED_ABOVE = 64 << 20
 
 
-def pair_captions(cfg: dict) -> Strings:
+def pair_captions(cfg: dict) -> Sequence[str]:
     return _read_pair_columns(cfg)[1]
 
 
