@@ -165,14 +165,14 @@ def converter_peak_gb(path: Path) -> float:
 
 
 def private_mb(pid: int) -> dict[str, float]:
-    """A process's unique pages (/proc/PID/smaps_rollup), decimal MB: `dirty` (Private_Dirty:
-    anonymous and copied pages, where copy-on-read of per-row Python objects would show) and
-    `clean` (Private_Clean: here file-backed pages of the mapped index that no other process has
-    mapped: the page cache's one copy, not a copy, reclaimable by the kernel)."""
+    """A process's pages (/proc/PID/smaps_rollup), decimal MB: `dirty` (Private_Dirty: anonymous
+    and copied pages, where copy-on-read of per-row Python objects would show), `clean`
+    (Private_Clean: file pages no other process has mapped; a memory-mapped index grew this) and
+    `rss` (all resident pages, shared ones too)."""
     found = {}
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
-        if line.startswith(("Private_Clean", "Private_Dirty")):
-            found[line[8:13].lower()] = int(line.split()[1]) * 1024 / 1e6
+        if line.startswith(("Private_Clean", "Private_Dirty", "Rss")):
+            found[line.split(":")[0][-5:].lower()] = int(line.split()[1]) * 1024 / 1e6
     return found
 
 
@@ -211,9 +211,12 @@ def worker_figures(figures: Figures, path: Path) -> None:
     figures.add("  of it Private_Dirty (anonymous, copied pages)",
                 max(b["dirty"] - a["dirty"] for a, b in zip(first, after)), " MB", ("<=", 16.0),
                 note="copy-on-read of per-row objects would grow this")
-    figures.add("  of it Private_Clean (index pages only this worker mapped)",
+    figures.add("  of it Private_Clean (file pages only this worker mapped)",
                 max(b["clean"] - a["clean"] for a, b in zip(first, after)), " MB",
-                note="file-backed: the page cache's single copy, shared, reclaimable")
+                note="the index is read from the page cache, not mapped")
+    figures.add("worker resident set (RSS, shared pages too) growth over the 8,192 pairs",
+                max(b["rss"] - a["rss"] for a, b in zip(first, after)), " MB",
+                note="after: " + ", ".join(f"{x['rss']:.0f}" for x in after))
 
 
 def main() -> None:
