@@ -5,13 +5,15 @@
    the process started, imports included) in decimal MB and GiB, beside the floors measured in
    the same run (the interpreter, libcublasLt loaded alone, `import torch` alone, torch with no
    visible GPU and malloc tuned), the peak added by the open itself (VmHWM reset after the
-   imports), the list-of-dicts reader xspec used before (`csv.DictReader`), and a pretrain
-   node's imports (open_clip). The first open converts the CSV in a child process; that child's
+   imports), a scan of every caption after the open, the list-of-dicts reader xspec used before
+   (`csv.DictReader`, up to 3 M rows), and a pretrain node's imports (open_clip). The first
+   open converts the CSV in a child process; that child's
    peak, run alone, is printed beside.
 2. workers: a TrainingData over that CSV (every row points at one of 64 small JPEGs) with 2
    loader workers; the unique set size (USS, /proc/PID/smaps_rollup Private_*) of each worker
    after an epoch of 1,024 pairs and after 8,192 more: the growth must be small (copy-on-read
-   of Python objects would grow it with every pair touched).
+   of Python objects would grow it with every pair touched), split into its dirty (copied) and
+   clean (file) pages, with the workers' whole resident sets beside.
 
 Usage: .venv/bin/python bench/bench_memory.py [--rows 3000000] [--json out.json]
 """
@@ -75,7 +77,7 @@ MB = 1e6  # the issue's bounds are decimal MB
 def open_figures(figures: Figures, path: Path, n_rows: int) -> None:
     """Each process in a fresh interpreter, all in this run: the floors (the interpreter,
     libcublasLt alone, `import torch` alone, and torch with the process's own memory settings
-    tuned) beside the open, whose first run converts the CSV to the memory-mapped cache in a
+    tuned) beside the open, whose first run converts the CSV to the cached index in a
     child process (xspec.runtime.column_cache) and whose later runs map it."""
     cache = {"XDG_CACHE_HOME": str(path.parent / "cache")}
     out = {"first": probe("columnar", path, **cache)}
@@ -87,7 +89,7 @@ def open_figures(figures: Figures, path: Path, n_rows: int) -> None:
     out["tuned"] = probe("tuned", path, CUDA_VISIBLE_DEVICES="", MALLOC_ARENA_MAX="2")
     bound = 500 if n_rows <= 3_000_000 else 1000  # the issue's bounds: 3 M and 12 M rows
     floor_figures(figures, out, bound)
-    mapped_figures(figures, out, bound, path)
+    open_rows(figures, out, bound, path)
 
 
 def floor_figures(figures: Figures, out: dict, bound: int) -> None:
@@ -108,10 +110,10 @@ def floor_figures(figures: Figures, out: dict, bound: int) -> None:
                      f"{sizes(tuned['trimmed_rss'])}")
 
 
-def mapped_figures(figures: Figures, out: dict, bound: int, path: Path) -> None:
+def open_rows(figures: Figures, out: dict, bound: int, path: Path) -> None:
     new, first = out["columnar"], out["first"]
     old = out.get("dicts", {"seconds": float("nan"), "added": float("nan")})
-    figures.add("first open (converts to the mapped cache), process peak", first["hwm"] / MB,
+    figures.add("first open (converts the CSV to the cached index), process peak", first["hwm"] / MB,
                 " MB", ("<=", bound),
                 note=f"{sizes(first['hwm'])}; {first['seconds']:.1f} s; open added "
                      f"+{first['added'] / MB:.1f} MB")
@@ -128,7 +130,7 @@ def mapped_figures(figures: Figures, out: dict, bound: int, path: Path) -> None:
                                     f"{sizes(new['imports_hwm'])}")
     figures.add("open, process peak less import torch's (xspec's share)",
                 (new["hwm"] - out["torch"]["hwm"]) / MB, " MB",
-                note="xspec's modules, pydantic, PIL, the registry and the mapped index")
+                note="xspec's modules, pydantic, PIL, the registry and the index")
     scan = out["scan"]
     figures.add("open, then read every caption in order, process peak", scan["hwm"] / MB, " MB",
                 ("<=", bound), note=f"{sizes(scan['hwm'])}; {scan['scan_seconds']:.1f} s; the "
@@ -225,7 +227,7 @@ def main() -> None:
     args = parser.parse_args()
     figures = Figures("memory")
     with tempfile.TemporaryDirectory() as tmp:
-        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the mapped index goes too
+        os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the cached index goes too
         path = Path(tmp) / "pairs.csv"
         write_csv(path, args.rows)
         print(f"memory: {args.rows:,}-row CSV, {path.stat().st_size / 2**20:.0f} MB")
