@@ -2,11 +2,14 @@
 it in a fresh workspace (executor `local`, so node processes are children) and prints
 estimate / measured CPU seconds (self + children, `resource.getrusage`). Goal: within 2x on each.
 
-Defaults: every toy twin (specs/toy/*.toml) and the example plugin studies; running them all
-takes hours on 2 shared cores, so name the specs to run (`--only mini,study`).
+Defaults: every toy twin (specs/toy/*.toml, specs/baselines/toy/*.toml) and the example plugin
+studies, one after the other: about 93 CPU-minutes estimated in all (toy/attack_defence 23,
+baselines/toy/detection 13.5), 1.5 h on an idle 2-core machine and several times that on a busy
+one; name the specs to run (`--only mini,study`), or `--records FILE --resume` to go on where
+an interrupted bench stopped.
 
 Usage: .venv/bin/python bench/bench_estimate_measured.py [--only NAME,...] [--json out.json]
-       [--keep DIR] [--records runs.jsonl]
+       [--keep DIR] [--records runs.jsonl [--resume]] [--reestimate runs.jsonl]
 """
 
 from __future__ import annotations
@@ -102,6 +105,8 @@ def main() -> None:
     parser.add_argument("--json")
     parser.add_argument("--keep", help="keep each study's workspace under this folder")
     parser.add_argument("--records", help="append each study's figures (per kind too) here")
+    parser.add_argument("--resume", action="store_true",
+                        help="skip the studies the --records file already holds")
     parser.add_argument("--reestimate", metavar="RECORDS",
                         help="run nothing: set today's estimate against the measurements a "
                              "--records file holds (after a change to the estimate)")
@@ -109,6 +114,9 @@ def main() -> None:
     if args.reestimate:
         return reestimate(args.reestimate, args.json)
     chosen = [s for s in SPECS if not args.only or s.stem in args.only.split(",")]
+    if args.resume and args.records and Path(args.records).exists():
+        done = {json.loads(line)["spec"] for line in Path(args.records).read_text().splitlines()}
+        chosen = [s for s in chosen if f"{s.parent.name}/{s.stem}" not in done]
     figures = Figures("estimate_measured")
     for spec in chosen:
         got = measure(spec, args.keep)
