@@ -3,7 +3,7 @@ it in a fresh workspace (executor `local`, so node processes are children) and p
 estimate / measured CPU seconds (self + children, `resource.getrusage`). Goal: within 2x on each.
 
 Defaults: every toy twin (specs/toy/*.toml, specs/baselines/toy/*.toml) and the example plugin
-studies, one after the other: about 93 CPU-minutes estimated in all (toy/attack_defence 23,
+studies, one after the other: about 86 CPU-minutes estimated in all (toy/attack_defence 20,
 baselines/toy/detection 13.5), 1.5 h on an idle 2-core machine and several times that on a busy
 one; name the specs to run (`--only mini,study`), or `--records FILE --resume` to go on where
 an interrupted bench stopped.
