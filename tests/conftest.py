@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from tests_support import BASE  # noqa: E402
+from tests_support import BASE, registries_kept  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 MINI = ROOT / "specs" / "toy" / "mini.toml"
@@ -32,6 +32,13 @@ def write_spec(tmp_path):
     return write
 
 
+
+
+@pytest.fixture
+def registries():
+    """A test that registers plugin pieces: they are gone after it (`registries_kept`)."""
+    with registries_kept():
+        yield
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from xspec.cli import app
 from xspec.errors import SpecError
 from xspec.spec.load import load_spec
+from tests_support import registries_kept  # conftest puts tests/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "plugins"
@@ -19,16 +20,9 @@ runner = CliRunner()
 
 @pytest.fixture(autouse=True)
 def _forget_plugins():
-    from xspec.extend.plugins import load_builtins
-    from xspec.extend.registry import ALL
-
-    load_builtins()  # the built-ins register once per process: keep them in the snapshot
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
-    for name in ("frequency_trigger", "isolate_unlearn", "fine_pruning"):
-        sys.modules.pop(name, None)
+    """The plugins register into process-wide registries: undo that for the tests after these."""
+    with registries_kept():
+        yield
 
 
 def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:

@@ -1,6 +1,10 @@
 """Shared test data importable from any test module (tests/ is put on sys.path by conftest)."""
 
+import contextlib
+import sys
+import tempfile
 import textwrap
+from pathlib import Path
 
 
 def mini_spec(name: str, body: str, *, train: int = 256, clean: int | None = None,
@@ -33,3 +37,29 @@ BASE = mini_spec("t", clean=64, body="""
     lr = [1e-5, 2e-5]
     epochs = 2
     """)
+
+
+@contextlib.contextmanager
+def registries_kept():
+    """Undo what plugins register while the block runs: the registries are process-wide, so a
+    test's plugin would otherwise stay registered for every test after it. The built-ins are
+    loaded first (they register once per process). Plugin modules imported in the block from
+    examples/ or a temporary folder are forgotten too, so that the next import registers them
+    again."""
+    from xspec.extend.plugins import load_builtins
+    from xspec.extend.registry import ALL
+
+    load_builtins()
+    saved = [registry.snapshot() for registry in ALL]
+    before = set(sys.modules)
+    plugin_folders = (str(Path(__file__).resolve().parent.parent / "examples"),
+                      tempfile.gettempdir())
+    try:
+        yield
+    finally:
+        for registry, entries in zip(ALL, saved):
+            registry.restore(entries)
+        for name in set(sys.modules) - before:
+            path = getattr(sys.modules[name], "__file__", None)
+            if path and path.startswith(plugin_folders):
+                sys.modules.pop(name, None)

@@ -4,13 +4,13 @@ within 2x of every recorded measurement, so a change to the estimate or to throu
 breaks the claim fails here (the measurements are stored; nothing is timed)."""
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from xspec.compiler.estimate import estimate
 from xspec.study import open_study
+from tests_support import registries_kept  # conftest puts tests/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 RECORDS = [json.loads(line) for line in
@@ -19,18 +19,9 @@ RECORDS = [json.loads(line) for line in
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_plugins():
-    """The example plugin studies register into process-wide registries: undo that after."""
-    from xspec.extend.registry import ALL
-
-    saved = [registry.snapshot() for registry in ALL]
-    before = set(sys.modules)
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
-    for name in set(sys.modules) - before:
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(
-                str(ROOT / "examples")):
-            sys.modules.pop(name, None)
+    """The plugins register into process-wide registries: undo that for the tests after these."""
+    with registries_kept():
+        yield
 
 
 def _spec(name: str) -> Path:

@@ -3,7 +3,6 @@ so plan names and report columns need no guessing which keys are copies of one v
 
 import dataclasses
 import json
-import sys
 from pathlib import Path
 
 import duckdb
@@ -13,6 +12,7 @@ from xspec.compiler.plan import compile_spec
 from xspec.errors import CompileError
 from xspec.reports import load as report
 from xspec.spec.load import load_spec
+from tests_support import registries_kept  # conftest puts tests/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = sorted(p.relative_to(ROOT).as_posix() for p in [
@@ -22,17 +22,9 @@ MARK = 918_273  # a value no shipped spec uses: each key that holds it is a copy
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_plugins():
-    """examples/ specs load plugins into process-wide registries: undo that afterwards."""
-    from xspec.extend.registry import ALL
-
-    saved = [registry.snapshot() for registry in ALL]
-    modules = set(sys.modules)
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
-    for name in set(sys.modules) - modules:
-        if (getattr(sys.modules[name], "__file__", None) or "").startswith(str(ROOT / "examples")):
-            sys.modules.pop(name, None)
+    """The plugins register into process-wide registries: undo that for the tests after these."""
+    with registries_kept():
+        yield
 
 
 def _seed(spec):

@@ -14,7 +14,7 @@ from xspec.errors import SpecError
 from xspec.spec.load import load_spec
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, run_study
-from xspec.spec.tables.settings import RunSettings
+from tests_support import registries_kept  # conftest puts tests/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "plugins"
@@ -25,14 +25,8 @@ NAMES = ("frequency_trigger", "isolate_unlearn", "FrequencySpec", "IsolateUnlear
 @pytest.fixture(scope="module", autouse=True)
 def _forget_plugins():
     """The plugins register into process-wide registries: undo that for the tests after these."""
-    from xspec.extend.registry import ALL
-
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
-    for name in ("frequency_trigger", "isolate_unlearn"):
-        sys.modules.pop(name, None)
+    with registries_kept():
+        yield
 
 
 def env() -> dict:

@@ -2,7 +2,6 @@
 plugin written against docs/EXTENDING.md, show up in DuckDB and the report, grouped by defence
 setting; the defence's after-step hook keeps its pruned units at zero through training."""
 
-import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +9,7 @@ import pytest
 from xspec.store.results import results
 from xspec.store.workspace import Workspace
 from xspec.study import ingest_study, open_study, report_study, run_study
+from tests_support import registries_kept  # conftest puts tests/ on sys.path
 
 ROOT = Path(__file__).resolve().parents[2]
 SPEC = ROOT / "examples" / "plugins" / "pruning.toml"
@@ -18,16 +18,9 @@ PLUGINS = ("fine_pruning", "near_best", "trigger_shift")
 
 @pytest.fixture(scope="module", autouse=True)
 def _forget_plugins():
-    from xspec.extend.plugins import load_builtins
-    from xspec.extend.registry import ALL
-
-    load_builtins()  # the built-ins register once per process: keep them in the snapshot
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
-    for name in PLUGINS:
-        sys.modules.pop(name, None)
+    """The plugins register into process-wide registries: undo that for the tests after these."""
+    with registries_kept():
+        yield
 
 
 def test_plan_puts_plugin_versions_in_the_ids():

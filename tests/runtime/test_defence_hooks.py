@@ -4,29 +4,16 @@ docs/EXTENDING.md promises, and an `after_step` hook can keep pruned units at ze
 
 from types import SimpleNamespace
 
-import pytest
 import torch
 from tiny_model import Batches, Tiny  # conftest puts tests/ on sys.path
 
 from xspec.extend import Pieces, register_defence
-from xspec.extend.registry import ALL
 from xspec.runtime.defences import defences
 from xspec.runtime.loop import train
 from xspec.runtime.train import TrainState
 from xspec.spec.tables.training import Training
 
 STEPS, EPOCHS = 3, 2
-
-
-@pytest.fixture
-def registries():
-    from xspec.extend.plugins import load_builtins
-
-    load_builtins()  # the built-ins register once per process: keep them in the snapshot
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
 
 
 def _probe(events: list, seen: dict):

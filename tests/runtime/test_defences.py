@@ -7,16 +7,8 @@ import pytest
 import torch
 
 from xspec.extend import Pieces, Term, register_defence
-from xspec.extend.registry import ALL, DEFENCES
+from xspec.extend.registry import DEFENCES
 from xspec.runtime.defences import DefenceConflict, active, defences, replace_group
-
-
-@pytest.fixture
-def registries():
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
 
 
 def _ctx(config):

@@ -13,21 +13,12 @@ from xspec.builtin.safeclip import SafeClip, phase_lr
 from xspec.builtin.safeclip import build as build_safeclip
 from xspec.compiler.plan import compile_spec
 from xspec.extend import Pieces, register_defence
-from xspec.extend.registry import ALL
 from xspec.runtime.defences import defences
 from xspec.runtime.node import Context
 from xspec.spec.load import load_spec
 from xspec.spec.tables.settings import RunSettings
 from xspec.spec.tables.training import Training
 from xspec.store.workspace import Workspace, node_record
-
-
-@pytest.fixture
-def registries():
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
 
 
 def _setup_of_clean_node(write_spec, base_spec, tmp_path, behaviour):

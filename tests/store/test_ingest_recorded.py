@@ -11,20 +11,11 @@ from typer.testing import CliRunner
 from xspec.cli import app
 from xspec.compiler.plan import compile_spec
 from xspec.extend import XspecModel, register_attack
-from xspec.extend.registry import ALL
 from xspec.runtime.records import MetricsLog
 from xspec.spec.base import OmitAtDefault
 from xspec.spec.load import load_spec
 from xspec.store.db import ingest
 from xspec.store.workspace import Workspace
-
-
-@pytest.fixture
-def registries():
-    saved = [registry.snapshot() for registry in ALL]
-    yield
-    for registry, entries in zip(ALL, saved):
-        registry.restore(entries)
 
 
 def _plugin_attack(default: float) -> None:
