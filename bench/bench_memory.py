@@ -15,7 +15,11 @@
    of Python objects would grow it with every pair touched), split into its dirty (copied) and
    clean (file) pages, with the workers' whole resident sets beside.
 
-Usage: .venv/bin/python bench/bench_memory.py [--rows 3000000] [--json out.json]
+`--python PATH` runs the open probes in another interpreter (say a venv holding torch's CPU build,
+whose `import torch` is far smaller than the CUDA build's); this repository goes on its
+PYTHONPATH, and the figures that need open_clip are left out where it does not import.
+
+Usage: .venv/bin/python bench/bench_memory.py [--rows 3000000] [--python PATH] [--json out.json]
 """
 
 from __future__ import annotations
@@ -57,13 +61,27 @@ def write_csv(path: Path, rows: int, images: int = 64) -> None:
 
 
 PROBE = Path(__file__).resolve().parent / "memory_probe.py"
+REPO = PROBE.parent.parent
+PYTHON = sys.executable  # --python replaces it
 
 
 def probe(variant: str, path: Path, **env: str) -> dict:
     """bench/memory_probe.py's figures for one variant, in a fresh interpreter."""
-    result = subprocess.run([sys.executable, str(PROBE), variant, str(path)], capture_output=True,
-                            text=True, check=True, env={**os.environ, **env})
+    pythonpath = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+    result = subprocess.run([PYTHON, str(PROBE), variant, str(path)], capture_output=True,
+                            text=True, check=True,
+                            env={**os.environ, "PYTHONPATH": pythonpath, **env})
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def imports(module: str) -> bool:
+    """Whether the probes' interpreter imports `module`."""
+    return subprocess.run([PYTHON, "-c", f"import {module}"], capture_output=True).returncode == 0
+
+
+def torch_build() -> str:
+    return subprocess.run([PYTHON, "-c", "import torch; print(torch.__version__)"],
+                          capture_output=True, text=True, check=True).stdout.strip()
 
 
 def sizes(nbytes: float) -> str:
@@ -83,8 +101,8 @@ def open_figures(figures: Figures, path: Path, n_rows: int) -> None:
     out = {"first": probe("columnar", path, **cache)}
     # the list-of-dicts reader holds ~0.5 GB per million rows: compared up to 3 M rows only
     old_reader = ("dicts",) if n_rows <= 3_000_000 else ()
-    for name in ("bare", "cublaslt", "torch", "columnar", "scan", *old_reader, "open_clip",
-                 "node"):
+    node = ("open_clip", "node") if imports("open_clip") else ()
+    for name in ("bare", "cublaslt", "torch", "columnar", "scan", *old_reader, *node):
         out[name] = probe(name, path, **cache)
     out["tuned"] = probe("tuned", path, CUDA_VISIBLE_DEVICES="", MALLOC_ARENA_MAX="2")
     bound = 500 if n_rows <= 3_000_000 else 1000  # the issue's bounds: 3 M and 12 M rows
@@ -102,7 +120,8 @@ def floor_figures(figures: Figures, out: dict, bound: int) -> None:
                      "import, GPU or not")
     torch_hwm = out["torch"]["hwm"]
     figures.add("process peak: import torch alone", torch_hwm / MB, " MB", ("<=", bound),
-                note=f"{sizes(torch_hwm)}: the floor of any process that imports this torch")
+                note=f"{sizes(torch_hwm)} with torch {torch_build()}: the floor of any "
+                     "process that imports this torch")
     tuned = out["tuned"]
     figures.add("process peak: import torch, no visible GPU, MALLOC_ARENA_MAX=2, trimmed",
                 tuned["hwm"] / MB, " MB",
@@ -135,6 +154,8 @@ def open_rows(figures: Figures, out: dict, bound: int, path: Path) -> None:
     figures.add("open, then read every caption in order, process peak", scan["hwm"] / MB, " MB",
                 ("<=", bound), note=f"{sizes(scan['hwm'])}; {scan['scan_seconds']:.1f} s; the "
                                     f"scan added {(scan['hwm'] - scan['open_hwm']) / MB:.0f} MB")
+    if "node" not in out:
+        return  # the probes' interpreter has no open_clip
     node, clip = out["node"], out["open_clip"]["hwm"]
     figures.add("a pretrain node's imports + open, process peak", node["hwm"] / MB, " MB",
                 note=f"{sizes(node['hwm'])}; of it import torch + open_clip alone: "
@@ -223,8 +244,10 @@ def worker_figures(figures: Figures, path: Path) -> None:
 
 def main() -> None:
     parser = cli(__doc__.splitlines()[0], rows={"type": int, "default": 3_000_000},
-                 part={"default": "open,workers"})
+                 part={"default": "open,workers"}, python={"default": sys.executable})
     args = parser.parse_args()
+    global PYTHON
+    PYTHON = args.python
     figures = Figures("memory")
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["XDG_CACHE_HOME"] = str(Path(tmp) / "cache")  # the cached index goes too
