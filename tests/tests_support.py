@@ -8,20 +8,22 @@ from pathlib import Path
 
 
 def mini_spec(name: str, body: str, *, train: int = 256, clean: int | None = None,
-              poisons: int = 16, trigger: str | None = None, data: str = "",
+              evaluate: int = 64, poisons: int = 16, trigger: str | None = None, data: str = "",
               arch: str = "xspec-vit-micro") -> str:
-    """A miniature study on generated Fashion-MNIST pairs with a BadNet attack on "bag": the
-    head every such test shares ([study], [data], [attack], [model]), then `body`, the tables
-    the test is about. `trigger` is the attack's trigger table as TOML (`{ size = 4 }`);
-    `data` adds lines to [data]."""
+    """A miniature study on generated Fashion-MNIST pairs with a BadNet attack on "bag" (no
+    attack where `poisons` is 0): the head every such test shares ([study], [data], [attack],
+    [model]), then `body`, the tables the test is about. `evaluate` is the evaluation set's
+    size; `trigger` is the attack's trigger table as TOML (`{ size = 4 }`); `data` adds lines
+    to [data]."""
     lines = [f'[study]\nname = "{name}"\nseed = 0\n',
              f'[data]\ntrain = {{ format = "fashion_mnist", size = {train} }}']
     if clean is not None:
         lines.append(f"clean = {{ size = {clean} }}")
-    lines.append('eval = { format = "fashion_mnist", split = "test", size = 64 }')
+    lines.append(f'eval = {{ format = "fashion_mnist", split = "test", size = {evaluate} }}')
     if data:
         lines.append(textwrap.dedent(data).strip())
-    lines.append(f'\n[attack]\nkind = "badnet"\ntarget = "bag"\npoisons = {poisons}')
+    lines.append(f'\n[attack]\nkind = "badnet"\ntarget = "bag"\npoisons = {poisons}' if poisons
+                 else '\n[attack]\nkind = "none"')
     if trigger:
         lines.append(f"trigger = {trigger}")
     lines.append(f'\n[model]\narch = "{arch}"\n')
@@ -63,3 +65,22 @@ def registries_kept():
             path = getattr(sys.modules[name], "__file__", None)
             if path and path.startswith(plugin_folders):
                 sys.modules.pop(name, None)
+
+
+def wobble_attack(default: float) -> type:
+    """Register a plugin attack `wobble` whose `strength` defaults to `default` (left out of
+    ids at its default): calling it again with another default is a new release of the plugin
+    that changed a default. Run it inside `registries_kept()` (the `registries` fixture)."""
+    from typing import Annotated, Literal
+
+    from xspec.extend import XspecModel, register_attack
+    from xspec.spec.base import OmitAtDefault
+
+    class Wobble(XspecModel):
+        kind: Literal["wobble"]
+        target: str
+        poisons: int
+        strength: Annotated[float, OmitAtDefault] = default
+
+    Wobble.__qualname__ = "Wobble"
+    return register_attack("xspec.runtime.attacks.base:NoAttack")(Wobble)

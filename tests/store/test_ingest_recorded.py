@@ -2,7 +2,6 @@
 compiled now (issue 18): the run folders are the truth and the database is derived."""
 
 import json
-from typing import Annotated, Literal
 
 import duckdb
 import pytest
@@ -10,23 +9,12 @@ from typer.testing import CliRunner
 
 from xspec.cli import app
 from xspec.compiler.plan import compile_spec
-from xspec.extend import XspecModel, register_attack
 from xspec.runtime.records import MetricsLog
-from xspec.spec.base import OmitAtDefault
 from xspec.spec.load import load_spec
 from xspec.store.db import ingest
 from xspec.store.workspace import Workspace
 
-
-def _plugin_attack(default: float) -> None:
-    class Wobble(XspecModel):
-        kind: Literal["wobble"]
-        target: str
-        poisons: int
-        strength: Annotated[float, OmitAtDefault] = default
-
-    Wobble.__qualname__ = "Wobble"
-    register_attack("xspec.runtime.attacks.base:NoAttack")(Wobble)
+from tests_support import wobble_attack  # conftest puts tests/ on sys.path
 
 
 def _ran(workspace: Workspace, plan, top1: float = 0.5) -> None:
@@ -39,6 +27,16 @@ def _ran(workspace: Workspace, plan, top1: float = 0.5) -> None:
         run.set_status("done")
 
 
+@pytest.fixture
+def ran(write_spec, base_spec, tmp_path):
+    """The base study's plan, run (as `_ran` fakes it) into a fresh workspace, and the plan's
+    first cleaning node."""
+    plan = compile_spec(load_spec(write_spec(base_spec)))
+    workspace = Workspace(tmp_path / "ws")
+    _ran(workspace, plan, top1=0.625)
+    return plan, workspace, plan.of_kind("clean")[0]
+
+
 def _db(workspace: Workspace, query: str, params=()):
     with duckdb.connect(str(workspace.db_path), read_only=True) as con:
         return con.execute(query, list(params)).fetchall()
@@ -47,10 +45,10 @@ def _db(workspace: Workspace, query: str, params=()):
 def test_ingest_keeps_the_config_a_run_had_after_a_default_changed(
         registries, write_spec, base_spec, tmp_path):
     text = base_spec.replace('kind = "badnet"', 'kind = "wobble"')
-    _plugin_attack(0.5)
+    wobble_attack(0.5)
     workspace = Workspace(tmp_path / "ws")
     _ran(workspace, compile_spec(load_spec(write_spec(text))))
-    _plugin_attack(0.7)  # a new release of the plugin changes the default; ids stay
+    wobble_attack(0.7)  # a new release of the plugin changes the default; ids stay
     after = compile_spec(load_spec(write_spec(text)))
     assert after.of_kind("poison")[0].config.attack.strength == 0.7
     ingest(workspace, after)
@@ -58,12 +56,8 @@ def test_ingest_keeps_the_config_a_run_had_after_a_default_changed(
     assert json.loads(config)["strength"] == 0.5  # what the run was configured with
 
 
-def test_ingest_keeps_the_lineage_and_config_of_a_hand_edited_node_json(
-        write_spec, base_spec, tmp_path):
-    plan = compile_spec(load_spec(write_spec(base_spec)))
-    workspace = Workspace(tmp_path / "ws")
-    _ran(workspace, plan)
-    clean = plan.of_kind("clean")[0]
+def test_ingest_keeps_the_lineage_and_config_of_a_hand_edited_node_json(ran):
+    plan, workspace, clean = ran
     path = workspace.run_dir(clean).node_file
     record = json.loads(path.read_text())
     record["config"]["ssl_weight"] = 0.25
@@ -77,12 +71,8 @@ def test_ingest_keeps_the_lineage_and_config_of_a_hand_edited_node_json(
 
 
 @pytest.mark.parametrize("damage", ["truncate", "delete", "other_node"])
-def test_a_damaged_node_json_is_named_and_the_nodes_results_are_kept(
-        write_spec, base_spec, tmp_path, capsys, damage):
-    plan = compile_spec(load_spec(write_spec(base_spec)))
-    workspace = Workspace(tmp_path / "ws")
-    _ran(workspace, plan, top1=0.625)
-    clean = plan.of_kind("clean")[0]
+def test_a_damaged_node_json_is_named_and_the_nodes_results_are_kept(ran, capsys, damage):
+    plan, workspace, clean = ran
     path = workspace.run_dir(clean).node_file
     if damage == "truncate":
         path.write_text(path.read_text()[:30])
@@ -163,12 +153,8 @@ def test_status_of_a_missing_workspace_without_a_spec_is_one_error(tmp_path):
     assert "no such workspace" in str(result.exception)
 
 
-def test_a_lineage_made_by_an_older_rule_is_brought_up_to_date_when_the_config_agrees(
-        write_spec, base_spec, tmp_path):
-    plan = compile_spec(load_spec(write_spec(base_spec)))
-    workspace = Workspace(tmp_path / "ws")
-    _ran(workspace, plan)
-    clean = plan.of_kind("clean")[0]
+def test_a_lineage_made_by_an_older_rule_is_brought_up_to_date_when_the_config_agrees(ran):
+    plan, workspace, clean = ran
     path = workspace.run_dir(clean).node_file
     record = json.loads(path.read_text())
     record["lineage"] = {"pretrain.attack.poisons": 16, **record["lineage"]}  # an older rule

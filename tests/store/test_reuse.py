@@ -3,19 +3,18 @@ that kind and what depends on it, nothing upstream."""
 
 import dataclasses
 import json
-from typing import Annotated, Literal
 
 import pytest
 from typer.testing import CliRunner
 
 from xspec.cli import app
 from xspec.compiler.plan import compile_spec
-from xspec.extend import XspecModel, register_attack
 from xspec.extend.registry import NODE_KINDS
-from xspec.spec.base import OmitAtDefault
 from xspec.spec.load import load_spec
 from xspec.store.reuse import ReuseRefused
 from xspec.store.workspace import Workspace
+
+from tests_support import wobble_attack  # conftest puts tests/ on sys.path
 
 
 def _edit(run, change) -> None:
@@ -61,25 +60,14 @@ def test_an_unchanged_folder_is_reused_and_an_older_node_json_is_completed(
     assert json.loads(run.node_file.read_text())["config"]["poisons"] == 0
 
 
-def _plugin_attack(default: float) -> type:
-    class Wobble(XspecModel):
-        kind: Literal["wobble"]
-        target: str
-        poisons: int
-        strength: Annotated[float, OmitAtDefault] = default
-
-    Wobble.__qualname__ = "Wobble"
-    return register_attack("xspec.runtime.attacks.base:NoAttack")(Wobble)
-
-
 def test_a_changed_default_keeps_the_id_but_refuses_the_folder(
         registries, write_spec, base_spec, tmp_path):
     text = base_spec.replace('kind = "badnet"', 'kind = "wobble"')
-    _plugin_attack(0.5)
+    wobble_attack(0.5)
     before = compile_spec(load_spec(write_spec(text)))
     workspace = Workspace(tmp_path / "ws")
     workspace.prepare(before.of_kind("poison")[0])
-    _plugin_attack(0.7)  # a new release of the plugin changes the default
+    wobble_attack(0.7)  # a new release of the plugin changes the default
     after = compile_spec(load_spec(write_spec(text)))
     assert after.of_kind("poison")[0].id == before.of_kind("poison")[0].id
     with pytest.raises(ReuseRefused, match=r"config\.strength .*a default changed"):
