@@ -10,85 +10,47 @@ import json
 import pytest
 
 from xspec.compiler.dag import Plan
+from xspec.compiler.inputs import ancestors
 from xspec.study import open_study, run_study
 from xspec.store.workspace import Workspace
 
-STRONGER = """
-[study]
-name = "stronger"
-seed = 0
+from tests_support import mini_spec  # conftest puts tests/ on sys.path
 
-[data]
-train = { format = "fashion_mnist", split = "train", size = 32 }
-eval = { format = "fashion_mnist", split = "test", size = 8 }
+BODY = """
+    [pretrain]
+    objective = "mmcl"
+    batch_size = 16
+    epochs = 1
+    select = "final"
+    """
 
-[attack]
-kind = "none"
+STRONGER = mini_spec("stronger", BODY + """
+    [evaluate]
+    metrics = ["top1"]
 
-[model]
-arch = "xspec-vit-micro"
+    [run]
+    threads = 1
+    """, train=32, evaluate=8, poisons=0)
 
-[pretrain]
-objective = "mmcl"
-batch_size = 16
-epochs = 1
-select = "final"
+CLUSTERED = mini_spec("clustered", BODY + """
+    [clean]
+    objective = "mmcl+ssl"
+    epochs = 1
 
-[evaluate]
-metrics = ["top1"]
+    [clean.deep_cluster]
+    k = 4
+    labels = { study = "stronger.toml", node = "select" }
 
-[run]
-threads = 1
-"""
-
-CLUSTERED = """
-[study]
-name = "clustered"
-seed = 0
-
-[data]
-train = { format = "fashion_mnist", split = "train", size = 32 }
-clean = { size = 8 }            # disjoint from the 4 poisoned pairs
-eval = { format = "fashion_mnist", split = "test", size = 8 }
-
-[attack]
-kind = "badnet"
-target = "bag"
-poisons = 4
-
-[model]
-arch = "xspec-vit-micro"
-
-[pretrain]
-objective = "mmcl"
-batch_size = 16
-epochs = 1
-select = "final"
-
-[clean]
-objective = "mmcl+ssl"
-epochs = 1
-
-[clean.deep_cluster]
-k = 4
-labels = { study = "stronger.toml", node = "select" }
-
-[run]
-threads = 1
-"""
+    [run]
+    threads = 1
+    """, train=32, clean=8, evaluate=8, poisons=4)  # the 8 clean pairs are not the 4 poisoned
 
 
 def _up_to(plan: Plan, kind: str) -> Plan:
     """The plan cut to the one node of `kind` and its ancestors (the cleaning runs skipped)."""
     (target,) = plan.of_kind(kind)
-    keep, todo = set(), [target.id]
-    while todo:
-        node = todo.pop()
-        if node not in keep:
-            keep.add(node)
-            todo += plan.nodes[node].deps
-    return Plan(plan.study, plan.spec_path, {i: n for i, n in plan.nodes.items() if i in keep},
-                external=plan.external)
+    keep = {node.id: node for node in ancestors(plan, target)}
+    return Plan(plan.study, plan.spec_path, keep, external=plan.external)
 
 
 @pytest.fixture
