@@ -48,6 +48,17 @@ def test_a_nested_edit_is_named_by_its_path(write_spec, base_spec, tmp_path):
         workspace.check_reuse(plan)
 
 
+def test_another_kinds_node_json_names_the_kind_apart_from_a_config_field_named_kind(
+        write_spec, base_spec, tmp_path):
+    plan = compile_spec(load_spec(write_spec(base_spec)))
+    workspace = Workspace(tmp_path / "ws")
+    poison, clean = plan.of_kind("poison")[0], plan.of_kind("clean")[0]
+    run = workspace.prepare(clean)
+    run.node_file.write_text(workspace.prepare(poison).node_file.read_text())
+    with pytest.raises(ReuseRefused, match=r"in kind, config\.kind, "):  # the attack's kind
+        workspace.check_reuse(plan)
+
+
 def test_an_unchanged_folder_is_reused_and_an_older_node_json_is_completed(
         write_spec, base_spec, tmp_path):
     plan = compile_spec(load_spec(write_spec(base_spec)))

@@ -14,9 +14,8 @@ from dataclasses import dataclass
 
 from xspec.compiler.dag import Node, Plan
 from xspec.extend.plugins import load_builtins
-from xspec.store.reuse import differences
+from xspec.store.reuse import mismatches, named
 from xspec.store.workspace import RunDir, Workspace, node_record
-from xspec.spec.base import full_dump
 
 FIELDS = ("id", "kind", "config", "deps", "lineage")  # what a node.json holds at least
 RUN_NAME = re.compile(r"[A-Za-z0-9_]+-[0-9a-f]{12}")  # <kind>-<id12> (`Node.run_name`)
@@ -105,15 +104,6 @@ def problem_line(entry: StudyRun) -> str:
             f"changed since it ran would not show); {entry.problem.consequence}")
 
 
-def differs(entry: StudyRun) -> list[str]:
-    """The config fields where a node's node.json differs from the spec compiled now (what
-    `xspec run` refuses the folder for: `xspec.store.reuse`)."""
-    if entry.problem is not None or entry.record.get("id") != entry.node.id:
-        return []
-    found = differences(entry.record.get("config"), full_dump(entry.node.config))
-    return (["kind"] if entry.record.get("kind") != entry.node.kind else []) + found
-
-
 def folder_notes(workspace: Workspace, plan: Plan) -> dict[str, str]:
     """{node id: note} for the plan's run folders whose node.json is unreadable, or differs
     from the spec compiled now (a folder `xspec run` will refuse, naming the fields)."""
@@ -121,10 +111,8 @@ def folder_notes(workspace: Workspace, plan: Plan) -> dict[str, str]:
     for entry in study_runs(workspace, plan):
         if entry.problem is not None:
             notes[entry.node.id] = f"{entry.problem}; {entry.problem.consequence}"
-        elif found := differs(entry):
-            shown = ", ".join(f"config.{f}" if f != "kind" else f for f in found[:3])
-            more = f" and {len(found) - 3} more" if len(found) > 3 else ""
-            notes[entry.node.id] = (f"node.json differs from the spec in {shown}{more}: "
+        elif found := mismatches(entry.record, entry.node):
+            notes[entry.node.id] = (f"node.json differs from the spec in {named(found, 3)}: "
                                     "`xspec run` refuses this folder")
     return notes
 
@@ -142,20 +130,16 @@ def workspace_plan(workspace: Workspace) -> tuple[Plan, dict[str, str]]:
         run = RunDir(path)
         record = read_record(run)
         kind, _, short = path.name.rpartition("-")
-        if isinstance(record, dict) and path.name == _run_name(record):
-            node = Node(record["id"], record["kind"], record["config"], tuple(record["deps"]),
-                        record["lineage"], name=record.get("name") or path.name,
-                        dep_runs=tuple(record.get("dep_runs", ())),
-                        dep_kinds=tuple(record.get("dep_kinds", ())), identity={})
-        else:
-            node = Node(short, kind, {}, (), {}, name=path.name, identity={})
-            problems[node.id] = (
+        node = Node(str(record["id"]), record["kind"], record["config"], tuple(record["deps"]),
+                    record["lineage"], name=record.get("name") or path.name,
+                    dep_runs=tuple(record.get("dep_runs", ())),
+                    dep_kinds=tuple(record.get("dep_kinds", ())),
+                    identity={}) if isinstance(record, dict) else None
+        if node is None or node.run_name != path.name:
+            problems[short] = (
                 f"{run.node_file}: not written yet (claimed, not started)" if record is None
                 else str(record) if isinstance(record, Unreadable)
-                else f"{run.node_file}: names node {_run_name(record)}, not this folder")
+                else f"{run.node_file}: names node {node.run_name}, not this folder")
+            node = Node(short, kind, {}, (), {}, name=path.name, identity={})
         plan.nodes[node.id] = node
     return plan, problems
-
-
-def _run_name(record: dict) -> str:
-    return f"{record['kind']}-{str(record['id'])[:12]}"

@@ -36,6 +36,19 @@ def differences(recorded, compiled, prefix: str = "") -> list[str]:
     return [] if recorded == compiled else [prefix or "config"]
 
 
+def mismatches(recorded: dict, node) -> list[str]:
+    """Where a node.json record disagrees with `node` as compiled now, as a message names the
+    fields: "kind" (the node's), then "config.<dotted path>" (`differences`)."""
+    found = differences(recorded.get("config"), full_dump(node.config), prefix="config")
+    return (["kind"] if recorded.get("kind") != node.kind else []) + found
+
+
+def named(found: list[str], limit: int) -> str:
+    """The first `limit` of `mismatches` and how many more: config.lr, config.seed and 2 more."""
+    return ", ".join(found[:limit]) + (f" and {len(found) - limit} more"
+                                       if len(found) > limit else "")
+
+
 def check_reuse(run, node) -> bool:
     """Raise `ReuseRefused` when `run`'s node.json is not `node`'s config. True where node.json
     should be (re)written: missing, or older and agreeing but without the defaults, or with a
@@ -48,15 +61,11 @@ def check_reuse(run, node) -> bool:
     except (OSError, ValueError) as exc:
         raise ReuseRefused(f"{run.node_file}: unreadable ({exc}); move the folder away to run "
                            f"node {node.name or node.short} afresh") from None
-    compiled = full_dump(node.config)
-    found = differences(recorded.get("config"), compiled)
-    if recorded.get("kind") != node.kind:
-        found.insert(0, "kind")
+    found = mismatches(recorded, node)
     if found:
-        shown = ", ".join(f"config.{f}" for f in found[:5])
-        more = f" and {len(found) - 5} more" if len(found) > 5 else ""
         raise ReuseRefused(
             f"{run.path}: its node.json differs from node {node.name or node.short} as compiled "
-            f"now in {shown}{more} (edited by hand, or a default changed since it ran); "
+            f"now in {named(found, 5)} (edited by hand, or a default changed since it ran); "
             "move the folder away to run the node afresh")
-    return recorded.get("config") != compiled or recorded.get("lineage") != node.lineage
+    older = recorded.get("config") != full_dump(node.config)  # agreeing, without the defaults
+    return older or recorded.get("lineage") != node.lineage
