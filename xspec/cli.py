@@ -178,10 +178,11 @@ def status(spec: Annotated[Optional[Path], typer.Argument(
     from xspec.cli_views import status_table
     from xspec.study import status_view
 
-    view = status_view(spec, _workspace(workspace))
+    ws = _workspace(workspace)
+    view = status_view(spec, ws)
     if view.warning:
         err.print(styled("warning:", "yellow", f"{view.warning}; showing the workspace only"))
-    status_table(console, view.plan, _workspace(workspace), view.states, view.notes)
+    status_table(console, view.plan, ws, view.states, view.notes)
 
 
 @app.command()

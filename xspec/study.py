@@ -122,10 +122,9 @@ def _executor_of(plan: Plan, workspace: Workspace):
     return get_executor("slurm" if submitted else "local")
 
 
-def node_states(study: Study | Plan, workspace: Workspace):
+def node_states(plan: Plan, workspace: Workspace):
     """({node id: (state, detail)} or None, warning): the executor's view merged with the
-    workspace (SLURM's queue for submitted studies)."""
-    plan = study.plan if isinstance(study, Study) else study
+    workspace (SLURM's queue for submitted plans)."""
     try:
         return _executor_of(plan, workspace).states(plan, workspace), None
     except XspecError as exc:

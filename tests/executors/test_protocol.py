@@ -49,7 +49,7 @@ def test_states_and_cancel_of_a_study_run_here(write_spec, base_spec, tmp_path):
     host = os.uname().nodename
     workspace.run_dir(poison).set_status("running", pid=dead.pid, host=host)
     workspace.run_dir(pretrain).set_status("running", pid=alive.pid, host=host)
-    states, warning = node_states(study, workspace)
+    states, warning = node_states(study.plan, workspace)
     assert warning is None
     assert states[poison.id][0] == "failed" and "is gone" in states[poison.id][1]
     assert states[pretrain.id] == ("running", "")
