@@ -19,10 +19,11 @@ from typing import Annotated, Any, Literal
 
 from xspec.errors import CompileError
 from xspec.extend import (
-    NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Setting, XspecModel,
+    NonNegativeFloat, PositiveFloat, PositiveInt, XspecModel,
     register_attack,
     register_node_kind,
 )
+from xspec.spec.base import TRAIN, Seed
 from xspec.spec.schema import StudyOutput
 from xspec.spec.tables.attacks import Targeted
 
@@ -64,7 +65,7 @@ class BadClipTriggerConfig(XspecModel):
     surrogate: dict[str, Any]
     """{"input": kind} (a dependency's checkpoint) or a file's fingerprint {"path", ...}."""
     arch: str | None
-    train: Annotated[dict[str, Any], Setting("data.train")]
+    train: Annotated[dict[str, Any], TRAIN]
     target: str
     size: PositiveInt
     location: Literal["middle", "random"]
@@ -75,7 +76,7 @@ class BadClipTriggerConfig(XspecModel):
     text_weight: NonNegativeFloat
     image_weight: NonNegativeFloat
     margin: PositiveFloat
-    seed: Annotated[NonNegativeInt, Setting("study.seed")]
+    seed: Seed
     plugins: dict[str, str] = {}
 
 

@@ -25,7 +25,10 @@ from xspec.compiler.detect import detect_config
 from xspec.errors import CompileError
 from xspec.extend.plugins import for_registered
 from xspec.extend.registry import ATTACKS, defences_of
-from xspec.spec.base import NonNegativeInt, OmitAtDefault, Setting, XspecModel, tagged_union
+from xspec.spec.base import (
+    EVAL, EVALUATION, TEMPLATES, TRAIN, NonNegativeInt, OmitAtDefault, Seed, XspecModel,
+    tagged_union,
+)
 from xspec.spec.fidelity import SSL_ONLY
 from xspec.spec.retrain import Retrain
 from xspec.spec.tables.data import CleanData, Templates, sources
@@ -34,10 +37,6 @@ from xspec.spec.tables.settings import Metric
 from xspec.spec.tables.training import Clean, Training
 
 Plugins = Annotated[dict[str, str], OmitAtDefault]
-SEED, TRAIN = Setting("study.seed"), Setting("data.train")
-EVAL, TEMPLATES, EVALUATION = Setting("data.eval"), Setting("data.templates"), Setting("evaluation")
-"""The settings several node kinds copy (`Setting`): each is shown once in a lineage."""
-Seed = Annotated[NonNegativeInt, SEED]
 """{"attack:kind": version} of the plugin pieces a node uses that declare a version."""
 
 
@@ -251,8 +250,7 @@ def config_models() -> dict[str, type[XspecModel]]:
         "shrink_perturb": create_model("ShrinkPerturbConfig", __base__=ShrinkPerturbConfig,
                                        **shared),
         "pseudo_labels": create_model("PseudoLabelsConfig", __base__=PseudoLabelsConfig,
-                                      data=(data, ...),
-                                        classes=(Annotated[evals, EVAL], ...)),
+                                      data=(data, ...), classes=(Annotated[evals, EVAL], ...)),
         "clean": create_model("CleanConfig", __base__=CleanConfig, data=(data, ...), **shared,
                               **defences["clean"]),
     }

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from xspec.spec.base import NonNegativeInt, Setting
+from xspec.spec.base import EVAL, Seed
 from xspec.spec.decree import Decree
 
 VERSION = "1"  # bump when the inversion's behaviour changes for the same settings
@@ -24,9 +24,9 @@ class DecreeConfig(Decree):
     input: Literal["select", "clean"]
     """The dependency whose checkpoint is inverted: a select node's choice or a cleaning run's
     last epoch."""
-    source: Annotated[dict[str, Any], Setting("data.eval")]
+    source: Annotated[dict[str, Any], EVAL]
     """data.eval's table: the shadow images are drawn from it."""
-    seed: Annotated[NonNegativeInt, Setting("study.seed")]
+    seed: Seed
     plugins: dict[str, str] = {}
 
 

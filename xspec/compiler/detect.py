@@ -18,7 +18,7 @@ from pydantic import create_model
 from xspec.errors import CompileError
 from xspec.extend.registry import DETECTORS, POLICIES
 from xspec.spec.policies import parse_policy
-from xspec.spec.base import NonNegativeInt, OmitAtDefault, PositiveInt, Setting, XspecModel
+from xspec.spec.base import TRAIN, OmitAtDefault, PositiveInt, Seed, XspecModel
 
 
 class Detectors(XspecModel):
@@ -32,8 +32,8 @@ class Detectors(XspecModel):
 class DetectConfig(XspecModel):
     detectors: Any
     batch_size: PositiveInt
-    train: Annotated[Any, Setting("data.train")]
-    seed: Annotated[NonNegativeInt, Setting("study.seed")]
+    train: Annotated[Any, TRAIN]
+    seed: Seed
     plugins: dict[str, str] = {}
     """Always in the id (detect ids were made with it)."""
 
@@ -43,7 +43,7 @@ def detect_config(pairs) -> type[DetectConfig]:
     detectors = create_model("Detectors", __base__=Detectors, **{
         d.name: (Annotated[d.spec | None, OmitAtDefault], None) for d in DETECTORS})
     return create_model("DetectConfig", __base__=DetectConfig, detectors=(detectors, ...),
-                        train=(Annotated[pairs, Setting("data.train")], ...))
+                        train=(Annotated[pairs, TRAIN], ...))
 
 
 def detect_node(build, spec, chain, select):

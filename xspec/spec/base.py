@@ -46,6 +46,12 @@ class Setting:
     name: str
 
 
+SEED, TRAIN = Setting("study.seed"), Setting("data.train")
+EVAL, TEMPLATES, EVALUATION = Setting("data.eval"), Setting("data.templates"), Setting("evaluation")
+"""The settings several built-in node kinds copy, named once here."""
+Seed = Annotated[NonNegativeInt, SEED]
+
+
 class _PerMember:
     """Field marker: packed siblings may differ in it (`[run] pack`): it changes how a member
     optimises, never the contents of a batch."""
