@@ -19,7 +19,23 @@ BLOCK = 1 << 16  # rows per block of a scan (`Strings.__iter__`)
 
 
 class _Column(Sequence[str]):
+    """A read-only string column: slices and negative indices as a list has them; a subclass
+    gives `_row(index)` for 0 <= index < len."""
+
     __hash__ = None
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]
+        index = int(index)
+        if index < 0:
+            index += len(self)
+        if not 0 <= index < len(self):
+            raise IndexError(f"row {index} of {len(self)}")
+        return self._row(index)
+
+    def _row(self, index: int) -> str:
+        raise NotImplementedError
 
     def __eq__(self, other) -> bool:
         if isinstance(other, str) or not isinstance(other, Sequence) or len(other) != len(self):
@@ -57,14 +73,7 @@ class Strings(_Column):
     def __len__(self) -> int:
         return int(self._starts[-1])
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += len(self)
-        if not 0 <= index < len(self):
-            raise IndexError(f"row {index} of {len(self)}")
+    def _row(self, index: int) -> str:
         chunk = int(np.searchsorted(self._starts, index, side="right")) - 1
         offsets, row = self._offsets[chunk], index - int(self._starts[chunk])
         return self._data[chunk][offsets[row]:offsets[row + 1]].tobytes().decode()
@@ -95,10 +104,7 @@ class Edited(_Column):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index) + (len(self) if int(index) < 0 else 0)
+    def _row(self, index: int) -> str:
         return self.changes[index] if index in self.changes else self.base[index]
 
     def __setitem__(self, index: int, value: str) -> None:
@@ -120,7 +126,5 @@ class JoinedPaths(_Column):
     def __len__(self) -> int:
         return len(self.relative)
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
+    def _row(self, index: int) -> str:
         return os.path.join(self.base, self.relative[index])

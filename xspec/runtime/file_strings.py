@@ -49,14 +49,7 @@ class FileStrings(_Column):
     def __len__(self) -> int:
         return self.rows
 
-    def __getitem__(self, index):
-        if isinstance(index, slice):
-            return [self[i] for i in range(*index.indices(len(self)))]
-        index = int(index)
-        if index < 0:
-            index += self.rows
-        if not 0 <= index < self.rows:
-            raise IndexError(f"row {index} of {self.rows}")
+    def _row(self, index: int) -> str:
         offsets, data = self._open()
         start, end = _BOUNDS.unpack(_read(offsets, 16, index * 8))
         return _read(data, end - start, start).decode()
