@@ -38,9 +38,10 @@ class Figure:
         if self.goal is None or self.value is None or isinstance(self.value, str):
             return None
         op, bar = self.goal
+        if op == "within":
+            return 1 / bar <= self.value <= bar
         return {"<=": self.value <= bar, "<": self.value < bar, ">=": self.value >= bar,
-                ">": self.value > bar, "==": self.value == bar,
-                "within": 1 / bar <= self.value <= bar if op == "within" else None}[op]
+                ">": self.value > bar, "==": self.value == bar}[op]
 
     def goal_text(self) -> str:
         if self.goal is None:

@@ -41,28 +41,30 @@ def cpu_seconds() -> float:
     return sum(u.ru_utime + u.ru_stime for u in usage)
 
 
-def measure(spec: Path, keep: str | None = None) -> dict:
+def measure(spec: Path, keep: str | None = None) -> tuple[dict, object]:
     """One study from scratch: estimated and measured CPU seconds in total and per node kind
-    (a node's own figure is the `cpu_s` its process recorded in status.json), and wall time."""
+    (a node's own figure is the `cpu_s` its process recorded in status.json), and wall time;
+    with the estimate itself."""
     study = open_study(spec)
     cost = estimate(study.plan, device="cpu", threads=study.spec.run.threads)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(keep) / spec.stem if keep else Path(tmp)
         before, started, load = cpu_seconds(), time.perf_counter(), os.getloadavg()[0]
-        outcome = run_study(study, Workspace(root), "local")
+        workspace = Workspace(root)
+        outcome = run_study(study, workspace, "local")
         if outcome.failed:
             raise SystemExit(f"{spec}: runs failed: {outcome.failed}")
         measured, wall = cpu_seconds() - before, time.perf_counter() - started
         load = (load + os.getloadavg()[0]) / 2  # the machine's 1-minute load, start and end
         kinds: dict[str, float] = {}
         for node in study.plan.ordered():
-            status = Workspace(root).run_dir(node).status()
+            status = workspace.run_dir(node).status()
             kinds[node.kind] = kinds.get(node.kind, 0.0) + status.get("cpu_s", 0.0)
     return {"spec": f"{spec.parent.name}/{spec.stem}", "nodes": len(study.plan.nodes),
             "estimated": cost.total, "measured": measured, "wall": wall, "load": round(load, 1),
             "kinds": {k: {"nodes": c.nodes, "estimated": round(c.seconds, 1),
                           "measured": round(kinds.get(k, 0.0), 1)}
-                      for k, c in cost.kinds.items()}}
+                      for k, c in cost.kinds.items()}}, cost
 
 
 def spec_of(name: str) -> Path:
@@ -119,9 +121,8 @@ def main() -> None:
         chosen = [s for s in chosen if f"{s.parent.name}/{s.stem}" not in done]
     figures = Figures("estimate_measured")
     for spec in chosen:
-        got = measure(spec, args.keep)
-        study = open_study(spec)
-        add_row(figures, got, estimate(study.plan, device="cpu", threads=study.spec.run.threads))
+        got, cost = measure(spec, args.keep)
+        add_row(figures, got, cost)
         if args.records:
             with open(args.records, "a") as handle:
                 handle.write(json.dumps(got) + "\n")
